@@ -1,0 +1,175 @@
+import { z } from 'zod';
+
+/**
+ * The configuration file's schema: YAML or JSON, snake_case keys, every key
+ * documented here (`.describe`) and in the README's configuration reference,
+ * unknown keys refused at every level (`strictObject`). Paths inside a config
+ * file are resolved against the file's folder; paths given as flags or
+ * environment variables against the current directory.
+ */
+
+const positiveInt = (what: string) => z.number().int(`${what} must be a whole number`).positive();
+const fileOrNull = z.string().min(1).nullable();
+
+/** A per-channel value (R, G, B) or one value for all three channels. */
+const channelValues = z.union([z.number(), z.array(z.number()).length(3)], {
+  error: 'expected a number or a list of 3 numbers (R, G, B)',
+});
+
+export const sourceSchema = z
+  .strictObject({
+    spec: z
+      .string()
+      .min(1)
+      .describe(
+        'Where frames come from: `rpicam` (Pi camera, `rpicam:N` for camera N), a V4L2 device such as `/dev/video0`, an `rtsp://`/`http://` URL, a video file, or a directory of images (replayed in name order).',
+      ),
+    width: positiveInt('source.width').max(4096).describe('Frame width asked of the camera or ffmpeg, in pixels.'),
+    height: positiveInt('source.height').max(4096).describe('Frame height asked of the camera or ffmpeg, in pixels.'),
+    fps: z.number().positive().max(120).describe('Frames per second asked of the camera; the replay rate for a directory.'),
+    rotation: z.union([z.literal(0), z.literal(180)], { error: 'expected 0 or 180' }).describe('Pi camera rotation in degrees: 0 or 180 (rpicam-vid accepts no other).'),
+    hflip: z.boolean().describe('Mirror the Pi camera image horizontally.'),
+    vflip: z.boolean().describe('Flip the Pi camera image vertically.'),
+    loop: z.boolean().describe('Replay a directory or a video file again from the start when it ends.'),
+    jpeg_quality: z.number().int().min(1).max(100).describe('MJPEG quality asked of rpicam-vid (1-100); ffmpeg maps it to its -q:v scale.'),
+  })
+  .describe('The frame source.');
+
+export const modelSchema = z
+  .strictObject({
+    path: z.string().min(1).describe('The .tflite classifier to run (uint8, int8 or float32 input).'),
+    labels: fileOrNull.describe(
+      'A labels file (one label per line, or `index label` lines); overrides the labels stored in the model. null: use the model metadata.',
+    ),
+    cpu_fallback: fileOrNull.describe(
+      'A CPU model to run when `inference.delegate` is `edgetpu` and the Edge TPU cannot be used. null: exit instead.',
+    ),
+  })
+  .describe('The model.');
+
+export const inferenceSchema = z
+  .strictObject({
+    delegate: z.enum(['cpu', 'edgetpu']).describe('`cpu`, or `edgetpu` for a Coral Edge TPU through libedgetpu.so.1.'),
+    edgetpu_device: z
+      .string()
+      .regex(/^(usb|pci)(:\d+)?$/, 'expected usb, usb:N, pci or pci:N')
+      .nullable()
+      .describe('Which Edge TPU: `usb`, `usb:0`, `pci:0`… null: the first one found.'),
+    threads: positiveInt('inference.threads').max(16).describe('CPU threads for the TFLite interpreter.'),
+    top_k: positiveInt('inference.top_k').max(1000).describe('How many classes to report per frame, highest score first.'),
+    threshold: z.number().min(0).max(1).describe('Score threshold: classes scoring below it are not reported (0-1).'),
+  })
+  .describe('How the classifier runs.');
+
+export const preprocessSchema = z
+  .strictObject({
+    resize: z
+      .enum(['stretch', 'crop', 'letterbox'])
+      .describe('How a frame becomes the input size: `stretch` the whole frame, `crop` the centre to fill, or `letterbox` with black bars.'),
+    mean: channelValues
+      .nullable()
+      .describe('Per-channel mean subtracted from pixels (0-255) for float inputs: x = (pixel - mean) / std. null: from the model metadata.'),
+    std: channelValues.nullable().describe('Per-channel standard deviation for float inputs. null: from the model metadata.'),
+  })
+  .describe('How frames become input tensors.');
+
+export const tlsSchema = z
+  .strictObject({
+    ca: fileOrNull.describe('PEM file of the certificate authority that signed the broker certificate.'),
+    cert: fileOrNull.describe('PEM client certificate, for brokers that require one.'),
+    key: fileOrNull.describe('PEM private key of the client certificate.'),
+    reject_unauthorized: z.boolean().describe('Refuse a broker whose certificate does not verify. Leave true outside tests.'),
+  })
+  .describe('TLS for `mqtts://` URLs.');
+
+export const mqttSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^(mqtts?|wss?|tcp|ssl):\/\/.+/, 'expected an mqtt://, mqtts://, ws:// or wss:// URL')
+      .nullable()
+      .describe('Broker URL, e.g. `mqtt://broker.local:1883`. null: start an embedded broker on 127.0.0.1.'),
+    embedded_port: z.number().int().min(0).max(65535).describe('Port of the embedded broker when `url` is null (0: any free port).'),
+    base_topic: z.string().min(1).nullable().describe('Topic prefix. null: `edge-classifier/<device id>`.'),
+    client_id: z.string().min(1).max(128).nullable().describe('MQTT client id. null: `edge-classifier-<device id>`.'),
+    username: z.string().nullable().describe('Broker user name.'),
+    password: z.string().nullable().describe('Broker password (prefer the EDGE_CLASSIFIER_MQTT_PASSWORD environment variable).'),
+    keepalive: z.number().int().min(0).max(65535).describe('Keepalive interval in seconds.'),
+    qos: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'expected 0, 1 or 2' }).describe('QoS of prediction, state and gpio messages (0, 1 or 2).'),
+    prediction_interval_ms: z
+      .number()
+      .int()
+      .min(0)
+      .describe('Rate limit: at most one prediction message per this many ms (0: one per classified frame).'),
+    reconnect_period_ms: z.number().int().min(100).describe('Wait between reconnect attempts, in ms.'),
+    connect_timeout_ms: z.number().int().min(100).describe('How long to wait for the broker at start-up before going on offline, in ms.'),
+    tls: tlsSchema,
+  })
+  .describe('MQTT output.');
+
+export const gpioRuleSchema = z.strictObject({
+  pin: z.number().int().min(0).max(27).describe('BCM pin number (0-27), not the header pin number.'),
+  labels: z.array(z.string().min(1)).min(1).describe('Labels that switch the output on (any of them, case-insensitive).'),
+  min_score: z.number().min(0).max(1).describe('Minimum score of a matching label.'),
+  active_low: z.boolean().describe('Drive the pin low for "on" (relay boards that switch on a low input).'),
+  hold_ms: z.number().int().min(0).describe('Keep the output on at least this long after the last match, in ms.'),
+});
+
+export const gpioSchema = z
+  .strictObject({
+    backend: z
+      .enum(['auto', 'sysfs', 'virtual'])
+      .describe('`sysfs` drives real pins through onoff, `virtual` only logs and publishes, `auto` picks sysfs when /sys/class/gpio exists.'),
+    rules: z.array(gpioRuleSchema).describe('Outputs switched by predictions.'),
+  })
+  .describe('GPIO outputs.');
+
+export const logSchema = z
+  .strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).describe('Log level.'),
+    format: z.enum(['auto', 'json', 'pretty']).describe('`json` lines (for journald), `pretty` lines, or `auto`: pretty on a terminal.'),
+  })
+  .describe('Logging to stdout.');
+
+export const configSchema = z
+  .strictObject({
+    source: sourceSchema,
+    model: modelSchema,
+    inference: inferenceSchema,
+    preprocess: preprocessSchema,
+    mqtt: mqttSchema,
+    gpio: gpioSchema,
+    log: logSchema,
+  })
+  .describe('edge-classifier configuration');
+
+/** The fully resolved configuration the daemon runs with (every key present). */
+export type Config = z.infer<typeof configSchema>;
+export type GpioRuleConfig = z.infer<typeof gpioRuleSchema>;
+
+/** Default for every key; a config file only needs the keys it changes. */
+export const DEFAULTS: Config = {
+  source: { spec: 'rpicam', width: 640, height: 480, fps: 10, rotation: 0, hflip: false, vflip: false, loop: true, jpeg_quality: 80 },
+  model: { path: 'models/mobilenet_v2_1.0_224_quant.tflite', labels: null, cpu_fallback: null },
+  inference: { delegate: 'cpu', edgetpu_device: null, threads: 2, top_k: 3, threshold: 0.1 },
+  preprocess: { resize: 'stretch', mean: null, std: null },
+  mqtt: {
+    url: null,
+    embedded_port: 1883,
+    base_topic: null,
+    client_id: null,
+    username: null,
+    password: null,
+    keepalive: 30,
+    qos: 1,
+    prediction_interval_ms: 0,
+    reconnect_period_ms: 2000,
+    connect_timeout_ms: 10000,
+    tls: { ca: null, cert: null, key: null, reject_unauthorized: true },
+  },
+  gpio: { backend: 'auto', rules: [] },
+  log: { level: 'info', format: 'auto' },
+};
+
+/** Defaults of one GPIO rule's optional keys. */
+export const GPIO_RULE_DEFAULTS = { min_score: 0.5, active_low: false, hold_ms: 0 } as const;
