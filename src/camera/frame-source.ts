@@ -21,6 +21,8 @@ export interface SourceStats {
   readonly fps: number;
   readonly restarts: number;
   readonly lastError?: string;
+  /** Frames the source itself threw away before delivering them (truncated, malformed or oversized in the stream). */
+  readonly discardedFrames?: number;
 }
 
 /** Called for every complete frame, on the main thread, in arrival order. */

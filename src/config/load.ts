@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LineCounter, parseDocument, isNode } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, isSeq } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, DEFAULTS, GPIO_RULE_DEFAULTS, type Config } from './schema.js';
 
@@ -112,7 +112,7 @@ function normalizeShorthands(layer: Plain): void {
 
 interface FileLayer {
   data: Plain;
-  /** Line (1-based) of the value at a key path in the file, when known. */
+  /** Line (1-based) of the key at a key path in the file (or of its nearest parent), when known. */
   lineOf(pathKeys: PropertyKey[]): number | undefined;
 }
 
@@ -125,12 +125,12 @@ function readConfigFile(file: string): FileLayer {
     throw new ConfigError([`cannot read config file ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`]);
   }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => {
         const pos = e.linePos?.[0];
-        return `${pos ? `line ${pos.line} column ${pos.col}: ` : ''}${e.message.split('\n')[0]}`;
+        return `${pos ? `line ${pos.line} column ${pos.col}: ` : ''}${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`;
       }),
       file,
     );
@@ -143,8 +143,15 @@ function readConfigFile(file: string): FileLayer {
     data,
     lineOf(pathKeys) {
       for (let n = pathKeys.length; n > 0; n--) {
-        const node = doc.getIn(pathKeys.slice(0, n) as (string | number)[], true);
-        if (isNode(node) && node.range) return lineCounter.linePos(node.range[0]).line;
+        const parent = n === 1 ? doc.contents : doc.getIn(pathKeys.slice(0, n - 1) as (string | number)[], true);
+        const last = pathKeys[n - 1];
+        if (isMap(parent)) {
+          const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === last);
+          if (pair && isNode(pair.key) && pair.key.range) return lineCounter.linePos(pair.key.range[0]).line;
+        } else if (isSeq(parent) && typeof last === 'number') {
+          const item = parent.items[last];
+          if (isNode(item) && item.range) return lineCounter.linePos(item.range[0]).line;
+        }
       }
       return undefined;
     },

@@ -120,7 +120,18 @@ export const gpioSchema = z
     backend: z
       .enum(['auto', 'sysfs', 'virtual'])
       .describe('`sysfs` drives real pins through onoff, `virtual` only logs and publishes, `auto` picks sysfs when /sys/class/gpio exists.'),
-    rules: z.array(gpioRuleSchema).describe('Outputs switched by predictions.'),
+    rules: z
+      .array(gpioRuleSchema)
+      .superRefine((rules, ctx) => {
+        const seen = new Map<number, number>();
+        rules.forEach((r, i) => {
+          const first = seen.get(r.pin);
+          if (first !== undefined) {
+            ctx.addIssue({ code: 'custom', path: [i, 'pin'], message: `BCM pin ${r.pin} is already used by gpio.rules[${first}]: expected one rule per pin` });
+          } else seen.set(r.pin, i);
+        });
+      })
+      .describe('Outputs switched by predictions.'),
   })
   .describe('GPIO outputs.');
 

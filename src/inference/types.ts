@@ -55,6 +55,16 @@ export interface ModelMetadata {
   readonly associated_files: string[];
 }
 
+/**
+ * Something wrong with a model file that does not stop it from running, e.g. a
+ * malformed TFLite metadata buffer or a labels file missing from the appended
+ * zip archive. `inspect` prints these; the classifier logs them at warn level.
+ */
+export interface ModelProblem {
+  readonly level: 'warning';
+  readonly message: string;
+}
+
 /** Everything the daemon knows about a model before running it. */
 export interface ModelInfo {
   readonly path: string;
@@ -69,6 +79,10 @@ export interface ModelInfo {
   readonly custom_ops: string[];
   /** True when the model was compiled by edgetpu_compiler and cannot run on the CPU. */
   readonly requires_edgetpu: boolean;
+  /** The `min_runtime_version` metadata entry written by the converter, e.g. `1.5.0`. */
+  readonly min_runtime_version?: string;
+  /** Non-fatal problems found while reading the file (warnings). */
+  readonly problems: ModelProblem[];
 }
 
 /** One class of a classification result; `score` is a dequantized probability in [0,1] for softmax outputs. */

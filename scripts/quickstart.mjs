@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+// npm start: fetch the default model and sample frames when missing (sha256
+// checked), then run the daemon on them with scripts/quickstart.yaml:
+// replayed frames, embedded MQTT broker, virtual GPIO, predictions printed.
+// Extra arguments go to `edge-classifier run`, e.g.
+//   npm start -- --source /dev/video0
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fetchAssets } from './fetch-assets.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+try {
+  await fetchAssets();
+} catch (err) {
+  console.error(`quickstart: ${err.message}`);
+  process.exit(1);
+}
+const args = [path.join(root, 'dist', 'cli.js'), 'run', '--config', path.join(root, 'scripts', 'quickstart.yaml'), '--log-predictions', ...process.argv.slice(2)];
+const child = spawn(process.execPath, args, { stdio: 'inherit' });
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));

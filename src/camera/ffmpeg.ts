@@ -1,0 +1,172 @@
+import type { Logger } from '../service/log.js';
+import { checkGeometry, checkInteger, checkOneOf } from './checks.js';
+import { ProcessSource } from './process-source.js';
+
+/** What ffmpeg reads. */
+export type FfmpegInput =
+  /** A V4L2 capture device (USB webcam), e.g. `/dev/video0` or `/dev/v4l/by-id/...`; asks it for MJPEG unless `inputFormat` says otherwise. */
+  | { readonly kind: 'v4l2'; readonly device: string; readonly inputFormat?: string }
+  /** An RTSP camera, `rtsp://` or `rtsps://`, read over TCP. */
+  | { readonly kind: 'rtsp'; readonly url: string }
+  /** An HTTP(S) stream or file, e.g. an MJPEG-over-HTTP camera. */
+  | { readonly kind: 'http'; readonly url: string }
+  /** A video file read at its native rate; `loop` restarts it at the end forever. */
+  | { readonly kind: 'file'; readonly path: string; readonly loop: boolean };
+
+/** The frames ffmpeg writes. */
+export interface FfmpegOutputOptions {
+  /** Output width in pixels after rotation (default 640). */
+  readonly width?: number;
+  /** Output height in pixels after rotation (default 480). */
+  readonly height?: number;
+  /** Output rate in Hz (default 10): frames above it are dropped before scaling. */
+  readonly fps?: number;
+  /** Clockwise rotation in degrees: 0, 90, 180 or 270 (default 0). */
+  readonly rotation?: number;
+  readonly hflip?: boolean;
+  readonly vflip?: boolean;
+  /** JPEG quality 1..100, mapped to ffmpeg's `-q:v` by `jpegQualityToQscale`; `-q:v 5` when unset. */
+  readonly jpegQuality?: number;
+}
+
+/** Defaults of the ffmpeg sources: small frames at a modest rate. */
+export const FFMPEG_DEFAULTS = { width: 640, height: 480, fps: 10, qscale: 5 } as const;
+
+/** Install instruction given when ffmpeg is missing. */
+export const FFMPEG_INSTALL_HINT = "install it with 'sudo apt install ffmpeg', or set ffmpegPath";
+
+/** Socket and read timeout handed to ffmpeg for network inputs, in microseconds (10 s): a dead camera ends ffmpeg, which is then restarted. */
+export const NETWORK_TIMEOUT_US = 10_000_000;
+
+/**
+ * Maps a JPEG quality 1..100 (100 best, as libjpeg and rpicam-vid count) to
+ * ffmpeg's MJPEG quantizer scale `-q:v` 2..31 (2 best), linearly:
+ * `round(2 + (100 - quality) * 29 / 99)`; 100 → 2, 90 → 5, 50 → 17, 1 → 31.
+ * @throws RangeError when quality is not an integer 1..100.
+ */
+export function jpegQualityToQscale(quality: number): number {
+  checkInteger('jpegQuality', quality, 1, 100);
+  return Math.round(2 + ((100 - quality) * 29) / 99);
+}
+
+/**
+ * ffmpeg arguments that read `input` and write an MJPEG stream (concatenated
+ * JPEGs) to stdout at the requested size and rate:
+ *
+ * `-hide_banner -loglevel warning -nostdin <input options> -i <input>
+ *  -map 0:v:0 -an -vf fps=F[,rotation/flips],scale=W:H -f mjpeg -q:v Q -flush_packets 1 -`
+ *
+ * Input options: V4L2 `-f v4l2 -input_format mjpeg -video_size WxH
+ * -framerate F` (the driver picks the nearest mode it has; the scale filter
+ * then gives the exact size); RTSP `-rtsp_transport tcp -timeout 10000000`
+ * (socket timeout in µs; ffmpeg 5 or later, as on Raspberry Pi OS Bookworm);
+ * HTTP `-rw_timeout 10000000`; file `-re` (native rate) and
+ * `-stream_loop -1` when looping. The fps filter comes first so that frames
+ * over the rate are dropped before they are scaled and encoded.
+ * @throws RangeError naming the option for a bad size, rate, rotation or quality.
+ */
+export function ffmpegArgs(input: FfmpegInput, output: FfmpegOutputOptions = {}): string[] {
+  const width = output.width ?? FFMPEG_DEFAULTS.width;
+  const height = output.height ?? FFMPEG_DEFAULTS.height;
+  const fps = output.fps ?? FFMPEG_DEFAULTS.fps;
+  checkGeometry(width, height, fps);
+  const rotation = checkOneOf('rotation', output.rotation ?? 0, [0, 90, 180, 270]);
+  const qscale = output.jpegQuality === undefined ? FFMPEG_DEFAULTS.qscale : jpegQualityToQscale(output.jpegQuality);
+
+  const args = ['-hide_banner', '-loglevel', 'warning', '-nostdin'];
+  switch (input.kind) {
+    case 'v4l2':
+      args.push('-f', 'v4l2', '-input_format', input.inputFormat ?? 'mjpeg');
+      args.push('-video_size', `${width}x${height}`, '-framerate', String(fps), '-i', input.device);
+      break;
+    case 'rtsp':
+      args.push('-rtsp_transport', 'tcp', '-timeout', String(NETWORK_TIMEOUT_US), '-i', input.url);
+      break;
+    case 'http':
+      args.push('-rw_timeout', String(NETWORK_TIMEOUT_US), '-i', input.url);
+      break;
+    case 'file':
+      args.push('-re');
+      if (input.loop) args.push('-stream_loop', '-1');
+      args.push('-i', input.path);
+      break;
+  }
+
+  const filters = [`fps=${fps}`];
+  if (rotation === 90) filters.push('transpose=clock');
+  if (rotation === 180) filters.push('hflip', 'vflip');
+  if (rotation === 270) filters.push('transpose=cclock');
+  if (output.hflip) filters.push('hflip');
+  if (output.vflip) filters.push('vflip');
+  filters.push(`scale=${width}:${height}`);
+
+  args.push('-map', '0:v:0', '-an', '-vf', filters.join(','));
+  args.push('-f', 'mjpeg', '-q:v', String(qscale), '-flush_packets', '1', '-');
+  return args;
+}
+
+/** `url` with its password (if any) replaced by `***`, for logs and descriptions. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === '') return url;
+    parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
+}
+
+/**
+ * A function hiding the password of `url` in any text (ffmpeg echoes the URL
+ * in its errors), in raw and percent-decoded form; identity when there is none.
+ */
+export function urlRedactor(url: string): (text: string) => string {
+  let secrets: string[] = [];
+  try {
+    const password = new URL(url).password;
+    if (password !== '') secrets = [...new Set([password, decodeURIComponent(password)])];
+  } catch {
+    secrets = [];
+  }
+  if (secrets.length === 0) return (text) => text;
+  return (text) => secrets.reduce((acc, secret) => acc.split(secret).join('***'), text);
+}
+
+/** Short description of an ffmpeg source, e.g. `v4l2 /dev/video0 640x480@10`; URL passwords are hidden. */
+export function ffmpegDescription(input: FfmpegInput, output: FfmpegOutputOptions = {}): string {
+  const size = `${output.width ?? FFMPEG_DEFAULTS.width}x${output.height ?? FFMPEG_DEFAULTS.height}@${output.fps ?? FFMPEG_DEFAULTS.fps}`;
+  switch (input.kind) {
+    case 'v4l2':
+      return `v4l2 ${input.device} ${size}`;
+    case 'rtsp':
+    case 'http':
+      return `${input.kind} ${redactUrl(input.url)} ${size}`;
+    case 'file':
+      return `video ${input.path}${input.loop ? ' (loop)' : ''} ${size}`;
+  }
+}
+
+/**
+ * A `ProcessSource` running ffmpeg on `input`. A video file that does not
+ * loop ends the source when ffmpeg exits with status 0; every other input
+ * (and a looping file) is restarted with backoff when ffmpeg exits.
+ * @throws RangeError from `ffmpegArgs` for bad options.
+ */
+export function createFfmpegSource(
+  input: FfmpegInput,
+  output: FfmpegOutputOptions & { readonly ffmpegPath?: string; readonly maxFrameBytes?: number },
+  log: Logger,
+): ProcessSource {
+  const url = input.kind === 'rtsp' || input.kind === 'http' ? input.url : undefined;
+  return new ProcessSource({
+    command: output.ffmpegPath !== undefined && output.ffmpegPath !== '' ? output.ffmpegPath : 'ffmpeg',
+    args: ffmpegArgs(input, output),
+    description: ffmpegDescription(input, output),
+    log,
+    restart: !(input.kind === 'file' && !input.loop),
+    installHint: FFMPEG_INSTALL_HINT,
+    ...(url !== undefined ? { redact: urlRedactor(url) } : {}),
+    ...(output.maxFrameBytes !== undefined ? { maxFrameBytes: output.maxFrameBytes } : {}),
+  });
+}

@@ -1,0 +1,203 @@
+import { performance } from 'node:perf_hooks';
+import type { ClassScore } from '../inference/types.js';
+import type { Logger } from '../service/log.js';
+import type { GpioBackend, GpioOutput, Level } from './backends.js';
+import { checkGpioRules, evaluate, type GpioRule } from './rules.js';
+
+/** Options of `GpioActuator`. */
+export interface GpioActuatorOptions {
+  /** One rule per BCM pin (checked: duplicates throw). */
+  readonly rules: readonly GpioRule[];
+  readonly backend: GpioBackend;
+  readonly log: Logger;
+  /**
+   * Called after every change of an output's logical level (1 = rule
+   * active, 0 = off), including the initial 0 of each pin in `start()` and
+   * the return to 0 in `stop()`. The daemon wires it to
+   * `MqttPublisher.publishGpio`. Exceptions are logged, not propagated.
+   */
+  readonly onChange?: (pin: number, level: Level) => void;
+}
+
+interface Slot {
+  readonly rule: GpioRule;
+  output: GpioOutput | undefined;
+  /** Logical level: true = rule active. */
+  on: boolean;
+  /** performance.now() of the last matching frame, ms. */
+  lastMatchAt: number;
+  holdTimer: NodeJS.Timeout | undefined;
+  failing: boolean;
+}
+
+/** Electrical level for a logical one: inverted for active-low outputs. */
+function electrical(rule: GpioRule, on: boolean): Level {
+  return on !== rule.activeLow ? 1 : 0;
+}
+
+/**
+ * Drives GPIO outputs from classifications, one `GpioRule` per BCM pin.
+ *
+ * Logical level 1 means "rule active"; this class is the one place where it
+ * becomes an electrical level (inverted for `activeLow`). The safe (off)
+ * level is logical 0: electrical low, or high for active-low outputs.
+ *
+ * - `start()` opens every pin already at its safe level; if one fails, the
+ *   pins opened so far are released and the error is thrown.
+ * - `update(classes)` evaluates each rule on a frame's top-k and writes only
+ *   when an output changes. An output turns on at the first matching frame;
+ *   it turns off at the first non-matching frame once `holdMs` have passed
+ *   since the last match — or, if frames keep not matching, by a timer at
+ *   exactly `holdMs` after the last match.
+ * - `stop()` sets every opened output to its safe level and releases it
+ *   (sysfs unexport), once however often or from wherever it is called,
+ *   and also after a half-failed `start()`. It throws after doing all pins
+ *   when any of them failed.
+ */
+export class GpioActuator {
+  private readonly slots: Slot[];
+  private readonly backend: GpioBackend;
+  private readonly log: Logger;
+  private readonly onChange: ((pin: number, level: Level) => void) | undefined;
+  private started = false;
+  private stopping: Promise<void> | undefined;
+
+  /** Throws when two rules use the same pin. No I/O. */
+  constructor(options: GpioActuatorOptions) {
+    checkGpioRules(options.rules);
+    this.slots = options.rules.map((rule) => ({ rule, output: undefined, on: false, lastMatchAt: -Infinity, holdTimer: undefined, failing: false }));
+    this.backend = options.backend;
+    this.log = options.log;
+    this.onChange = options.onChange;
+  }
+
+  /** Opens every rule's pin at its safe level and reports logical 0 for each through `onChange`. */
+  async start(): Promise<void> {
+    if (this.started || this.stopping !== undefined) return;
+    for (const slot of this.slots) {
+      try {
+        slot.output = this.backend.open(slot.rule.pin, electrical(slot.rule, false));
+      } catch (err) {
+        this.releaseAll();
+        throw err;
+      }
+    }
+    this.started = true;
+    for (const slot of this.slots) this.notify(slot.rule.pin, 0);
+    if (this.slots.length > 0) {
+      this.log.info(
+        { backend: this.backend.name, pins: this.slots.map((s) => ({ pin: s.rule.pin, labels: s.rule.labels, active_low: s.rule.activeLow })) },
+        'GPIO outputs ready',
+      );
+    }
+  }
+
+  /**
+   * Applies one frame's classes (top-k, highest first, as `Classification.classes`).
+   * `now` is `performance.now()` in ms (a parameter for tests). Ignored before
+   * `start()` and after `stop()`. A failed write is logged (once per failure
+   * streak) and retried at the next change.
+   */
+  update(classes: readonly ClassScore[], now: number = performance.now()): void {
+    if (!this.started || this.stopping !== undefined) return;
+    for (const slot of this.slots) {
+      const rule = slot.rule;
+      if (evaluate(rule, classes)) {
+        slot.lastMatchAt = now;
+        if (slot.holdTimer !== undefined) {
+          clearTimeout(slot.holdTimer);
+          slot.holdTimer = undefined;
+        }
+        if (!slot.on) this.set(slot, true);
+      } else if (slot.on) {
+        const left = slot.lastMatchAt + rule.holdMs - now;
+        if (left <= 0) this.set(slot, false);
+        else if (slot.holdTimer === undefined) {
+          slot.holdTimer = setTimeout(() => {
+            slot.holdTimer = undefined;
+            if (this.stopping === undefined && slot.on) this.set(slot, false);
+          }, left);
+        }
+      }
+    }
+  }
+
+  /** Logical level of every pin: `{ "17": 1, "27": 0 }` (1 = rule active). */
+  levels(): Record<string, Level> {
+    const out: Record<string, Level> = {};
+    for (const slot of this.slots) out[String(slot.rule.pin)] = slot.on ? 1 : 0;
+    return out;
+  }
+
+  /** Every output to its safe level and released; runs once (later calls return the same promise). */
+  stop(): Promise<void> {
+    this.stopping ??= Promise.resolve().then(() => this.doStop());
+    return this.stopping;
+  }
+
+  private doStop(): void {
+    const errors: string[] = [];
+    for (const slot of this.slots) {
+      clearTimeout(slot.holdTimer);
+      slot.holdTimer = undefined;
+      const output = slot.output;
+      if (output === undefined) continue;
+      const wasOn = slot.on;
+      try {
+        output.write(electrical(slot.rule, false));
+        slot.on = false;
+      } catch (err) {
+        errors.push(`BCM ${slot.rule.pin}: ${(err as Error).message}`);
+      }
+      try {
+        output.release();
+      } catch (err) {
+        errors.push(`BCM ${slot.rule.pin} release: ${(err as Error).message}`);
+      }
+      slot.output = undefined;
+      if (wasOn && !slot.on) this.notify(slot.rule.pin, 0);
+    }
+    this.started = false;
+    if (errors.length > 0) {
+      this.log.error({ errors }, 'GPIO outputs could not all be set to their safe level');
+      throw new Error(`GPIO stop: ${errors.join('; ')}`);
+    }
+    if (this.slots.length > 0) this.log.info('GPIO outputs at their safe level and released');
+  }
+
+  private set(slot: Slot, on: boolean): void {
+    const pin = slot.rule.pin;
+    try {
+      slot.output!.write(electrical(slot.rule, on));
+    } catch (err) {
+      if (!slot.failing) this.log.error({ pin, err: (err as Error).message }, 'GPIO write failed');
+      slot.failing = true;
+      return;
+    }
+    slot.failing = false;
+    slot.on = on;
+    this.log.debug({ pin, name: slot.rule.name, level: on ? 1 : 0 }, on ? 'GPIO output on' : 'GPIO output off');
+    this.notify(pin, on ? 1 : 0);
+  }
+
+  private releaseAll(): void {
+    for (const slot of this.slots) {
+      if (slot.output === undefined) continue;
+      try {
+        slot.output.release();
+      } catch (err) {
+        this.log.warn({ pin: slot.rule.pin, err: (err as Error).message }, 'GPIO release failed');
+      }
+      slot.output = undefined;
+    }
+  }
+
+  private notify(pin: number, level: Level): void {
+    if (this.onChange === undefined) return;
+    try {
+      this.onChange(pin, level);
+    } catch (err) {
+      this.log.warn({ pin, err: (err as Error).message }, 'GPIO onChange listener failed');
+    }
+  }
+}

@@ -1,0 +1,113 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Aedes } from 'aedes';
+import type { Logger } from '../service/log.js';
+
+/** Default port of the embedded broker: the MQTT port, 1883. */
+export const DEFAULT_EMBEDDED_PORT = 1883;
+
+/** Options of `EmbeddedBroker` (config key `mqtt.embedded_port`). */
+export interface EmbeddedBrokerOptions {
+  /** TCP port on 127.0.0.1; 0 picks a free ephemeral port. Default 1883. */
+  readonly port?: number;
+  readonly log: Logger;
+}
+
+/**
+ * An MQTT 3.1.1 broker inside the daemon (aedes v1, in-memory retained
+ * messages and sessions), listening on 127.0.0.1 only, for the quick start
+ * when no broker URL is configured. Retained messages live as long as the
+ * process. Local subscribers connect to `url`.
+ *
+ * Lifecycle: the constructor does no I/O; `start()` creates the broker with
+ * `Aedes.createBroker()` (async in aedes v1) and listens; `stop()` closes
+ * the clients, the broker and the server (idempotent).
+ */
+export class EmbeddedBroker {
+  private readonly requestedPort: number;
+  private readonly log: Logger;
+  private broker: Aedes | undefined;
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  private actualPort: number | undefined;
+
+  /** Throws when `port` is not an integer in 0..65535. */
+  constructor(options: EmbeddedBrokerOptions) {
+    const port = options.port ?? DEFAULT_EMBEDDED_PORT;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new Error(`embedded MQTT broker port ${port}: expected an integer 0..65535 (0 picks a free port)`);
+    }
+    this.requestedPort = port;
+    this.log = options.log;
+  }
+
+  /** The port listened on (the ephemeral one when 0 was asked). Throws before `start()`. */
+  get port(): number {
+    if (this.actualPort === undefined) throw new Error('embedded MQTT broker is not started: no port yet');
+    return this.actualPort;
+  }
+
+  /** `mqtt://127.0.0.1:<port>`. Throws before `start()`. */
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /** Number of connected MQTT clients. */
+  get clients(): number {
+    return this.broker?.connectedClients ?? 0;
+  }
+
+  /**
+   * Starts the broker on 127.0.0.1:`port`. Rejects with an error naming the
+   * port when it is in use (EADDRINUSE) and suggesting `mqtt.embedded_port`
+   * or `mqtt.url`; nothing is left running then.
+   */
+  async start(): Promise<void> {
+    if (this.server !== undefined) return;
+    const broker = await Aedes.createBroker();
+    broker.on('clientError', (client, err) => this.log.debug({ client: client.id, err: err.message }, 'embedded MQTT broker: client error'));
+    const server = createServer(broker.handle);
+    server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.requestedPort, '127.0.0.1', () => {
+          server.removeListener('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EADDRINUSE') {
+        throw new Error(
+          `cannot start the embedded MQTT broker on 127.0.0.1:${this.requestedPort}: the port is in use (EADDRINUSE). ` +
+            'Set mqtt.embedded_port to a free port (0 picks one) or mqtt.url to use the broker already running there',
+        );
+      }
+      throw new Error(`cannot start the embedded MQTT broker on 127.0.0.1:${this.requestedPort}: ${e.message}`);
+    }
+    server.on('error', (err) => this.log.error({ err: err.message }, 'embedded MQTT broker: server error'));
+    this.broker = broker;
+    this.server = server;
+    this.actualPort = (server.address() as AddressInfo).port;
+    this.log.info({ url: this.url }, `no broker URL configured: started an embedded MQTT broker on ${this.url}`);
+  }
+
+  /** Closes every client connection, the broker and the TCP server. Idempotent. */
+  async stop(): Promise<void> {
+    const broker = this.broker;
+    const server = this.server;
+    this.broker = undefined;
+    this.server = undefined;
+    if (broker === undefined || server === undefined) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    // aedes closes its clients; destroy any socket that never sent CONNECT.
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+    this.log.info({ port: this.actualPort }, 'embedded MQTT broker stopped');
+  }
+}

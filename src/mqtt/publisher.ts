@@ -1,0 +1,395 @@
+import { readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import type { Logger } from '../service/log.js';
+import {
+  assertPublishTopic,
+  encodePayload,
+  predictionPayload,
+  RETAIN,
+  Topics,
+  type Availability,
+  type Prediction,
+  type StatePayload,
+} from './topics.js';
+
+/** MQTT quality of service levels. */
+export type QoS = 0 | 1 | 2;
+
+/** TLS material for `mqtts://` / `wss://` brokers; paths of PEM files, read by `start()`. */
+export interface MqttTlsOptions {
+  /** CA certificate(s) to trust instead of the system store. */
+  readonly ca?: string;
+  /** Client certificate for mutual TLS. */
+  readonly cert?: string;
+  /** Private key of the client certificate. */
+  readonly key?: string;
+  /** Verify the broker's certificate (default true). Turn off only for testing. */
+  readonly rejectUnauthorized?: boolean;
+}
+
+/** Options of `MqttPublisher`; config keys `mqtt.*` map onto them. Durations in ms except `keepalive` (s). */
+export interface MqttPublisherOptions {
+  /** Broker URL: `mqtt://host:1883`, `mqtts://host:8883`, `ws://…`, `wss://…`. */
+  readonly url: string;
+  /** Client id, e.g. `edge-classifier-<device id>` (see `defaultClientId`). Must be unique per broker. */
+  readonly clientId: string;
+  readonly username?: string;
+  readonly password?: string;
+  /** Keepalive in seconds (MQTT PINGREQ interval; the broker drops us after 1.5×). Default 30. */
+  readonly keepalive?: number;
+  /** QoS of prediction, state and gpio messages. Availability and the last will always use QoS 1. Default 0. */
+  readonly qos?: QoS;
+  readonly tls?: MqttTlsOptions;
+  /** Base topic, validated (see `validateBaseTopic`). */
+  readonly baseTopic: string;
+  /** Drop predictions closer than this to the previous published one, in ms; 0 = every frame. Default 0. */
+  readonly predictionMinIntervalMs?: number;
+  /** Wait between reconnect attempts in ms (mqtt.js `reconnectPeriod`). Default 5000. */
+  readonly reconnectPeriodMs?: number;
+  /** Time allowed for a connection attempt (CONNACK) in ms, and for `start()` when waiting. Default 10000. */
+  readonly connectTimeoutMs?: number;
+  /**
+   * `true` (default): `start()` resolves on the first connection and rejects
+   * after `connectTimeoutMs` (and stops trying). `false`: `start()` resolves
+   * at once and the publisher keeps connecting in the background.
+   */
+  readonly waitForConnect?: boolean;
+  /**
+   * Most messages handed to mqtt.js and not yet confirmed (written for QoS 0,
+   * acknowledged for QoS 1/2). Beyond it predictions are dropped (counted in
+   * `droppedBackpressure`) and retained messages wait for the next connect.
+   * This bounds mqtt.js's own stores when a dead connection is not yet
+   * detected. Default 100.
+   */
+  readonly maxInFlight?: number;
+  /** Time `stop()` waits for `offline` to be acknowledged and the connection to close, in ms. Default 2000. */
+  readonly stopTimeoutMs?: number;
+  readonly log: Logger;
+}
+
+/** Counters of an `MqttPublisher`. */
+export interface MqttPublisherStats {
+  /** Connected to the broker now. */
+  readonly connected: boolean;
+  /** Messages confirmed (written for QoS 0, acknowledged for QoS 1/2), all topics. */
+  readonly published: number;
+  /** Predictions dropped because the broker was not connected (never queued: they are stale). */
+  readonly droppedOffline: number;
+  /** Predictions dropped by `predictionMinIntervalMs`. */
+  readonly droppedRateLimited: number;
+  /** Predictions dropped because `maxInFlight` messages were unconfirmed. */
+  readonly droppedBackpressure: number;
+  /** Successful connections after the first one. */
+  readonly reconnects: number;
+}
+
+const URL_PROTOCOLS = new Set(['mqtt:', 'mqtts:', 'tcp:', 'tls:', 'ssl:', 'ws:', 'wss:']);
+
+/** The URL with any password replaced by `***`, for logs and errors. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
+
+function checkUrl(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`MQTT broker URL '${url}' is not a URL: expected e.g. mqtt://broker.local:1883 or mqtts://broker.local:8883`);
+  }
+  if (!URL_PROTOCOLS.has(u.protocol)) {
+    throw new Error(
+      `MQTT broker URL '${redactUrl(url)}' has protocol '${u.protocol}': expected mqtt:, mqtts:, ws: or wss: (also tcp:, tls:, ssl:)`,
+    );
+  }
+}
+
+function positive(name: string, value: number, allowZero: boolean): number {
+  if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    throw new Error(`MQTT option ${name} is ${value}: expected a ${allowZero ? 'non-negative' : 'positive'} number`);
+  }
+  return value;
+}
+
+async function readPem(key: string, path: string | undefined): Promise<Buffer | undefined> {
+  if (path === undefined) return undefined;
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new Error(`mqtt.tls.${key}: cannot read '${path}': ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Publishes predictions, state, GPIO levels and availability to an MQTT
+ * broker through mqtt.js v5, and owns availability:
+ *
+ * - last will `<base>/availability` = `offline`, retained, QoS 1;
+ * - on every connect (the first and every reconnect) `online` (retained,
+ *   QoS 1), then the latest retained state and every GPIO level again — a
+ *   broker restarted without persistence has lost them, and messages made
+ *   while offline are delivered this way;
+ * - reconnecting is left to mqtt.js (`reconnectPeriod`); an `'error'`
+ *   listener is always attached.
+ *
+ * Offline behaviour is bounded: predictions are dropped and counted (never
+ * queued), state and GPIO keep only the latest payload per topic (one per
+ * topic, sent on connect), nothing is handed to mqtt.js while disconnected
+ * (its QoS>0 store would otherwise grow without bound), `queueQoSZero` is
+ * off, and at most `maxInFlight` messages are unconfirmed at a time.
+ *
+ * Lifecycle: the constructor validates options and does no I/O; `start()`
+ * reads the TLS files and connects; `stop()` publishes `offline` (retained)
+ * when connected, disconnects cleanly and is bounded by `stopTimeoutMs`.
+ */
+export class MqttPublisher {
+  readonly topics: Topics;
+  private readonly options: MqttPublisherOptions;
+  private readonly log: Logger;
+  private readonly qos: QoS;
+  private readonly minIntervalMs: number;
+  private readonly maxInFlight: number;
+  private readonly connectTimeoutMs: number;
+  private readonly stopTimeoutMs: number;
+  private client: MqttClient | undefined;
+  /** Latest payload of every retained topic except availability (state, gpio/<pin>). */
+  private readonly retained = new Map<string, string>();
+  private inFlight = 0;
+  private lastPredictionAt = -Infinity;
+  private everConnected = false;
+  private errorLogged = false;
+  private stopping: Promise<void> | undefined;
+  private counters = { published: 0, droppedOffline: 0, droppedRateLimited: 0, droppedBackpressure: 0, reconnects: 0 };
+
+  /** Throws when the URL, base topic or a numeric option is invalid. */
+  constructor(options: MqttPublisherOptions) {
+    checkUrl(options.url);
+    if (options.clientId.length === 0) throw new Error('MQTT client id is empty: expected e.g. edge-classifier-<device id>');
+    this.topics = new Topics(options.baseTopic);
+    const qos = options.qos ?? 0;
+    if (qos !== 0 && qos !== 1 && qos !== 2) throw new Error(`MQTT option qos is ${String(qos)}: expected 0, 1 or 2`);
+    this.qos = qos;
+    this.minIntervalMs = positive('predictionMinIntervalMs', options.predictionMinIntervalMs ?? 0, true);
+    this.maxInFlight = positive('maxInFlight', options.maxInFlight ?? 100, false);
+    this.connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? 10_000, false);
+    this.stopTimeoutMs = positive('stopTimeoutMs', options.stopTimeoutMs ?? 2000, false);
+    positive('keepalive', options.keepalive ?? 30, true);
+    positive('reconnectPeriodMs', options.reconnectPeriodMs ?? 5000, false);
+    this.options = options;
+    this.log = options.log;
+  }
+
+  /** Connected to the broker now. */
+  get connected(): boolean {
+    return this.client?.connected === true;
+  }
+
+  /**
+   * Reads the TLS files and connects. With `waitForConnect` (default) it
+   * resolves once the first connection is up, or rejects after
+   * `connectTimeoutMs` with an error naming the URL and the last connection
+   * error (and stops connecting). Without it, it resolves at once.
+   * Throws when a TLS file cannot be read (naming the key and file).
+   */
+  async start(): Promise<void> {
+    if (this.client !== undefined || this.stopping !== undefined) return;
+    const o = this.options;
+    const [ca, cert, key] = await Promise.all([
+      readPem('ca', o.tls?.ca),
+      readPem('cert', o.tls?.cert),
+      readPem('key', o.tls?.key),
+    ]);
+    if (this.stopping !== undefined) return;
+    const opts: IClientOptions = {
+      clientId: o.clientId,
+      keepalive: o.keepalive ?? 30,
+      reconnectPeriod: o.reconnectPeriodMs ?? 5000,
+      connectTimeout: this.connectTimeoutMs,
+      clean: true,
+      protocolVersion: 4,
+      queueQoSZero: false,
+      will: { topic: this.topics.availability, payload: Buffer.from('offline'), qos: 1, retain: true },
+    };
+    if (o.username !== undefined) opts.username = o.username;
+    if (o.password !== undefined) opts.password = o.password;
+    if (ca !== undefined) opts.ca = ca;
+    if (cert !== undefined) opts.cert = cert;
+    if (key !== undefined) opts.key = key;
+    if (o.tls?.rejectUnauthorized !== undefined) opts.rejectUnauthorized = o.tls.rejectUnauthorized;
+
+    const url = redactUrl(o.url);
+    let lastError: Error | undefined;
+    const client = connect(o.url, opts);
+    this.client = client;
+    client.on('connect', () => this.onConnect());
+    client.on('error', (err) => {
+      lastError = err;
+      // One warning per outage; the rest (one per reconnect attempt) at debug.
+      if (!this.errorLogged) this.log.warn({ url, err: err.message }, 'MQTT connection error');
+      else this.log.debug({ url, err: err.message }, 'MQTT connection error');
+      this.errorLogged = true;
+    });
+    client.on('offline', () => {
+      if (this.everConnected && this.stopping === undefined) this.log.warn({ url }, 'MQTT broker disconnected: reconnecting');
+    });
+
+    if (o.waitForConnect === false) {
+      this.log.info({ url, client_id: o.clientId }, 'connecting to MQTT broker');
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        client.removeListener('connect', onFirst);
+        client.removeListener('end', onEnd);
+        client.end(true);
+        this.client = undefined;
+        const why = lastError !== undefined ? `: ${lastError.message}` : '';
+        reject(new Error(`cannot connect to MQTT broker ${url} within ${this.connectTimeoutMs} ms${why}`));
+      }, this.connectTimeoutMs);
+      const onFirst = (): void => {
+        clearTimeout(timer);
+        client.removeListener('end', onEnd);
+        resolve();
+      };
+      const onEnd = (): void => {
+        clearTimeout(timer);
+        client.removeListener('connect', onFirst);
+        reject(new Error(`MQTT publisher stopped before connecting to ${url}`));
+      };
+      client.once('connect', onFirst);
+      client.once('end', onEnd);
+    });
+  }
+
+  private onConnect(): void {
+    const client = this.client;
+    if (client === undefined || this.stopping !== undefined) return;
+    if (this.everConnected) this.counters.reconnects++;
+    this.log.info({ url: redactUrl(this.options.url), base_topic: this.topics.base, reconnects: this.counters.reconnects }, 'connected to MQTT broker');
+    this.everConnected = true;
+    this.errorLogged = false;
+    this.send(this.topics.availability, 'online' satisfies Availability, 1, true);
+    for (const [topic, payload] of this.retained) this.send(topic, payload, this.qos, true);
+  }
+
+  /** Hands one message to mqtt.js, counting it until confirmed. */
+  private send(topic: string, payload: string, qos: QoS, retain: boolean, done?: (ok: boolean) => void): void {
+    const client = this.client!;
+    this.inFlight++;
+    client.publish(topic, payload, { qos, retain }, (err) => {
+      this.inFlight--;
+      if (err === undefined || err === null) this.counters.published++;
+      else this.log.debug({ topic, err: err.message }, 'MQTT publish not confirmed');
+      done?.(!err);
+    });
+  }
+
+  private canSend(): boolean {
+    return this.client !== undefined && this.client.connected && this.stopping === undefined;
+  }
+
+  /**
+   * Publishes one prediction to `<base>/prediction` (JSON, not retained,
+   * QoS `qos`; scores rounded to 4 decimals, see `predictionPayload`).
+   * Returns `true` when handed to mqtt.js; `false` when dropped because not
+   * connected, rate-limited (`predictionMinIntervalMs`) or too many messages
+   * unconfirmed — each counted in `stats()`.
+   */
+  publishPrediction(p: Prediction): boolean {
+    if (!this.canSend()) {
+      this.counters.droppedOffline++;
+      return false;
+    }
+    const now = performance.now();
+    if (this.minIntervalMs > 0 && now - this.lastPredictionAt < this.minIntervalMs) {
+      this.counters.droppedRateLimited++;
+      return false;
+    }
+    if (this.inFlight >= this.maxInFlight) {
+      this.counters.droppedBackpressure++;
+      return false;
+    }
+    this.lastPredictionAt = now;
+    this.send(this.topics.prediction, encodePayload('prediction', predictionPayload(p)), this.qos, RETAIN.prediction);
+    return true;
+  }
+
+  /**
+   * Publishes `<base>/state` (JSON, retained, QoS `qos`). Publishes every
+   * state it is given: the on-change rule is `StateTracker`'s. While offline
+   * only the latest state is kept and it is sent on the next connect.
+   */
+  publishState(s: StatePayload): void {
+    this.publishRetained(this.topics.state, encodePayload('state', s));
+  }
+
+  /**
+   * Publishes `<base>/gpio/<pin>` = `1`/`0` (logical level, 1 = rule
+   * active; retained, QoS `qos`). While offline only the latest level per
+   * pin is kept and sent on the next connect. Throws for a pin outside BCM 0..27.
+   */
+  publishGpio(pin: number, level: 0 | 1): void {
+    this.publishRetained(this.topics.gpio(pin), encodePayload('gpio', level === 1 ? '1' : '0'));
+  }
+
+  private publishRetained(topic: string, payload: string): void {
+    assertPublishTopic(topic);
+    this.retained.set(topic, payload);
+    if (this.canSend() && this.inFlight < this.maxInFlight) this.send(topic, payload, this.qos, true);
+  }
+
+  /** Counters since construction. */
+  stats(): MqttPublisherStats {
+    return { connected: this.connected, ...this.counters };
+  }
+
+  /**
+   * Publishes `offline` (retained, QoS 1) when connected and waits for its
+   * acknowledgement, then disconnects cleanly (DISCONNECT, so the broker
+   * does not send the last will — `offline` is already retained). Bounded:
+   * after `stopTimeoutMs` the connection is closed by force. Idempotent;
+   * later publishes are dropped.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const client = this.client;
+    if (client === undefined) return;
+    const deadline = Date.now() + this.stopTimeoutMs;
+    const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => resolve('timeout'), Math.max(0, ms));
+        void p.then((v) => {
+          clearTimeout(timer);
+          resolve(v);
+        });
+      });
+    let clean = false;
+    if (client.connected) {
+      const acked = new Promise<boolean>((resolve) => this.send(this.topics.availability, 'offline', 1, true, resolve));
+      clean = (await within(acked, deadline - Date.now())) === true;
+      if (!clean) this.log.warn({ url: redactUrl(this.options.url) }, "MQTT 'offline' not acknowledged in time: closing anyway");
+    }
+    // end(false) waits for unacknowledged messages; only use it when nothing is pending.
+    const force = !clean || this.inFlight > 0;
+    const ended = new Promise<void>((resolve) => client.end(force, {}, () => resolve()));
+    if ((await within(ended, deadline - Date.now())) === 'timeout') {
+      this.log.warn({ url: redactUrl(this.options.url) }, 'MQTT disconnect timed out: closing the socket');
+      client.stream?.destroy();
+    }
+    client.removeAllListeners();
+    // Keep a no-op error listener: a late socket error must not crash the process.
+    client.on('error', () => {});
+    this.log.info({ url: redactUrl(this.options.url) }, 'MQTT publisher stopped');
+  }
+}

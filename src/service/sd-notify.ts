@@ -1,0 +1,274 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Logger } from './log.js';
+
+/** Options of `SdNotifier`; all but `log` exist for tests and unusual installs. */
+export interface SdNotifierOptions {
+  readonly log: Logger;
+  /** Environment to read `NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID` from and to pass on. Default `process.env`. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** The `systemd-notify` binary. Default `systemd-notify` (on PATH; /usr/bin on Raspberry Pi OS). */
+  readonly command?: string;
+  /**
+   * Longest a single `systemd-notify` may run before it is killed and the
+   * message counted as failed, in ms. Default 6000: its barrier waits up to
+   * 5 s for systemd's reply.
+   */
+  readonly sendTimeoutMs?: number;
+  /** Our process id, sent as `--pid=` and checked against `WATCHDOG_PID`. Default `process.pid`. */
+  readonly pid?: number;
+}
+
+/** Counters of an `SdNotifier`. */
+export interface SdNotifierStats {
+  /** `systemd-notify` runs that exited 0. */
+  readonly sent: number;
+  /** Runs that failed, timed out or could not be spawned. */
+  readonly failed: number;
+  /** Messages merged into a pending one (repeated WATCHDOG=1 / STATUS=). */
+  readonly coalesced: number;
+}
+
+type Field = [key: string, value: string];
+
+/** Most messages waiting to be sent; with coalescing only READY/STOPPING bursts can reach it. */
+const MAX_QUEUE = 8;
+
+/**
+ * The sd_notify protocol (systemd.service `Type=notify`, sd_notify(3)) sent
+ * through the `systemd-notify` binary, because Node.js has no Unix datagram
+ * sockets. Each message is one run of
+ * `systemd-notify --pid=<our pid> KEY=VALUE…` with an argument array (no
+ * shell).
+ *
+ * Blocking mode, not `--no-block`: systemd attributes a notification to a
+ * unit by the sender's pid and cgroup. `systemd-notify` claims our pid in
+ * its credentials (`--pid`), which the kernel only allows to root; for any
+ * other user the datagram carries the pid of `systemd-notify` itself, so the
+ * unit needs `NotifyAccess=all`, and systemd must read the message while
+ * that short-lived process still exists. Without `--no-block`,
+ * `systemd-notify` follows the message with `BARRIER=1` and waits until
+ * systemd has processed it (closed the passed fd), which removes that race.
+ * The price: outside a real systemd a run waits up to 5 s and fails, so runs
+ * are bounded by `sendTimeoutMs`. `--pid` also sends `MAINPID=<our pid>`,
+ * which keeps systemd tracking this process if it was started through a
+ * wrapper.
+ *
+ * Messages are sent one at a time, in order, from a small bounded queue:
+ * a WATCHDOG=1 or STATUS= that is already waiting absorbs a new one (the
+ * latest status text wins) instead of growing the queue. A failed send is
+ * logged as a warning once (then at debug) and never throws.
+ *
+ * Silent no-op when `NOTIFY_SOCKET` is unset (not under systemd, or a unit
+ * that is not `Type=notify`): nothing is spawned.
+ *
+ * Lifecycle: constructor does no I/O; `start()` does nothing but exists for
+ * the common contract; `stop()` clears the watchdog timer and waits (at most
+ * `sendTimeoutMs`) for queued messages, so a `STOPPING=1` is delivered
+ * before exit. Idempotent.
+ */
+export class SdNotifier {
+  private readonly log: Logger;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly command: string;
+  private readonly sendTimeoutMs: number;
+  private readonly pid: number;
+  private readonly queue: Field[][] = [];
+  private running: ChildProcess | undefined;
+  private drained: Array<() => void> = [];
+  private watchdogTimer: NodeJS.Timeout | undefined;
+  private warned = false;
+  private closed = false;
+  private counters = { sent: 0, failed: 0, coalesced: 0 };
+
+  constructor(options: SdNotifierOptions) {
+    this.log = options.log;
+    this.env = options.env ?? process.env;
+    this.command = options.command ?? 'systemd-notify';
+    this.sendTimeoutMs = options.sendTimeoutMs ?? 6000;
+    this.pid = options.pid ?? process.pid;
+  }
+
+  /** True when `NOTIFY_SOCKET` is set, i.e. messages are sent at all. */
+  get enabled(): boolean {
+    const socket = this.env.NOTIFY_SOCKET;
+    return socket !== undefined && socket !== '';
+  }
+
+  /**
+   * Half of the watchdog timeout systemd asks for (`WATCHDOG_USEC`, in µs,
+   * set from the unit's `WatchdogSec=`), in ms — sd_watchdog_enabled(3)
+   * recommends pinging at half the timeout. `undefined` when no watchdog is
+   * requested, `NOTIFY_SOCKET` is unset, `WATCHDOG_USEC` is not a positive
+   * integer, or `WATCHDOG_PID` is set to another process's pid.
+   */
+  watchdogIntervalMs(): number | undefined {
+    if (!this.enabled) return undefined;
+    const usecText = this.env.WATCHDOG_USEC;
+    if (usecText === undefined || !/^\d+$/.test(usecText)) return undefined;
+    const usec = Number(usecText);
+    if (usec <= 0) return undefined;
+    const pidText = this.env.WATCHDOG_PID;
+    if (pidText !== undefined && pidText !== '' && Number(pidText) !== this.pid) return undefined;
+    return Math.max(1, Math.floor(usec / 2000));
+  }
+
+  /** Nothing to start: present for the common `start()`/`stop()` contract. */
+  async start(): Promise<void> {}
+
+  /** `READY=1` (and `STATUS=<status>` in the same message): start-up is complete. */
+  ready(status?: string): void {
+    const fields: Field[] = [['READY', '1']];
+    if (status !== undefined) fields.push(['STATUS', oneLine(status)]);
+    this.enqueue(fields);
+  }
+
+  /** `STATUS=<text>`: free-form status shown by `systemctl status` (newlines become spaces). */
+  status(text: string): void {
+    this.enqueue([['STATUS', oneLine(text)]]);
+  }
+
+  /** `WATCHDOG=1`: keep-alive ping for `WatchdogSec=`. */
+  watchdog(): void {
+    this.enqueue([['WATCHDOG', '1']]);
+  }
+
+  /** `STOPPING=1`: the service is shutting down. */
+  stopping(): void {
+    this.enqueue([['STOPPING', '1']]);
+  }
+
+  /**
+   * Pings `WATCHDOG=1` every `watchdogIntervalMs()` while `isHealthy()`
+   * returns true (e.g. "a frame was classified recently"); an unhealthy
+   * process stops pinging and systemd restarts it after `WatchdogSec=`.
+   * Returns the interval in ms, or `undefined` (and does nothing) when no
+   * watchdog is requested. The timer does not keep the process alive and is
+   * cleared by `stop()`; a second call replaces the first.
+   */
+  startWatchdog(isHealthy: () => boolean): number | undefined {
+    const interval = this.watchdogIntervalMs();
+    if (interval === undefined || this.closed) return undefined;
+    clearInterval(this.watchdogTimer);
+    this.watchdogTimer = setInterval(() => {
+      if (isHealthy()) this.watchdog();
+      else this.log.debug('watchdog: not healthy, no WATCHDOG=1');
+    }, interval);
+    this.watchdogTimer.unref();
+    this.log.info({ interval_ms: interval }, 'systemd watchdog enabled');
+    return interval;
+  }
+
+  /** Counters since construction. */
+  stats(): SdNotifierStats {
+    return { ...this.counters };
+  }
+
+  /** Resolves when every queued message has been sent (or failed). */
+  flush(): Promise<void> {
+    if (this.running === undefined && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drained.push(resolve));
+  }
+
+  /**
+   * Clears the watchdog timer, refuses further messages and waits up to
+   * `sendTimeoutMs` for queued ones (then kills a `systemd-notify` still
+   * running). Idempotent.
+   */
+  async stop(): Promise<void> {
+    clearInterval(this.watchdogTimer);
+    this.watchdogTimer = undefined;
+    if (this.closed) return this.flush();
+    this.closed = true;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      this.flush().then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), this.sendTimeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.queue.length = 0;
+      this.running?.kill('SIGKILL');
+    }
+  }
+
+  private enqueue(fields: Field[]): void {
+    if (!this.enabled || this.closed) return;
+    if (fields.length === 1) {
+      const key = fields[0]![0];
+      const pending = key === 'WATCHDOG' || key === 'STATUS' ? this.queue.findIndex((m) => m.length === 1 && m[0]![0] === key) : -1;
+      if (pending >= 0) {
+        this.counters.coalesced++;
+        // A waiting ping covers this one; a newer status replaces the waiting one and goes last, so it wins.
+        if (key === 'WATCHDOG') return;
+        this.queue.splice(pending, 1);
+      }
+    }
+    if (this.queue.length >= MAX_QUEUE) {
+      this.counters.failed++;
+      this.log.warn({ message: fields.map((f) => f.join('=')).join(' ') }, 'sd_notify queue full: message dropped');
+      return;
+    }
+    this.queue.push(fields);
+    this.next();
+  }
+
+  private next(): void {
+    if (this.running !== undefined) return;
+    const fields = this.queue.shift();
+    if (fields === undefined) {
+      const waiters = this.drained;
+      this.drained = [];
+      for (const w of waiters) w();
+      return;
+    }
+    const args = [`--pid=${this.pid}`, ...fields.map(([k, v]) => `${k}=${v}`)];
+    let stderr = '';
+    let done = false;
+    const finish = (error: string | undefined): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.running = undefined;
+      if (error === undefined) this.counters.sent++;
+      else this.fail(args, error);
+      this.next();
+    };
+    let child: ChildProcess;
+    try {
+      child = spawn(this.command, args, { env: this.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (err) {
+      this.running = undefined;
+      this.fail(args, (err as Error).message);
+      this.next();
+      return;
+    }
+    this.running = child;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      finish(`no reply within ${this.sendTimeoutMs} ms`);
+    }, this.sendTimeoutMs);
+    child.stderr!.on('data', (d: Buffer) => {
+      if (stderr.length < 1000) stderr += d.toString();
+    });
+    child.once('error', (err) => finish(err.message));
+    child.once('close', (code, signal) => {
+      if (code === 0) finish(undefined);
+      else finish(`exit ${code ?? signal}${stderr.trim() === '' ? '' : `: ${stderr.trim()}`}`);
+    });
+  }
+
+  private fail(args: string[], error: string): void {
+    this.counters.failed++;
+    const detail = { command: this.command, args, notify_socket: this.env.NOTIFY_SOCKET, err: error };
+    if (this.warned) {
+      this.log.debug(detail, 'sd_notify failed');
+      return;
+    }
+    this.warned = true;
+    this.log.warn(detail, `sd_notify through ${this.command} failed (${error}): systemd may not see READY/WATCHDOG; further failures are logged at debug`);
+  }
+}
+
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, ' ');
+}

@@ -1,0 +1,137 @@
+import t from 'tap';
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig, ConfigError, EX_CONFIG, packageRoot } from '../../src/config/load.js';
+import { configSchema, DEFAULTS } from '../../src/config/schema.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'ec-config-'));
+const write = (name: string, text: string) => {
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  return file;
+};
+/** The ConfigError a load throws, or a failed test. */
+const problemsOf = (fn: () => unknown): ConfigError => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+t.test('defaults need no file and resolve the model against the package', async (t) => {
+  const c = loadConfig({ env: {} });
+  t.equal(c.source.spec, 'rpicam');
+  t.equal(c.model.path, path.join(packageRoot, 'models', 'mobilenet_v2_1.0_224_quant.tflite'));
+  t.equal(c.mqtt.url, null, 'no broker URL: the embedded broker is used');
+  t.equal(c.inference.delegate, 'cpu');
+  t.same(c.gpio.rules, []);
+});
+
+t.test('a file overrides defaults, relative paths resolve against the file', async (t) => {
+  const file = write(
+    'ok.yaml',
+    [
+      'source: frames/',
+      'model:',
+      '  path: m/model.tflite',
+      'mqtt:',
+      '  url: mqtt://broker.local:1883',
+      '  qos: 0',
+      'gpio:',
+      '  rules:',
+      '    - pin: 17',
+      '      labels: [Egyptian cat, tabby]',
+    ].join('\n'),
+  );
+  const c = loadConfig({ file, env: {} });
+  t.equal(c.source.spec, path.join(dir, 'frames'), 'string shorthand for source, resolved');
+  t.equal(c.source.fps, DEFAULTS.source.fps, 'the rest of source keeps its defaults');
+  t.equal(c.model.path, path.join(dir, 'm', 'model.tflite'));
+  t.equal(c.mqtt.url, 'mqtt://broker.local:1883');
+  t.equal(c.mqtt.qos, 0);
+  t.equal(c.mqtt.keepalive, 30);
+  t.same(c.gpio.rules, [{ pin: 17, labels: ['Egyptian cat', 'tabby'], min_score: 0.5, active_low: false, hold_ms: 0 }]);
+});
+
+t.test('JSON config files work too', async (t) => {
+  const file = write('ok.json', JSON.stringify({ inference: { top_k: 5, threshold: 0.2 } }));
+  const c = loadConfig({ file, env: {} });
+  t.equal(c.inference.top_k, 5);
+  t.equal(c.inference.threshold, 0.2);
+});
+
+t.test('precedence: defaults < file < environment < flags', async (t) => {
+  const file = write('prec.yaml', 'mqtt:\n  url: mqtt://from-file:1883\n  base_topic: file/topic\nlog:\n  level: warn\n');
+  const env = { EDGE_CLASSIFIER_MQTT_URL: 'mqtt://from-env:1883', EDGE_CLASSIFIER_LOG_LEVEL: 'debug' };
+  const c = loadConfig({ file, env, overrides: { mqttUrl: 'mqtt://from-flag:1883' } });
+  t.equal(c.mqtt.url, 'mqtt://from-flag:1883');
+  t.equal(c.log.level, 'debug', 'environment beats the file');
+  t.equal(c.mqtt.base_topic, 'file/topic', 'the file beats defaults');
+  const flagged = loadConfig({ env: {}, cwd: dir, overrides: { model: 'x.tflite', gpioRules: [{ pin: 4, labels: ['cat'] }] } });
+  t.equal(flagged.model.path, path.join(dir, 'x.tflite'), 'flag paths resolve against the working directory');
+  t.same(flagged.gpio.rules[0], { pin: 4, labels: ['cat'], min_score: 0.5, active_low: false, hold_ms: 0 });
+});
+
+t.test('every problem is reported with its key, line, expectation and value', async (t) => {
+  const file = write(
+    'bad.yaml',
+    ['source: /dev/video0', 'mqtt:', '  qos: 3', '  bogus: 1', 'inference:', '  delegate: tpu', 'gpio:', '  rules:', '    - pin: 40', '      labels: [cat]'].join(
+      '\n',
+    ),
+  );
+  const err = problemsOf(() => loadConfig({ file, env: {}, overrides: { threshold: 2 } }));
+  t.equal(err.exitCode, EX_CONFIG);
+  t.equal(EX_CONFIG, 78);
+  t.equal(err.file, file);
+  const byKey = (key: string) => err.problems.find((p) => p.startsWith(`${key}:`));
+  t.equal(byKey('mqtt.qos'), 'mqtt.qos: expected 0, 1 or 2, but received 3 (line 3)');
+  t.match(byKey('mqtt.bogus'), /^mqtt\.bogus: unknown key \(line 4\) \(expected one of: url, embedded_port, .*tls\)$/);
+  t.equal(byKey('inference.delegate'), 'inference.delegate: expected one of "cpu"|"edgetpu", but received "tpu" (line 6)');
+  t.equal(byKey('gpio.rules[0].pin'), 'gpio.rules[0].pin: expected at most 27, but received 40 (line 9)');
+  t.equal(byKey('inference.threshold'), 'inference.threshold: expected at most 1, but received 2 (from --threshold)');
+  t.equal(err.problems.length, 5);
+  t.match(err.message, /^invalid configuration in .*bad\.yaml:\n {2}- /);
+});
+
+t.test('environment values are named when wrong', async (t) => {
+  const err = problemsOf(() => loadConfig({ env: { EDGE_CLASSIFIER_DELEGATE: 'gpu' } }));
+  t.same(err.problems, ['inference.delegate: expected one of "cpu"|"edgetpu", but received "gpu" (from EDGE_CLASSIFIER_DELEGATE)']);
+});
+
+t.test('unknown top-level keys and wrong types', async (t) => {
+  const err = problemsOf(() => loadConfig({ file: write('typo.yaml', 'modle:\n  path: x\nsource:\n  fps: fast\n'), env: {} }));
+  t.ok(err.problems.some((p) => /^modle: unknown key \(line 1\) \(expected one of: source, model, inference/.test(p)), err.problems.join('\n'));
+  t.ok(err.problems.includes('source.fps: expected a number, but received "fast" (line 4)'), err.problems.join('\n'));
+});
+
+t.test('YAML syntax errors, non-mapping files and missing files', async (t) => {
+  const syntax = problemsOf(() => loadConfig({ file: write('syntax.yaml', 'mqtt:\n  url: [unclosed\n'), env: {} }));
+  t.match(syntax.problems[0], /^line \d+ column \d+: /);
+  const list = problemsOf(() => loadConfig({ file: write('list.yaml', '- a\n- b\n'), env: {} }));
+  t.match(list.problems[0], /expected a mapping of keys .* but found a list of 2/);
+  const missing = problemsOf(() => loadConfig({ file: path.join(dir, 'nope.yaml'), env: {} }));
+  t.match(missing.message, /cannot read config file .*nope\.yaml: no such file/);
+  const dup = problemsOf(() => loadConfig({ file: write('dup.yaml', 'log:\n  level: info\nlog:\n  level: warn\n'), env: {} }));
+  t.match(dup.problems[0], /line 3 column 1: Map keys must be unique/);
+});
+
+t.test('the defaults satisfy the schema and every key is documented in the README', async (t) => {
+  t.ok(configSchema.safeParse(DEFAULTS).success);
+  const readme = readFileSync(path.join(packageRoot, 'README.md'), 'utf8');
+  const keys: string[] = [];
+  const walk = (obj: Record<string, unknown>, prefix: string) => {
+    for (const [k, v] of Object.entries(obj)) {
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (v && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, key);
+      else keys.push(key);
+    }
+  };
+  walk(DEFAULTS as unknown as Record<string, unknown>, '');
+  for (const k of ['gpio.rules[].pin', 'gpio.rules[].labels', 'gpio.rules[].min_score', 'gpio.rules[].active_low', 'gpio.rules[].hold_ms']) keys.push(k);
+  const undocumented = keys.filter((k) => !readme.includes(`\`${k}\``));
+  t.same(undocumented, [], 'each key appears as `key` in the README configuration reference');
+});

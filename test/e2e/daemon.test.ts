@@ -1,0 +1,153 @@
+/**
+ * End to end: the daemon as a child process (dist/cli.js run), real frames
+ * (a replay folder; an MJPEG stream from a real ffmpeg), the real model, a
+ * real mosquitto started here, a subscriber checking the topics, and a
+ * stand-in systemd notification socket.
+ */
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { image, model } from '../helpers/assets.js';
+import { startCli } from '../helpers/cli.js';
+import { startFakeNotifySocket } from '../helpers/fake-notify-socket.js';
+import { startMosquitto } from '../helpers/mosquitto.js';
+import { recordMqtt } from '../helpers/mqtt-recorder.js';
+
+const MODEL = model('mobilenet_v2_1.0_224_quant.tflite');
+
+interface PredictionMsg {
+  time: string;
+  seq: number;
+  source: string;
+  model: string;
+  classes: { index: number; label: string; score: number }[];
+  timings: Record<string, number>;
+  dropped: number;
+}
+
+/** A replay folder: two good frames and three bad ones, in this name order. */
+function replayFolder(): { dir: string; files: string[] } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ec-replay-'));
+  copyFileSync(image('cat_720p.jpg'), path.join(dir, '1-cat.jpg'));
+  writeFileSync(path.join(dir, '2-notes.jpg'), 'this is not an image\n');
+  copyFileSync(image('hot_dog.jpg'), path.join(dir, '3-hotdog.jpg'));
+  const jpeg = readFileSync(image('cat_720p.jpg'));
+  writeFileSync(path.join(dir, '4-truncated.jpg'), jpeg.subarray(0, Math.floor(jpeg.length / 2)));
+  copyFileSync(image('rgb6X4.bmp'), path.join(dir, '5-bitmap.bmp'));
+  return { dir, files: ['1-cat.jpg', '2-notes.jpg', '3-hotdog.jpg', '4-truncated.jpg', '5-bitmap.bmp'] };
+}
+
+t.test('replay folder → mosquitto: availability, predictions, state, gpio, bad frames, systemd, SIGTERM', async (t) => {
+  const broker = await startMosquitto(t);
+  const notify = await startFakeNotifySocket(t);
+  const { dir, files } = replayFolder();
+  const base = 'ec-test/replay';
+  const rec = await recordMqtt(t, broker.url, `${base}/#`);
+  const config = path.join(dir, '..', `${path.basename(dir)}.yaml`);
+  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'gpio:', '  backend: virtual', '  rules:', '    - pin: 17', '      labels: [Egyptian cat, tabby]', '      min_score: 0.5'].join('\n'));
+
+  const d = startCli(t, ['run', '--config', config, '--model', MODEL, '--mqtt-url', broker.url, '--base-topic', base], {
+    env: { ...process.env, NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '1000000' },
+  });
+
+  const online = await rec.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'online', 30_000, 'online');
+  t.ok(online, 'online published on connect');
+
+  // Two full passes over the folder: every good frame classified at least twice.
+  const predictions = () => rec.on(`${base}/prediction`).map((m) => JSON.parse(m.payload) as PredictionMsg);
+  await rec.waitFor(() => predictions().filter((p) => p.seq > files.length).length >= 2, 30_000, 'a second pass of predictions');
+
+  const fileOf = (seq: number) => files[(seq - 1) % files.length];
+  for (const p of predictions()) {
+    const file = fileOf(p.seq)!;
+    t.ok(['1-cat.jpg', '3-hotdog.jpg'].includes(file), `seq ${p.seq} (${file}) is a good frame: bad frames publish nothing`);
+    t.equal(p.classes[0]!.label, file === '1-cat.jpg' ? 'Egyptian cat' : 'hotdog, hot dog, red hot', `seq ${p.seq} ${file}: top-1`);
+    t.ok(p.classes[0]!.score > 0.5 && p.classes[0]!.score <= 1, 'score is a dequantized probability');
+    t.equal(p.classes[0]!.index, file === '1-cat.jpg' ? 286 : 935, 'ImageNet index with background at 0');
+    t.ok(p.classes.length <= 3, 'top-k (3 by default)');
+    t.equal(p.model, 'mobilenet_v2_1.0_224_quant');
+    t.match(p.source, /replay/);
+    t.ok(p.timings.inference_ms > 0 && p.timings.total_ms >= p.timings.inference_ms, 'timings in ms');
+    t.ok(!Number.isNaN(Date.parse(p.time)), 'ISO time');
+  }
+
+  // GPIO 17 follows the cat: 1 on the cat frame, 0 on the hot dog.
+  const gpio = rec.on(`${base}/gpio/17`).map((m) => m.payload);
+  t.ok(gpio.includes('1') && gpio.includes('0'), `gpio/17 toggled: ${gpio.join(' ')}`);
+
+  // Bad frames: logged once per kind, counted, the daemon goes on.
+  const dropped = d.logs.filter((l) => /frame dropped/.test(l.msg));
+  t.same(dropped.map((l) => l.kind).sort(), ['corrupt', 'not-an-image', 'unsupported-format'], 'one warning per kind of bad frame');
+  t.match(dropped.find((l) => l.kind === 'unsupported-format')!.msg, /5-bitmap\.bmp.*BMP/);
+
+  // A subscriber that comes later gets the retained state and gpio level.
+  const late = await recordMqtt(t, broker.url, `${base}/#`);
+  const state = await late.waitFor((m) => m.topic === `${base}/state`, 5000, 'retained state');
+  t.ok(state.retain, 'state is retained');
+  const s = JSON.parse(state.payload) as { label: string; score: number; since: string };
+  t.ok(['Egyptian cat', 'hotdog, hot dog, red hot'].includes(s.label), `state label ${s.label}`);
+  t.ok(!Number.isNaN(Date.parse(s.since)), 'state since');
+  t.ok((await late.waitFor((m) => m.topic === `${base}/gpio/17`, 5000, 'retained gpio')).retain, 'gpio level is retained');
+  t.ok((await late.waitFor((m) => m.topic === `${base}/availability`, 5000)).retain, 'availability is retained');
+  await late.end();
+
+  // systemd: READY once a frame is classified, STATUS with the frame rate, WATCHDOG while classifying.
+  const ready = await notify.waitFor((m) => m.fields.READY === '1', 10_000, 'READY=1');
+  t.match(ready.fields.STATUS, /fps/);
+  await notify.waitFor((m) => m.fields.WATCHDOG === '1', 10_000, 'WATCHDOG=1');
+
+  d.child.kill('SIGTERM');
+  const exit = await d.exited;
+  t.equal(exit.code, 0, 'exit 0 on SIGTERM');
+  t.ok(exit.ms < 60_000);
+  await notify.waitFor((m) => m.fields.STOPPING === '1', 5000, 'STOPPING=1');
+
+  const after = await recordMqtt(t, broker.url, `${base}/#`);
+  const avail = await after.waitFor((m) => m.topic === `${base}/availability`, 5000);
+  t.equal(avail.payload, 'offline', 'offline retained after SIGTERM');
+  t.ok(avail.retain);
+  const pin = await after.waitFor((m) => m.topic === `${base}/gpio/17`, 5000);
+  t.equal(pin.payload, '0', 'gpio back to its safe level on shutdown');
+});
+
+t.test('ffmpeg MJPEG stream from a video file → predictions; the stream ending stops the daemon cleanly', async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'ec-video-'));
+  const video = path.join(dir, 'cat.mkv');
+  // A 2 s, 5 fps MJPEG video made from the cat frame.
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-loop', '1', '-i', image('cat_720p.jpg'), '-t', '2', '-r', '5', '-c:v', 'mjpeg', '-q:v', '4', video]);
+  const base = 'ec-test/ffmpeg';
+  const rec = await recordMqtt(t, broker.url, `${base}/#`);
+  const config = path.join(dir, 'config.yaml');
+  writeFileSync(config, ['source:', `  spec: ${video}`, '  loop: false', '  width: 320', '  height: 240'].join('\n'));
+
+  const d = startCli(t, ['run', '--config', config, '--model', MODEL, '--mqtt-url', broker.url, '--base-topic', base]);
+  const exit = await d.exited;
+  t.equal(exit.code, 0, `exit 0 when the video ends\n${d.stderr}`);
+  const predictions = rec.on(`${base}/prediction`).map((m) => JSON.parse(m.payload) as PredictionMsg);
+  t.ok(predictions.length >= 3, `${predictions.length} predictions from the stream`);
+  for (const p of predictions) t.equal(p.classes[0]!.label, 'Egyptian cat', `seq ${p.seq}`);
+  t.match(predictions[0]!.source, /ffmpeg|cat\.mkv/);
+  const seqs = predictions.map((p) => p.seq);
+  t.same(seqs, [...seqs].sort((a, b) => a - b), 'sequence numbers increase');
+  await rec.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'offline', 5000, 'offline');
+});
+
+t.test('no broker URL: an embedded broker serves the topics', async (t) => {
+  const { freePort } = await import('../helpers/mosquitto.js');
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'ec-embedded-'));
+  copyFileSync(image('hot_dog.jpg'), path.join(dir, 'hot_dog.jpg'));
+  const config = path.join(dir, 'config.yaml');
+  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 4', 'mqtt:', `  embedded_port: ${port}`, '  base_topic: ec-test/embedded'].join('\n'));
+  const d = startCli(t, ['run', '--config', config, '--model', MODEL]);
+  const started = await d.waitForLog((l) => /embedded MQTT broker/.test(l.msg), 30_000, 'embedded broker log');
+  t.match(started.msg, new RegExp(`127\\.0\\.0\\.1:${port}`));
+  const rec = await recordMqtt(t, `mqtt://127.0.0.1:${port}`, 'ec-test/embedded/#');
+  const p = await rec.waitFor((m) => m.topic === 'ec-test/embedded/prediction', 20_000, 'prediction');
+  t.equal((JSON.parse(p.payload) as PredictionMsg).classes[0]!.label, 'hotdog, hot dog, red hot');
+  d.child.kill('SIGINT');
+  t.equal((await d.exited).code, 0, 'exit 0 on SIGINT');
+});

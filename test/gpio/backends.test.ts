@@ -1,0 +1,140 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import t from 'tap';
+import { GpioActuator } from '../../src/gpio/actuator.js';
+import { createGpioBackend, OnoffBackend, VirtualBackend, type OnoffGpioClass } from '../../src/gpio/backends.js';
+import { parseGpioFlag } from '../../src/gpio/rules.js';
+import { silentLogger } from '../../src/service/log.js';
+
+function capturingLogger(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line));
+      cb();
+    },
+  });
+  return { log: pino({ level: 'info' }, stream), lines };
+}
+
+function tempRoot(t: { teardown(fn: () => void): void }): string {
+  const root = mkdtempSync(path.join(tmpdir(), 'fake-sys-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  return root;
+}
+
+/** A fake sysfs tree of a Pi 5 on kernel 6.6 (pinctrl-rp1 at base 571). */
+function pi5Sys(t: { teardown(fn: () => void): void }): string {
+  const root = tempRoot(t);
+  const chip = path.join(root, 'class', 'gpio', 'gpiochip571');
+  mkdirSync(chip, { recursive: true });
+  writeFileSync(path.join(chip, 'label'), 'pinctrl-rp1\n');
+  writeFileSync(path.join(chip, 'base'), '571\n');
+  writeFileSync(path.join(chip, 'ngpio'), '54\n');
+  return root;
+}
+
+/**
+ * A stand-in for onoff's Gpio class, recording what the backend asks of it.
+ * onoff hard-codes /sys/class/gpio, which does not exist on this machine, so
+ * the real class cannot open pins here.
+ */
+function fakeGpioClass(calls: string[], fail?: NodeJS.ErrnoException): OnoffGpioClass {
+  class FakeGpio {
+    static accessible = true;
+    constructor(private readonly gpio: number, direction: string, edge: string, options: { activeLow?: boolean; reconfigureDirection?: boolean }) {
+      if (fail !== undefined) throw fail;
+      calls.push(`new ${gpio} ${direction} ${edge} activeLow=${String(options.activeLow)}`);
+    }
+    writeSync(value: number): void {
+      calls.push(`write ${this.gpio} ${value}`);
+    }
+    unexport(): void {
+      calls.push(`unexport ${this.gpio}`);
+    }
+  }
+  return FakeGpio as unknown as OnoffGpioClass;
+}
+
+t.test('auto picks the virtual backend on this machine (real onoff: Gpio.accessible is false)', async (t) => {
+  const { Gpio } = await import('onoff');
+  t.equal(Gpio.accessible, false, 'no writable /sys/class/gpio/export here');
+  const { log, lines } = capturingLogger();
+  const backend = await createGpioBackend('auto', { log });
+  t.equal(backend.name, 'virtual');
+  t.ok(backend instanceof VirtualBackend);
+  t.same(lines.map((l) => [l.level, l.msg]), [[30, 'no /sys/class/gpio: using virtual GPIO']]);
+});
+
+t.test('auto warns when /sys/class/gpio exists but is not usable', async (t) => {
+  const root = pi5Sys(t);
+  const { log, lines } = capturingLogger();
+  const backend = await createGpioBackend('auto', { log, root });
+  t.equal(backend.name, 'virtual');
+  t.same(lines.map((l) => [l.level, l.msg]), [
+    [40, `${path.join(root, 'class', 'gpio')}/export is not writable: add the service user to the 'gpio' group: using virtual GPIO (outputs will not change)`],
+  ]);
+  const broken = await createGpioBackend('auto', { log, root, loadOnoff: () => Promise.reject(new Error('Cannot find module epoll.node')) });
+  t.equal(broken.name, 'virtual');
+  t.match(lines.at(-1)?.msg, /^onoff cannot load \(Cannot find module epoll\.node\): run 'npm rebuild epoll onoff': using virtual GPIO/);
+});
+
+t.test("'sysfs' refuses to fall back; 'virtual' is always virtual", async (t) => {
+  await t.rejects(createGpioBackend('sysfs', { log: silentLogger() }), {
+    message: "gpio.backend is 'sysfs' but no /sys/class/gpio; set gpio.backend to 'virtual' to run without GPIO",
+  });
+  t.equal((await createGpioBackend('virtual', { log: silentLogger() })).name, 'virtual');
+  const calls: string[] = [];
+  const chosen = await createGpioBackend('sysfs', { log: silentLogger(), root: pi5Sys(t), loadOnoff: async () => ({ Gpio: fakeGpioClass(calls) }) });
+  t.equal(chosen.name, 'sysfs', 'onoff is used when Gpio.accessible is true');
+});
+
+t.test('OnoffBackend maps BCM to sysfs numbers and opens outputs at their level (onoff faked: no sysfs here)', async (t) => {
+  const calls: string[] = [];
+  const backend = new OnoffBackend({ Gpio: fakeGpioClass(calls), root: pi5Sys(t), log: silentLogger() });
+  const actuator = new GpioActuator({ rules: ['17=cat', '27=cat:active-low'].map(parseGpioFlag), backend, log: silentLogger() });
+  await actuator.start();
+  actuator.update([{ index: 1, label: 'cat', score: 0.9 }]);
+  await actuator.stop();
+  t.same(calls, [
+    'new 588 low none activeLow=false',
+    'new 598 high none activeLow=false',
+    'write 588 1',
+    'write 598 0',
+    'write 588 0',
+    'unexport 588',
+    'write 598 1',
+    'unexport 598',
+  ]);
+});
+
+t.test('OnoffBackend errors name the pin, the sysfs number and the fix', async (t) => {
+  const root = pi5Sys(t);
+  const eacces = Object.assign(new Error("EACCES: permission denied, open '/sys/class/gpio/export'"), { code: 'EACCES' });
+  const denied = new OnoffBackend({ Gpio: fakeGpioClass([], eacces), root, log: silentLogger() });
+  t.throws(() => denied.open(17, 0), {
+    message: "cannot open GPIO BCM 17 (sysfs GPIO 588) as an output: permission denied (EACCES): add the service user to the 'gpio' group",
+  });
+  const ebusy = Object.assign(new Error('EBUSY: resource busy or locked, write'), { code: 'EBUSY' });
+  t.throws(() => new OnoffBackend({ Gpio: fakeGpioClass([], ebusy), root, log: silentLogger() }).open(4, 0), /BCM 4 \(sysfs GPIO 575\).*in use \(EBUSY\)/);
+  const noChip = new OnoffBackend({ Gpio: fakeGpioClass([]), root: tempRoot(t), log: silentLogger() });
+  t.throws(() => noChip.open(17, 0), /cannot list .*class\/gpio/);
+});
+
+t.test('VirtualBackend keeps levels and refuses a pin opened twice', async (t) => {
+  const { log, lines } = capturingLogger();
+  const backend = new VirtualBackend({ log });
+  const out = backend.open(17, 0);
+  t.throws(() => backend.open(17, 1), /virtual GPIO BCM 17 is already open/);
+  out.write(1);
+  out.write(1);
+  t.equal(backend.level(17), 1);
+  t.equal(backend.writes, 2);
+  out.release();
+  t.equal(backend.level(17), undefined);
+  t.throws(() => out.write(0), /virtual GPIO BCM 17 was released/);
+  t.same(lines.map((l) => l.msg), ['virtual GPIO 17 opened at 0', 'virtual GPIO 17 → 1', 'virtual GPIO 17 released']);
+});
