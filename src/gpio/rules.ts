@@ -153,8 +153,10 @@ const lowered = new WeakMap<GpioRule, ReadonlySet<string>>();
 /**
  * True when any of the rule's labels is among `classes` (a frame's top-k,
  * as `Classification.classes`) with a score ≥ `rule.minScore`. Labels
- * compare case-insensitively and whole (`cat` does not match `tiger cat`).
- * `holdMs` is not applied here (that is the actuator's job).
+ * compare case-insensitively and whole (`cat` does not match `tiger cat`);
+ * a class label that lists synonyms separated by `, ` (the ImageNet labels
+ * file's convention: `hotdog, hot dog, red hot`) also matches each synonym,
+ * so `17=hotdog` works. `holdMs` is not applied here (that is the actuator's job).
  */
 export function evaluate(rule: GpioRule, classes: readonly ClassScore[]): boolean {
   let set = lowered.get(rule);
@@ -163,7 +165,10 @@ export function evaluate(rule: GpioRule, classes: readonly ClassScore[]): boolea
     lowered.set(rule, set);
   }
   for (const c of classes) {
-    if (c.score >= rule.minScore && set.has(c.label.toLowerCase())) return true;
+    if (c.score < rule.minScore) continue;
+    const label = c.label.toLowerCase();
+    if (set.has(label)) return true;
+    if (label.includes(', ') && label.split(', ').some((name) => set.has(name))) return true;
   }
   return false;
 }

@@ -7,7 +7,7 @@ import type { InputTensorArray } from '../preprocess/quantize.js';
 import { EdgeTpuUnavailableError, edgeTpuDelegate, probeDelegate, type DelegateDescriptor } from './delegate.js';
 import { Labels, readLabelsFile } from './labels.js';
 import { dequantize, topK } from './postprocess.js';
-import { InterpreterRunner } from './runner.js';
+import { InterpreterRunner, customOpMessage } from './runner.js';
 import { EDGETPU_CUSTOM_OP, parseModel } from './tflite-model.js';
 import type { Classification, ModelInfo, Normalization, TensorDetails } from './types.js';
 
@@ -154,6 +154,8 @@ export class Classifier {
         );
       }
     }
+    const unsupported = info.custom_ops.filter((op) => !(op === EDGETPU_CUSTOM_OP && delegate));
+    if (unsupported.length > 0) throw new Error(customOpMessage(unsupported[0]!, this._modelPath));
     for (const p of info.problems) this.warn(p.message);
 
     if (info.inputs.length < 1) throw new Error(`${this._modelPath} has no input tensor`);

@@ -294,7 +294,11 @@ export async function probeDelegate(modelPath: string, delegate: DelegateDescrip
         if (e.killed) message = `${what} did not load ${modelPath} within ${timeoutMs} ms`;
         else if (e.signal) {
           message = `${what} crashed the TFLite interpreter while loading ${modelPath} (${e.signal}): is an Edge TPU attached${device ? ` as ${device}` : ''}, and is it the Edge TPU runtime?`;
-        } else message = `${what} could not load ${modelPath}: ${stderr.trim().split('\n')[0] || e.message}`;
+        } else {
+          const reason = stderr.trim().split('\n')[0] || e.message;
+          message = `${what} could not load ${modelPath}: ${reason}`;
+          if (reason.includes('edgetpu-custom-op')) message += ' (the delegate did not take the Edge TPU op: is an Edge TPU attached, and is the library the Edge TPU runtime?)';
+        }
         reject(new EdgeTpuUnavailableError(message, delegate.path));
       },
     );

@@ -50,6 +50,18 @@ const TYPED_ARRAYS: Record<string, new (n: number) => InputArray> = {
 };
 
 /**
+ * Why `model` cannot run on this runtime because of the custom op `op`: for
+ * `edgetpu-custom-op`, that it was compiled for the Edge TPU and needs it;
+ * for any other op, that this runtime (builtin ops only) lacks it.
+ */
+export function customOpMessage(op: string, model: string): string {
+  if (op === EDGETPU_CUSTOM_OP) {
+    return `${model} was compiled for the Edge TPU (it holds the custom op ${EDGETPU_CUSTOM_OP}), so it needs the Edge TPU: set inference.delegate to edgetpu, or run the CPU version of the model (the same model before edgetpu_compiler)`;
+  }
+  return `${model} uses the custom op '${op}', which this TFLite runtime does not provide (only builtin ops are available): re-convert the model without custom ops`;
+}
+
+/**
  * Turns the binding's error text into a sentence about `model`:
  * "Failed to create tflite model" → `<model> is not a valid TFLite model`;
  * "Encountered unresolved custom op: X" → for `edgetpu-custom-op`, that the
@@ -62,13 +74,7 @@ export function describeLoadError(message: string, model: string): string {
     return `${model} is not a valid TFLite model (TFLite could not read its flatbuffer)`;
   }
   const custom = /unresolved custom op: ([^\s.]+(?:\.[^\s.]+)*)\.?/i.exec(message);
-  if (custom) {
-    const op = custom[1]!;
-    if (op === EDGETPU_CUSTOM_OP) {
-      return `${model} was compiled for the Edge TPU (it holds the custom op ${EDGETPU_CUSTOM_OP}), so it needs the Edge TPU: set inference.delegate to edgetpu, or run the CPU version of the model (the same model before edgetpu_compiler)`;
-    }
-    return `${model} uses the custom op '${op}', which this TFLite runtime does not provide (only builtin ops are available): re-convert the model without custom ops`;
-  }
+  if (custom) return customOpMessage(custom[1]!, model);
   const first = message.split('\n').find((l) => l.trim() !== '') ?? message;
   return `${model} could not be loaded by TFLite: ${first.trim()}`;
 }

@@ -120,7 +120,8 @@ export class Daemon extends EventEmitter {
     try {
       this.classifier = await Classifier.open(classifierOptions(c, this.log));
       const info = this.classifier.info;
-      this.modelName = info.metadata?.name || path.basename(this.classifier.modelPath, '.tflite');
+      // The file name, not the metadata name: it tells model variants (quant, edgetpu, ...) apart across a fleet.
+      this.modelName = path.basename(this.classifier.modelPath, '.tflite');
       this.log.info(
         {
           model: this.classifier.modelPath,

@@ -25,7 +25,8 @@ t.test('classify --json: one object per image, the top-1 of SOURCES.md', async (
   t.same(lines.map((l) => l.file), files);
   t.same(lines.slice(0, 3).map((l) => l.classes[0]!.label), ['Egyptian cat', 'military uniform', 'chickadee']);
   t.match(lines[3]!.classes[0]!.label, /^dragonfly/);
-  t.ok(lines.every((l) => l.classes.length === 2), 'top-k 2');
+  t.ok(lines.every((l) => l.classes.length >= 1 && l.classes.length <= 2), 'top-k 2 above the 0.1 threshold');
+  t.equal(lines[0]!.classes.length, 2, 'the cat has a runner-up above 0.1');
   t.ok(lines[0]!.classes[0]!.score > 0.6 && lines[0]!.classes[0]!.score < 0.9, `cat score ${lines[0]!.classes[0]!.score} near 0.75`);
   t.ok(lines[0]!.classes[0]!.score >= lines[0]!.classes[1]!.score, 'highest first');
 });

@@ -70,4 +70,8 @@ t.test('evaluate: any label among the top-k with score ≥ minScore, case-insens
   t.equal(evaluate(rule, top(['tabby', 0.9])), false, 'a synonym inside a label does not match');
   t.equal(evaluate(rule, top(['Egyptian cats', 0.9])), false);
   t.equal(evaluate(rule, []), false);
+  const hotdog = parseGpioFlag('5=hotdog');
+  t.equal(evaluate(hotdog, top(['hotdog, hot dog, red hot', 0.94])), true, 'a synonym of an ImageNet label matches');
+  t.equal(evaluate(parseGpioFlag('5=hot dog'), top(['hotdog, hot dog, red hot', 0.94])), true);
+  t.equal(evaluate(parseGpioFlag('5=red'), top(['hotdog, hot dog, red hot', 0.94])), false, 'never part of a name');
 });

@@ -15,7 +15,7 @@ t.test('runs MobileNet V1 0.25 128 quant in a worker', async (t) => {
   t.ok(result.input instanceof Uint8Array && result.input.length === 49152, 'and handed back for reuse');
   t.ok(result.output instanceof Uint8Array);
   t.equal(result.output.length, 1001);
-  const sum = result.output.reduce((a, b) => a + b, 0) / 256; // softmax, scale 1/256
+  const sum = Array.from(result.output).reduce((a, b) => a + b, 0) / 256; // softmax, scale 1/256
   t.ok(sum > 0 && sum <= 1.01, `dequantized scores are a (rounded) distribution (sum ${sum})`);
   t.ok(result.inference_ms > 0 && result.inference_ms < 5000, `inference_ms ${result.inference_ms}`);
   const again = await runner.infer(result.input);
@@ -80,7 +80,7 @@ t.test('the main thread stays responsive while the worker infers', async (t) => 
   t.teardown(() => runner.close());
   const histogram = monitorEventLoopDelay({ resolution: 5 });
   histogram.enable();
-  let input = new Uint8Array(224 * 224 * 3).fill(100);
+  let input: Uint8Array = new Uint8Array(224 * 224 * 3).fill(100);
   for (let i = 0; i < 20; i++) input = (await runner.infer(input)).input as Uint8Array;
   histogram.disable();
   const p99 = histogram.percentile(99) / 1e6;
