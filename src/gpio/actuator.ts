@@ -176,7 +176,7 @@ export class GpioActuator {
     }
     slot.failing = false;
     slot.on = on;
-    this.log.debug({ pin, name: slot.rule.name, level: on ? 1 : 0 }, on ? 'GPIO output on' : 'GPIO output off');
+    this.log.debug({ pin, name: slot.rule.name, value: on ? 1 : 0 }, on ? 'GPIO output on' : 'GPIO output off');
     this.notify(pin, on ? 1 : 0);
   }
 

@@ -89,7 +89,7 @@ export class OnoffBackend implements GpioBackend {
     } catch (err) {
       throw openError(pin, sysfs, err as NodeJS.ErrnoException);
     }
-    this.log.debug({ pin, sysfs, level: initialLevel }, 'GPIO output opened');
+    this.log.debug({ pin, sysfs, value: initialLevel }, 'GPIO output opened');
     return {
       pin,
       write(level: Level): void {
@@ -125,7 +125,7 @@ export class VirtualBackend implements GpioBackend {
   open(pin: number, initialLevel: Level): GpioOutput {
     if (this.levels.has(pin)) throw new Error(`virtual GPIO BCM ${pin} is already open: expected one output per pin`);
     this.levels.set(pin, initialLevel);
-    this.log.info({ pin, level: initialLevel }, `virtual GPIO ${pin} opened at ${initialLevel}`);
+    this.log.info({ pin, value: initialLevel }, `virtual GPIO ${pin} opened at ${initialLevel}`);
     let released = false;
     return {
       pin,
@@ -134,12 +134,12 @@ export class VirtualBackend implements GpioBackend {
         this.writeCount++;
         if (this.levels.get(pin) === level) return;
         this.levels.set(pin, level);
-        this.log.info({ pin, level }, `virtual GPIO ${pin} → ${level}`);
+        this.log.info({ pin, value: level }, `virtual GPIO ${pin} → ${level}`);
       },
       release: (): void => {
         if (released) return;
         released = true;
-        this.log.info({ pin, level: this.levels.get(pin) }, `virtual GPIO ${pin} released`);
+        this.log.info({ pin, value: this.levels.get(pin) }, `virtual GPIO ${pin} released`);
         this.levels.delete(pin);
       },
     };

@@ -119,18 +119,8 @@ export class Daemon extends EventEmitter {
     const c = this.config;
     try {
       this.classifier = await Classifier.open(classifierOptions(c, this.log));
-      const info = this.classifier.info;
       // The file name, not the metadata name: it tells model variants (quant, edgetpu, ...) apart across a fleet.
       this.modelName = path.basename(this.classifier.modelPath, '.tflite');
-      this.log.info(
-        {
-          model: this.classifier.modelPath,
-          backend: this.classifier.backend,
-          input: `${JSON.stringify(info.inputs[0]?.shape)} ${info.inputs[0]?.dtype}`,
-          classes: this.classifier.labels.length,
-        },
-        'model loaded',
-      );
 
       const id = deviceId();
       this.baseTopic = c.mqtt.base_topic ?? defaultBaseTopic(id);

@@ -26,6 +26,7 @@ export function createLogger(
       colorize: false,
       translateTime: 'SYS:HH:MM:ss.l',
       ignore: 'pid,hostname',
+      singleLine: true,
     });
     return pino(options, stream);
   }

@@ -135,3 +135,8 @@ t.test('the defaults satisfy the schema and every key is documented in the READM
   const undocumented = keys.filter((k) => !readme.includes(`\`${k}\``));
   t.same(undocumented, [], 'each key appears as `key` in the README configuration reference');
 });
+
+t.test('systemd/config.example.yaml is valid and lists the defaults', async (t) => {
+  const c = loadConfig({ file: path.join(packageRoot, 'systemd', 'config.example.yaml'), env: {} });
+  t.same({ ...c, model: { ...c.model, path: DEFAULTS.model.path } }, DEFAULTS);
+});
