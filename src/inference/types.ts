@@ -104,6 +104,7 @@ export interface Timings {
   readonly total_ms: number;
 }
 
+/** The result of classifying one frame or file: what `classify --json` and the MQTT prediction carry. */
 export interface Classification {
   /** Top-k classes above the score threshold, highest score first. */
   readonly classes: ClassScore[];

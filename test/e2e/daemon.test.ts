@@ -98,10 +98,11 @@ t.test('replay folder → mosquitto: availability, predictions, state, gpio, bad
   t.match(ready.fields.STATUS, /fps/);
   await notify.waitFor((m) => m.fields.WATCHDOG === '1', 10_000, 'WATCHDOG=1');
 
+  const killedAt = Date.now();
   d.child.kill('SIGTERM');
   const exit = await d.exited;
   t.equal(exit.code, 0, 'exit 0 on SIGTERM');
-  t.ok(exit.ms < 60_000);
+  t.ok(Date.now() - killedAt < 5000, `stopped within 5 s (${Date.now() - killedAt} ms)`);
   await notify.waitFor((m) => m.fields.STOPPING === '1', 5000, 'STOPPING=1');
 
   const after = await recordMqtt(t, broker.url, `${base}/#`);
@@ -140,7 +141,7 @@ t.test('no broker URL: an embedded broker serves the topics', async (t) => {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'ec-embedded-'));
   copyFileSync(image('hot_dog.jpg'), path.join(dir, 'hot_dog.jpg'));
-  const config = path.join(dir, 'config.yaml');
+  const config = `${dir}.yaml`;
   writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 4', 'mqtt:', `  embedded_port: ${port}`, '  base_topic: ec-test/embedded'].join('\n'));
   const d = startCli(t, ['run', '--config', config, '--model', MODEL]);
   const started = await d.waitForLog((l) => /embedded MQTT broker/.test(l.msg), 30_000, 'embedded broker log');
@@ -150,4 +151,24 @@ t.test('no broker URL: an embedded broker serves the topics', async (t) => {
   t.equal((JSON.parse(p.payload) as PredictionMsg).classes[0]!.label, 'hotdog, hot dog, red hot');
   d.child.kill('SIGINT');
   t.equal((await d.exited).code, 0, 'exit 0 on SIGINT');
+});
+
+t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU model', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ec-tpu-'));
+  copyFileSync(image('cat_720p.jpg'), path.join(dir, 'cat.jpg'));
+  const { freePort } = await import('../helpers/mosquitto.js');
+  const config = `${dir}.yaml`;
+  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'mqtt:', `  embedded_port: ${await freePort()}`].join('\n'));
+  const d = startCli(
+    t,
+    ['run', '--config', config, '--model', model('mobilenet_v1_0.25_128_quant_edgetpu.tflite'), '--delegate', 'edgetpu', '--cpu-model', model('mobilenet_v1_0.25_128_quant.tflite'), '--log-predictions'],
+    { env: { ...process.env, EDGE_CLASSIFIER_EDGETPU_LIB: path.join(dir, 'libedgetpu.so.1') } },
+  );
+  await d.waitForLog((l) => l.msg === 'first frame classified: ready', 30_000, 'ready');
+  const warnings = d.logs.filter((l) => l.level === 40 && /Edge TPU runtime/.test(l.msg));
+  t.equal(warnings.length, 1, 'one warning naming the Edge TPU runtime');
+  t.match(warnings[0]!.msg, /apt install libedgetpu1-std/);
+  await d.waitForLog((l) => /tiger cat|tabby|Egyptian cat/.test(l.msg) && typeof l.seq === 'number', 10_000, 'a CPU prediction');
+  d.child.kill('SIGTERM');
+  t.equal((await d.exited).code, 0);
 });
