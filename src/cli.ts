@@ -151,6 +151,13 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
     }
   };
 
+  // A crash still runs the cleanup: outputs to their safe level, offline published, no child left.
+  const crash = (err: unknown) => {
+    log.fatal({ err }, `unexpected error: ${(err as Error)?.message ?? String(err)}`);
+    void shutdown('crash', 1);
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
   process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
   process.on('SIGINT', () => void shutdown('SIGINT', 0));
   process.on('SIGHUP', () => void reload());
