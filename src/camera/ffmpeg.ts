@@ -1,4 +1,4 @@
-import type { Logger } from '../service/log.js';
+import { redactUrl, type Logger } from '../service/log.js';
 import { checkGeometry, checkInteger, checkOneOf } from './checks.js';
 import { ProcessSource } from './process-source.js';
 
@@ -105,17 +105,6 @@ export function ffmpegArgs(input: FfmpegInput, output: FfmpegOutputOptions = {})
   return args;
 }
 
-/** `url` with its password (if any) replaced by `***`, for logs and descriptions. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password === '') return url;
-    parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url;
-  }
-}
 
 /**
  * A function hiding the password of `url` in any text (ffmpeg echoes the URL

@@ -1,8 +1,8 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import type { Logger } from '../service/log.js';
+import { redactUrl, type Logger } from '../service/log.js';
 import { checkGeometry, checkInteger, checkOneOf } from './checks.js';
-import { createFfmpegSource, redactUrl } from './ffmpeg.js';
+import { createFfmpegSource } from './ffmpeg.js';
 import type { FrameSource } from './frame-source.js';
 import { ReplaySource } from './replay.js';
 import { createRpicamSource } from './rpicam.js';

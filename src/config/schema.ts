@@ -27,7 +27,9 @@ export const sourceSchema = z
     width: positiveInt('source.width').max(4096).describe('Frame width asked of the camera or ffmpeg, in pixels.'),
     height: positiveInt('source.height').max(4096).describe('Frame height asked of the camera or ffmpeg, in pixels.'),
     fps: z.number().positive().max(120).describe('Frames per second asked of the camera; the replay rate for a directory.'),
-    rotation: z.union([z.literal(0), z.literal(180)], { error: 'expected 0 or 180' }).describe('Pi camera rotation in degrees: 0 or 180 (rpicam-vid accepts no other).'),
+    rotation: z
+      .union([z.literal(0), z.literal(90), z.literal(180), z.literal(270)], { error: 'expected 0, 90, 180 or 270' })
+      .describe('Clockwise rotation in degrees: 0, 90, 180 or 270 for ffmpeg sources; 0 or 180 for the Pi camera (rpicam-vid accepts no other).'),
     hflip: z.boolean().describe('Mirror the Pi camera image horizontally.'),
     vflip: z.boolean().describe('Flip the Pi camera image vertically.'),
     loop: z.boolean().describe('Replay a directory or a video file again from the start when it ends.'),

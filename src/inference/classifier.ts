@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../service/log.js';
 import { silentLogger } from '../service/log.js';
@@ -8,7 +7,7 @@ import { EdgeTpuUnavailableError, edgeTpuDelegate, probeDelegate, type DelegateD
 import { Labels, readLabelsFile } from './labels.js';
 import { dequantize, topK } from './postprocess.js';
 import { InterpreterRunner, customOpMessage } from './runner.js';
-import { EDGETPU_CUSTOM_OP, parseModel } from './tflite-model.js';
+import { EDGETPU_CUSTOM_OP, readModelFile } from './tflite-model.js';
 import type { Classification, ModelInfo, Normalization, TensorDetails } from './types.js';
 
 /** Where inference runs. */
@@ -117,7 +116,7 @@ export class Classifier {
   async start(): Promise<void> {
     if (this.runner) return;
     const o = this.options;
-    let { bytes, info } = await this.readModel(o.modelPath);
+    let { bytes, info } = await readModelFile(o.modelPath);
     this._modelPath = o.modelPath;
     let delegate: DelegateDescriptor | undefined;
 
@@ -138,14 +137,14 @@ export class Classifier {
         if (!(err instanceof EdgeTpuUnavailableError) || !o.cpuModelPath) throw err;
         delegate = undefined;
         this.warn(`${err.message}. Running the CPU model ${o.cpuModelPath} instead`);
-        ({ bytes, info } = await this.readModel(o.cpuModelPath));
+        ({ bytes, info } = await readModelFile(o.cpuModelPath));
         this._modelPath = o.cpuModelPath;
       }
     }
     if (!delegate && info.requires_edgetpu) {
       if (o.cpuModelPath && this._modelPath !== o.cpuModelPath) {
         this.log.info({ model: o.modelPath, cpu_model: o.cpuModelPath }, 'model is compiled for the Edge TPU; using its CPU version');
-        ({ bytes, info } = await this.readModel(o.cpuModelPath));
+        ({ bytes, info } = await readModelFile(o.cpuModelPath));
         this._modelPath = o.cpuModelPath;
       }
       if (info.requires_edgetpu) {
@@ -280,19 +279,6 @@ export class Classifier {
   /** Same as `stop()`. */
   close(): Promise<void> {
     return this.stop();
-  }
-
-  private async readModel(path: string): Promise<{ bytes: Buffer; info: ModelInfo }> {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(path);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new Error(`cannot read the model file ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`, {
-        cause: err,
-      });
-    }
-    return { bytes, info: await parseModel(bytes, path) };
   }
 
   private warn(message: string): void {

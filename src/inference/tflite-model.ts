@@ -294,6 +294,14 @@ function readInt32Vector(table: FlatTable, v: { start: number; length: number })
  * Throws the file system's error (ENOENT ...) with the path, or FlatbufferFormatError.
  */
 export async function readModelInfo(path: string): Promise<ModelInfo> {
+  return (await readModelFile(path)).info;
+}
+
+/**
+ * Reads a .tflite file: its bytes (for the interpreter) and their description.
+ * Throws as `readModelInfo`.
+ */
+export async function readModelFile(path: string): Promise<{ bytes: Buffer; info: ModelInfo }> {
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
@@ -303,7 +311,7 @@ export async function readModelInfo(path: string): Promise<ModelInfo> {
       cause: err,
     });
   }
-  return parseModel(bytes, path);
+  return { bytes, info: await parseModel(bytes, path) };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import type { Logger } from '../service/log.js';
+import { redactUrl, type Logger } from '../service/log.js';
 import {
   assertPublishTopic,
   encodePayload,
@@ -85,17 +85,6 @@ export interface MqttPublisherStats {
 }
 
 const URL_PROTOCOLS = new Set(['mqtt:', 'mqtts:', 'tcp:', 'tls:', 'ssl:', 'ws:', 'wss:']);
-
-/** The URL with any password replaced by `***`, for logs and errors. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return url;
-  }
-}
 
 function checkUrl(url: string): void {
   let u: URL;

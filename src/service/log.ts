@@ -37,3 +37,20 @@ export function createLogger(
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+/**
+ * `url` with its password replaced by `***`, for logs, errors and MQTT
+ * payloads (camera URLs such as `rtsp://admin:secret@cam/stream`, broker
+ * URLs). Returns the text unchanged when it has no password or is not a URL.
+ */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === '') return url;
+    parsed.password = '***';
+    const text = parsed.toString();
+    return url.endsWith('/') ? text : text.replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}

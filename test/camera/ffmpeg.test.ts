@@ -4,9 +4,9 @@ import {
   ffmpegArgs,
   ffmpegDescription,
   jpegQualityToQscale,
-  redactUrl,
   urlRedactor,
 } from '../../src/camera/ffmpeg.js';
+import { redactUrl } from '../../src/service/log.js';
 
 const head = ['-hide_banner', '-loglevel', 'warning', '-nostdin'];
 const tail = (vf: string, q = '5') => ['-map', '0:v:0', '-an', '-vf', vf, '-f', 'mjpeg', '-q:v', q, '-flush_packets', '1', '-'];
