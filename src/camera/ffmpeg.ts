@@ -33,7 +33,7 @@ export interface FfmpegOutputOptions {
 export const FFMPEG_DEFAULTS = { width: 640, height: 480, fps: 10, qscale: 5 } as const;
 
 /** Install instruction given when ffmpeg is missing. */
-export const FFMPEG_INSTALL_HINT = "install it with 'sudo apt install ffmpeg', or set ffmpegPath";
+export const FFMPEG_INSTALL_HINT = "install it with 'sudo apt install ffmpeg'";
 
 /** Socket and read timeout handed to ffmpeg for network inputs, in microseconds (10 s): a dead camera ends ffmpeg, which is then restarted. */
 export const NETWORK_TIMEOUT_US = 10_000_000;

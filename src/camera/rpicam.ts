@@ -33,7 +33,7 @@ export const RPICAM_DEFAULTS = { width: 640, height: 480, fps: 10 } as const;
 
 /** Install instruction given whenever the camera apps are missing. */
 export const RPICAM_INSTALL_HINT =
-  "install the Raspberry Pi camera apps with 'sudo apt install rpicam-apps' (or rpicam-apps-lite), or set rpicamPath";
+  "install the Raspberry Pi camera apps with 'sudo apt install rpicam-apps' (or rpicam-apps-lite)";
 
 /**
  * Arguments for `rpicam-vid` writing an endless MJPEG stream to stdout:

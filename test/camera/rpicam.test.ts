@@ -69,7 +69,7 @@ t.test('program lookup: rpicam-vid first, then libcamera-vid, else a clear error
   t.equal(findRpicamProgram(undefined, pathOf(tmp, bullseye)), older, 'libcamera-vid on older systems');
   t.throws(() => findRpicamProgram(undefined, pathOf(tmp)), {
     message:
-      "the Pi camera source needs rpicam-vid (or libcamera-vid), but neither is on PATH: install the Raspberry Pi camera apps with 'sudo apt install rpicam-apps' (or rpicam-apps-lite), or set rpicamPath",
+      "the Pi camera source needs rpicam-vid (or libcamera-vid), but neither is on PATH: install the Raspberry Pi camera apps with 'sudo apt install rpicam-apps' (or rpicam-apps-lite)",
   });
   t.equal(findRpicamProgram(older, ''), older, 'an override path is used as is');
   t.equal(findRpicamProgram('libcamera-vid', pathOf(bookworm)), path.join(bookworm, 'libcamera-vid'));
