@@ -141,7 +141,7 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
       config = next;
       log.level = config.log.level;
       daemon = new Daemon({ config, log, notifier, logPredictions: flags.logPredictions });
-      daemon.on('end', () => void shutdown('source ended', 0));
+      watch(daemon);
       await daemon.start();
     } catch (err) {
       log.fatal({ err }, `reload failed: ${(err as Error).message}`);
@@ -161,7 +161,14 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
   process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
   process.on('SIGINT', () => void shutdown('SIGINT', 0));
   process.on('SIGHUP', () => void reload());
-  daemon.on('end', () => void shutdown('source ended', 0));
+  function watch(d: Daemon): void {
+    d.on('end', () => void shutdown('source ended', 0));
+    d.on('failed', (err: Error) => {
+      log.fatal(`classification keeps failing (${err.message}): stopping so the service manager can restart`);
+      void shutdown('classifier failing', 1);
+    });
+  }
+  watch(daemon);
 
   try {
     await daemon.start();

@@ -21,6 +21,10 @@ import type { SdNotifier } from './sd-notify.js';
 
 /** How often `STATUS=` and the stats log line are refreshed, in ms. */
 export const STATUS_INTERVAL_MS = 10_000;
+/** Consecutive classification failures (other than bad frames) after which the daemon gives up: `'failed'` is emitted. */
+export const MAX_CONSECUTIVE_FAILURES = 20;
+/** Least time between two logged classification failures, in ms (the rest are counted). */
+const FAILURE_LOG_INTERVAL_MS = 10_000;
 /** How long `stop()` waits for the frame in flight before dropping it, in ms. */
 export const STOP_IN_FLIGHT_MS = 2_000;
 
@@ -65,7 +69,8 @@ export interface DaemonOptions {
  * Events: `'ready'` after the first classification, `'prediction'`
  * `(frame, classes)` per classified frame, `'end'` `(reason)` when a finite
  * source (replay without loop, a video file) has ended and the last frame
- * is done.
+ * is done, `'failed'` `(error)` after {@link MAX_CONSECUTIVE_FAILURES}
+ * classifications in a row failed for a reason other than a bad frame.
  */
 export class Daemon extends EventEmitter {
   private readonly config: Config;
@@ -89,6 +94,8 @@ export class Daemon extends EventEmitter {
 
   private classified = 0;
   private failed = 0;
+  private consecutiveFailures = 0;
+  private lastFailureLoggedAt = -Infinity;
   private readonly badFrames: Record<string, number> = {};
   private lastClassifiedAt = 0;
   private classifiedAtLastStatus = 0;
@@ -225,6 +232,7 @@ export class Daemon extends EventEmitter {
       classes = result.classes;
       const totalMs = performance.now() - frame.arrivedAt;
       this.classified += 1;
+      this.consecutiveFailures = 0;
       this.lastClassifiedAt = performance.now();
       const dropped = this.slot.stats().dropped;
       const timings = { ...result.timings, total_ms: totalMs };
@@ -261,7 +269,14 @@ export class Daemon extends EventEmitter {
         if (seen === 0) this.log.warn({ seq: frame.seq, kind: err.kind }, `frame dropped: ${err.message} (further ${err.kind} frames are counted, not logged)`);
       } else {
         this.failed += 1;
-        this.log.error({ seq: frame.seq, err }, 'classification failed');
+        this.consecutiveFailures += 1;
+        const now = performance.now();
+        if (now - this.lastFailureLoggedAt >= FAILURE_LOG_INTERVAL_MS) {
+          this.lastFailureLoggedAt = now;
+          this.log.error({ seq: frame.seq, err, failed: this.failed }, `classification failed: ${(err as Error).message}`);
+        }
+        // A dead interpreter worker fails every frame: give up so systemd restarts the service.
+        if (this.consecutiveFailures === MAX_CONSECUTIVE_FAILURES) this.emit('failed', err);
       }
     }
   }
