@@ -18,5 +18,7 @@ try {
 }
 const args = [path.join(root, 'dist', 'cli.js'), 'run', '--config', path.join(root, 'scripts', 'quickstart.yaml'), '--log-predictions', ...process.argv.slice(2)];
 const child = spawn(process.execPath, args, { stdio: 'inherit' });
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+// The terminal went away: stop the daemon (to the daemon itself SIGHUP means "reload").
+process.on('SIGHUP', () => child.kill('SIGTERM'));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));

@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, EX_CONFIG, loadConfig, packageRoot, type ConfigOverrides } from './config/load.js';
+import { preflight } from './config/preflight.js';
 import type { Config } from './config/schema.js';
 import { GPIO_FLAG_EXAMPLE, GPIO_FLAG_GRAMMAR, parseGpioFlag } from './gpio/rules.js';
 import { Classifier } from './inference/classifier.js';
@@ -89,8 +90,13 @@ function addModelFlags(cmd: Command): Command {
 
 /** `run`: the daemon, until SIGTERM/SIGINT; SIGHUP reloads the configuration. */
 async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; baseTopic?: string; gpio?: string[]; logPredictions?: boolean; checkConfig?: boolean }): Promise<number> {
-  const load = () => loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
-  let config = load();
+  /** Loads and preflights the configuration; throws ConfigError. */
+  const load = async () => {
+    const c = loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
+    await preflight(c, flags.config);
+    return c;
+  };
+  let config = await load();
   const format = config.log.format === 'auto' ? undefined : config.log.format;
   const log = createLogger(config.log.level, format);
   if (flags.checkConfig) {
@@ -98,12 +104,21 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
     return 0;
   }
   const notifier = new SdNotifier({ log });
-  let daemon = new Daemon({ config, log, notifier, logPredictions: flags.logPredictions });
+  const makeDaemon = (c: Config) => {
+    const d = new Daemon({ config: c, log, notifier, logPredictions: flags.logPredictions });
+    d.on('end', () => void shutdown('source ended', 0));
+    d.on('failed', (err: Error) => {
+      log.fatal(`classification keeps failing (${err.message}): stopping so the service manager can restart`);
+      void shutdown('classifier failing', 1);
+    });
+    return d;
+  };
+  let daemon = makeDaemon(config);
 
   let resolveExit!: (code: number) => void;
   const exit = new Promise<number>((resolve) => (resolveExit = resolve));
   let shuttingDown = false;
-  const shutdown = async (why: string, code: number) => {
+  async function shutdown(why: string, code: number): Promise<void> {
     if (shuttingDown) return;
     shuttingDown = true;
     log.info({ why }, 'shutting down');
@@ -122,8 +137,14 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
     await notifier.stop();
     clearTimeout(deadline);
     resolveExit(status);
-  };
+  }
 
+  /**
+   * SIGHUP: a configuration that fails to load or preflight is logged and the
+   * running one kept; one that passes replaces it; if the new one still fails
+   * to start (camera, broker port...), the previous configuration is started
+   * again, and only if that fails too does the process exit.
+   */
   let reloading = false;
   const reload = async () => {
     if (reloading || shuttingDown) return;
@@ -131,21 +152,28 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
     try {
       let next: Config;
       try {
-        next = load();
+        next = await load();
       } catch (err) {
         log.error(`SIGHUP: ${(err as Error).message}; keeping the running configuration`);
         return;
       }
       log.info('SIGHUP: reloading configuration');
       await daemon.stop();
-      config = next;
-      log.level = config.log.level;
-      daemon = new Daemon({ config, log, notifier, logPredictions: flags.logPredictions });
-      watch(daemon);
-      await daemon.start();
+      const previous = config;
+      try {
+        daemon = makeDaemon(next);
+        await daemon.start();
+        config = next;
+        log.level = config.log.level;
+      } catch (err) {
+        if (shuttingDown) return;
+        log.error(`SIGHUP: the new configuration failed to start (${(err as Error).message}); starting the previous one again`);
+        daemon = makeDaemon(previous);
+        await daemon.start();
+      }
     } catch (err) {
-      log.fatal({ err }, `reload failed: ${(err as Error).message}`);
-      void shutdown('reload failed', err instanceof ConfigError ? EX_CONFIG : 1);
+      log.fatal(errorFields(err), `reload failed: ${(err as Error).message}`);
+      void shutdown('reload failed', 1);
     } finally {
       reloading = false;
     }
@@ -161,18 +189,11 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
   process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
   process.on('SIGINT', () => void shutdown('SIGINT', 0));
   process.on('SIGHUP', () => void reload());
-  function watch(d: Daemon): void {
-    d.on('end', () => void shutdown('source ended', 0));
-    d.on('failed', (err: Error) => {
-      log.fatal(`classification keeps failing (${err.message}): stopping so the service manager can restart`);
-      void shutdown('classifier failing', 1);
-    });
-  }
-  watch(daemon);
 
   try {
     await daemon.start();
   } catch (err) {
+    if (shuttingDown) return exit;
     log.fatal(errorFields(err), (err as Error).message);
     await notifier.stop();
     return err instanceof ConfigError ? EX_CONFIG : 1;

@@ -25,6 +25,8 @@ export const STATUS_INTERVAL_MS = 10_000;
 export const MAX_CONSECUTIVE_FAILURES = 20;
 /** Least time between two logged classification failures, in ms (the rest are counted). */
 const FAILURE_LOG_INTERVAL_MS = 10_000;
+/** Least time without a classified frame after which GPIO outputs are switched off, in ms (see `Daemon`). */
+export const MIN_STALL_MS = 3_000;
 /** How long `stop()` waits for the frame in flight before dropping it, in ms. */
 export const STOP_IN_FLIGHT_MS = 2_000;
 
@@ -87,6 +89,8 @@ export class Daemon extends EventEmitter {
   private readonly state = new StateTracker();
   private loop: Promise<void> | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private stalled = false;
   private stopping = false;
   private stopped: Promise<void> | undefined;
   private sourceEnded: string | undefined;
@@ -126,6 +130,7 @@ export class Daemon extends EventEmitter {
     const c = this.config;
     try {
       this.classifier = await Classifier.open(classifierOptions(c, this.log));
+      this.abortIfStopping();
       // The file name, not the metadata name: it tells model variants (quant, edgetpu, ...) apart across a fleet.
       this.modelName = path.basename(this.classifier.modelPath, '.tflite');
 
@@ -135,6 +140,7 @@ export class Daemon extends EventEmitter {
       if (url === null) {
         this.broker = new EmbeddedBroker({ port: c.mqtt.embedded_port, log: this.log });
         await this.broker.start();
+        this.abortIfStopping();
         url = this.broker.url;
       }
       this.brokerUrl = url;
@@ -159,6 +165,7 @@ export class Daemon extends EventEmitter {
         log: this.log,
       });
       await this.publisher.start();
+      this.abortIfStopping();
 
       const rules = checkGpioRules(
         c.gpio.rules.map((r, i) =>
@@ -173,6 +180,7 @@ export class Daemon extends EventEmitter {
         onChange: (pin, level) => this.publisher?.publishGpio(pin, level),
       });
       await this.gpio.start();
+      this.abortIfStopping();
 
       this.source = createFrameSource(
         c.source.spec,
@@ -199,6 +207,8 @@ export class Daemon extends EventEmitter {
       );
       this.log.info({ source: this.source.description, broker: this.brokerUrl, base_topic: this.baseTopic }, 'running');
     } catch (err) {
+      // stop() may already have run while start-up was under way: run it again for the parts made since.
+      this.stopped = undefined;
       await this.stop();
       throw err;
     }
@@ -206,11 +216,29 @@ export class Daemon extends EventEmitter {
     this.lastStatusAt = performance.now();
     this.statusTimer = setInterval(() => this.reportStatus(), STATUS_INTERVAL_MS);
     this.statusTimer.unref();
+    // A source that stalls (camera unplugged, stream frozen) must not leave a relay on: after
+    // max(MIN_STALL_MS, 5 frame periods) without a classified frame the outputs see an empty frame,
+    // so they switch off once their hold_ms has passed.
+    const stallMs = Math.max(MIN_STALL_MS, 5000 / c.source.fps);
+    this.stallTimer = setInterval(() => {
+      if (this.lastClassifiedAt === 0 || this.stalled) return;
+      const idle = performance.now() - this.lastClassifiedAt;
+      if (idle < stallMs) return;
+      this.stalled = true;
+      this.log.warn({ source: this.source?.description }, `no frame classified for ${(idle / 1000).toFixed(1)} s: GPIO outputs off until frames come back`);
+      this.gpio?.update([]);
+    }, Math.min(1000, stallMs / 2));
+    this.stallTimer.unref();
     const watchdogMs = this.notifier?.watchdogIntervalMs();
     if (this.notifier && watchdogMs !== undefined) {
       // Healthy while a frame was classified within the last full watchdog period.
       this.notifier.startWatchdog(() => performance.now() - this.lastClassifiedAt < 2 * watchdogMs);
     }
+  }
+
+  /** Ends a start-up that `stop()` interrupted (SIGTERM while the model loads). */
+  private abortIfStopping(): void {
+    if (this.stopping) throw new Error('stopped during start-up');
   }
 
   /** The processing loop: take the latest frame, classify, publish; one frame at a time. */
@@ -233,6 +261,10 @@ export class Daemon extends EventEmitter {
       const totalMs = performance.now() - frame.arrivedAt;
       this.classified += 1;
       this.consecutiveFailures = 0;
+      if (this.stalled) {
+        this.stalled = false;
+        this.log.info('frames are being classified again');
+      }
       this.lastClassifiedAt = performance.now();
       const dropped = this.slot.stats().dropped;
       const timings = { ...result.timings, total_ms: totalMs };
@@ -327,7 +359,8 @@ export class Daemon extends EventEmitter {
 
   private async doStop(): Promise<void> {
     this.stopping = true;
-    if (this.statusTimer) clearInterval(this.statusTimer);
+    clearInterval(this.statusTimer);
+    clearInterval(this.stallTimer);
     let firstError: unknown;
     const step = async (name: string, fn: () => Promise<void> | void) => {
       try {

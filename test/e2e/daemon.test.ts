@@ -172,3 +172,37 @@ t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU m
   d.child.kill('SIGTERM');
   t.equal((await d.exited).code, 0);
 });
+
+t.test('a camera that stalls: GPIO outputs switch off, the rest keeps running', async (t) => {
+  const broker = await startMosquitto(t);
+  const bin = mkdtempSync(path.join(tmpdir(), 'ec-fake-rpicam-'));
+  // A stand-in rpicam-vid: writes five cat frames as MJPEG to stdout, then hangs like a frozen camera.
+  const fake = path.join(bin, 'rpicam-vid');
+  writeFileSync(
+    fake,
+    [
+      `#!${process.execPath}`,
+      `const jpeg = require('fs').readFileSync(${JSON.stringify(image('cat_720p.jpg'))});`,
+      'let n = 0;',
+      'const timer = setInterval(() => { process.stdout.write(jpeg); if (++n === 5) clearInterval(timer); }, 100);',
+      'setInterval(() => {}, 1000);',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  const base = 'ec-test/stall';
+  const rec = await recordMqtt(t, broker.url, `${base}/#`);
+  const d = startCli(t, ['run', '--source', 'rpicam', '--model', MODEL, '--mqtt-url', broker.url, '--base-topic', base, '--gpio', '17=Egyptian cat'], {
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+  });
+  await rec.waitFor((m) => m.topic === `${base}/gpio/17` && m.payload === '1', 30_000, 'gpio/17 on while the cat is seen');
+  const seenBefore = rec.messages.length;
+  await rec.waitFor((m) => rec.messages.indexOf(m) >= seenBefore && m.topic === `${base}/gpio/17` && m.payload === '0', 15_000, 'gpio/17 off after the stall');
+  const warning = await d.waitForLog((l) => /no frame classified for/.test(l.msg), 5000, 'stall warning');
+  t.equal(warning.level, 40, 'logged as a warning');
+  const predictions = rec.on(`${base}/prediction`).map((m) => JSON.parse(m.payload) as PredictionMsg);
+  t.equal(predictions.length, 5, 'five frames, five predictions');
+  t.match(predictions[0]!.source, /rpicam/);
+  t.equal(rec.on(`${base}/availability`).at(-1)!.payload, 'online', 'still online');
+  d.child.kill('SIGTERM');
+  t.equal((await d.exited).code, 0);
+});
