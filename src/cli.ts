@@ -211,6 +211,11 @@ async function classify(images: string[], flags: CommonFlags & { json?: boolean 
   const log = createLogger(flags.logLevel === undefined ? 'warn' : config.log.level, 'pretty', process.stderr);
   const classifier = await Classifier.open(classifierOptions(config, log));
   let failures = 0;
+  /** A file that could not be classified: the message on stderr, and with --json an `error` line on stdout so scripts keep one line per image. */
+  const fail = (file: string, message: string) => {
+    process.stderr.write(`${message}\n`);
+    if (flags.json) process.stdout.write(`${JSON.stringify({ file, error: message })}\n`);
+  };
   try {
     for (const file of images) {
       let bytes: Buffer;
@@ -218,21 +223,21 @@ async function classify(images: string[], flags: CommonFlags & { json?: boolean 
         bytes = await readFile(file);
       } catch (err) {
         failures++;
-        process.stderr.write(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}\n`);
+        fail(file, `${file}: cannot read: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
         continue;
       }
       try {
         const result = await classifier.classify(bytes, file);
         if (flags.json) {
-          process.stdout.write(`${JSON.stringify({ file, classes: result.classes.map((c) => ({ ...c, score: round(c.score, 4) })), timings: result.timings })}\n`);
+          const timings = Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, round(v, 2)]));
+          process.stdout.write(`${JSON.stringify({ file, classes: result.classes.map((c) => ({ ...c, score: round(c.score, 4) })), timings })}\n`);
         } else {
           const line = result.classes.map((c) => `${c.label} (${c.index}) ${c.score.toFixed(3)}`).join(', ') || 'nothing above the score threshold';
           process.stdout.write(`${file}: ${line}\n`);
         }
       } catch (err) {
         failures++;
-        const message = err instanceof FrameDecodeError ? err.message : `${file}: ${(err as Error).message}`;
-        process.stderr.write(`${message}\n`);
+        fail(file, err instanceof FrameDecodeError ? err.message : `${file}: ${(err as Error).message}`);
       }
     }
   } finally {

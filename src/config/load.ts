@@ -98,7 +98,7 @@ function resolvePaths(layer: Plain, base: string): void {
     if (isPlain(node) && typeof node[last] === 'string' && node[last] !== '') node[last] = path.resolve(base, node[last] as string);
   }
   const source = layer.source;
-  if (isPlain(source) && typeof source.spec === 'string' && isPathSpec(source.spec)) source.spec = path.resolve(base, source.spec);
+  if (isPlain(source) && typeof source.spec === 'string' && source.spec !== '' && isPathSpec(source.spec)) source.spec = path.resolve(base, source.spec);
 }
 
 /** Accepts `source: rpicam` as shorthand for `source: {spec: rpicam}`; fills each GPIO rule's defaults. */
@@ -191,11 +191,19 @@ function explainIssue(issue: z.core.$ZodIssue, merged: unknown, origin: (keys: P
   const received = valueAt(merged, keys);
   let message = issue.message.replace(/^Invalid input: /, '').replace(/^Invalid option: /, '');
   if (issue.code === 'too_big') message = `expected at most ${String(issue.maximum)}`;
+  if (issue.code === 'too_big' && !issue.inclusive) message = `expected less than ${String(issue.maximum)}`;
   if (issue.code === 'too_small') {
-    const unit = issue.origin === 'string' ? ' characters' : issue.origin === 'array' ? ' items' : '';
-    message = `expected at least ${String(issue.minimum)}${unit}`;
+    if (issue.origin === 'string' && Number(issue.minimum) === 1) message = 'expected a non-empty string';
+    else if (issue.origin === 'array' && Number(issue.minimum) === 1) message = 'expected at least one item';
+    else {
+      const unit = issue.origin === 'string' ? ' characters' : issue.origin === 'array' ? ' items' : '';
+      message = `expected ${issue.inclusive ? 'at least' : 'more than'} ${String(issue.minimum)}${unit}`;
+    }
   }
-  if (issue.code === 'invalid_type') message = `expected ${issue.expected === 'array' ? 'a list' : issue.expected === 'object' ? 'a mapping' : `a ${issue.expected}`}`;
+  if (issue.code === 'invalid_type') {
+    const names: Record<string, string> = { array: 'a list', object: 'a mapping', int: 'a whole number', number: 'a number', string: 'a string', boolean: 'true or false' };
+    message = `expected ${names[issue.expected] ?? `a ${issue.expected}`}`;
+  }
   return `${keyName(keys)}: ${message}, but received ${describe(received)}${origin(keys)}`;
 }
 

@@ -8,7 +8,7 @@ import { z } from 'zod';
  * environment variables against the current directory.
  */
 
-const positiveInt = (what: string) => z.number().int(`${what} must be a whole number`).positive();
+const positiveInt = () => z.number().int().positive();
 const fileOrNull = z.string().min(1).nullable();
 
 /** A per-channel value (R, G, B) or one value for all three channels. */
@@ -24,8 +24,8 @@ export const sourceSchema = z
       .describe(
         'Where frames come from: `rpicam` (Pi camera, `rpicam:N` for camera N), a V4L2 device such as `/dev/video0`, an `rtsp://`/`http://` URL, a video file, or a directory of images (replayed in name order).',
       ),
-    width: positiveInt('source.width').max(4096).describe('Frame width asked of the camera or ffmpeg, in pixels.'),
-    height: positiveInt('source.height').max(4096).describe('Frame height asked of the camera or ffmpeg, in pixels.'),
+    width: positiveInt().max(4096).describe('Frame width asked of the camera or ffmpeg, in pixels.'),
+    height: positiveInt().max(4096).describe('Frame height asked of the camera or ffmpeg, in pixels.'),
     fps: z.number().positive().max(120).describe('Frames per second asked of the camera; the replay rate for a directory.'),
     rotation: z
       .union([z.literal(0), z.literal(90), z.literal(180), z.literal(270)], { error: 'expected 0, 90, 180 or 270' })
@@ -57,8 +57,8 @@ export const inferenceSchema = z
       .regex(/^(usb|pci)(:\d+)?$/, 'expected usb, usb:N, pci or pci:N')
       .nullable()
       .describe('Which Edge TPU: `usb`, `usb:0`, `pci:0`… null: the first one found.'),
-    threads: positiveInt('inference.threads').max(16).describe('CPU threads for the TFLite interpreter.'),
-    top_k: positiveInt('inference.top_k').max(1000).describe('How many classes to report per frame, highest score first.'),
+    threads: positiveInt().max(16).describe('CPU threads for the TFLite interpreter.'),
+    top_k: positiveInt().max(1000).describe('How many classes to report per frame, highest score first.'),
     threshold: z.number().min(0).max(1).describe('Score threshold: classes scoring below it are not reported (0-1).'),
   })
   .describe('How the classifier runs.');

@@ -176,7 +176,11 @@ export class GpioActuator {
     }
     slot.failing = false;
     slot.on = on;
-    this.log.debug({ pin, name: slot.rule.name, value: on ? 1 : 0 }, on ? 'GPIO output on' : 'GPIO output off');
+    const level = electrical(slot.rule, on);
+    this.log.info(
+      { pin, name: slot.rule.name, value: on ? 1 : 0, electrical: level },
+      `GPIO ${pin} ${on ? 'on' : 'off'} (pin ${level ? 'high' : 'low'}${slot.rule.activeLow ? ', active-low' : ''})`,
+    );
     this.notify(pin, on ? 1 : 0);
   }
 

@@ -134,7 +134,7 @@ export class VirtualBackend implements GpioBackend {
         this.writeCount++;
         if (this.levels.get(pin) === level) return;
         this.levels.set(pin, level);
-        this.log.info({ pin, value: level }, `virtual GPIO ${pin} → ${level}`);
+        this.log.debug({ pin, value: level }, `virtual GPIO ${pin} → ${level} (electrical)`);
       },
       release: (): void => {
         if (released) return;

@@ -172,3 +172,19 @@ export function evaluate(rule: GpioRule, classes: readonly ClassScore[]): boolea
   }
   return false;
 }
+
+/**
+ * The labels of `rule` that no class of the model has (compared as
+ * `evaluate` does, synonyms included): such a label can never switch the
+ * output, usually a typo (`cat` where the model says `tabby, tabby cat`).
+ * `modelLabels` is the model's label list in class order.
+ */
+export function unknownLabels(rule: GpioRule, modelLabels: readonly string[]): string[] {
+  const names = new Set<string>();
+  for (const label of modelLabels) {
+    const l = label.toLowerCase();
+    names.add(l);
+    if (l.includes(', ')) for (const name of l.split(', ')) names.add(name);
+  }
+  return rule.labels.filter((l) => !names.has(l.toLowerCase()));
+}

@@ -136,8 +136,8 @@ export class Classifier {
       } catch (err) {
         if (!(err instanceof EdgeTpuUnavailableError) || !o.cpuModelPath) throw err;
         delegate = undefined;
-        this.warn(`${err.message}. Running the CPU model ${o.cpuModelPath} instead`);
         ({ bytes, info } = await readModelFile(o.cpuModelPath));
+        this.warn(`${err.message}. Running the CPU model ${o.cpuModelPath} instead`);
         this._modelPath = o.cpuModelPath;
       }
     }
@@ -183,6 +183,7 @@ export class Classifier {
       labels = new Labels([], 'no labels');
       this.warn(`${this._modelPath} carries no labels and no labels file is set: classes are reported as "class <index>"`);
     }
+    if (o.labelsPath && labels.length === 0) this.warn(`labels file ${o.labelsPath} holds no labels: classes are reported as "class <index>"`);
     if (labels.length > 0) {
       const mismatch = labels.checkClassCount(classes, `output '${output.name}' of ${this._modelPath}`);
       if (mismatch) this.warn(mismatch);

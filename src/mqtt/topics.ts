@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ClassScore, Timings } from '../inference/types.js';
 
 /**
@@ -96,9 +97,17 @@ export function defaultBaseTopic(deviceId: string): string {
   return `${BASE_TOPIC_PREFIX}/${deviceId}`;
 }
 
-/** Default MQTT client id for a device id: `edge-classifier-<device id>` (28 characters for a 12-hex id). */
-export function defaultClientId(deviceId: string): string {
-  return `${BASE_TOPIC_PREFIX}-${deviceId}`;
+/**
+ * Default MQTT client id: `edge-classifier-<device id>` (28 characters for a
+ * 12-hex id) with the default base topic; with another base topic
+ * `edge-classifier-<device id>-<first 6 hex of sha256(base topic)>`, so two
+ * daemons on one device (two cameras, two base topics) do not take each
+ * other's session on the broker.
+ */
+export function defaultClientId(deviceId: string, baseTopic: string = defaultBaseTopic(deviceId)): string {
+  const id = `${BASE_TOPIC_PREFIX}-${deviceId}`;
+  if (baseTopic === defaultBaseTopic(deviceId)) return id;
+  return `${id}-${createHash('sha256').update(baseTopic).digest('hex').slice(0, 6)}`;
 }
 
 /**

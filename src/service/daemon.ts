@@ -7,7 +7,7 @@ import { createFrameSource } from '../camera/source-spec.js';
 import type { Config } from '../config/schema.js';
 import { GpioActuator } from '../gpio/actuator.js';
 import { createGpioBackend } from '../gpio/backends.js';
-import { checkGpioRules, gpioRule } from '../gpio/rules.js';
+import { checkGpioRules, gpioRule, unknownLabels } from '../gpio/rules.js';
 import { Classifier, type ClassifierOptions } from '../inference/classifier.js';
 import type { ClassScore } from '../inference/types.js';
 import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
@@ -146,7 +146,7 @@ export class Daemon extends EventEmitter {
       this.brokerUrl = url;
       this.publisher = new MqttPublisher({
         url,
-        clientId: c.mqtt.client_id ?? defaultClientId(id),
+        clientId: c.mqtt.client_id ?? defaultClientId(id, this.baseTopic),
         username: c.mqtt.username ?? undefined,
         password: c.mqtt.password ?? undefined,
         keepalive: c.mqtt.keepalive,
@@ -172,6 +172,13 @@ export class Daemon extends EventEmitter {
           gpioRule({ pin: r.pin, labels: r.labels, minScore: r.min_score, activeLow: r.active_low, holdMs: r.hold_ms }, `gpio.rules[${i}]`),
         ),
       );
+      const modelLabels = this.classifier.labels;
+      for (const rule of rules) {
+        const unknown = modelLabels.length > 0 ? unknownLabels(rule, modelLabels) : [];
+        if (unknown.length > 0) {
+          this.log.warn({ pin: rule.pin, labels: unknown }, `GPIO ${rule.pin}: the model has no class named ${unknown.map((l) => JSON.stringify(l)).join(', ')}: that label will never switch the output`);
+        }
+      }
       const backend = await createGpioBackend(c.gpio.backend, { log: this.log });
       this.gpio = new GpioActuator({
         rules,

@@ -140,3 +140,13 @@ t.test('systemd/config.example.yaml is valid and lists the defaults', async (t) 
   const c = loadConfig({ file: path.join(packageRoot, 'systemd', 'config.example.yaml'), env: {} });
   t.same({ ...c, model: { ...c.model, path: DEFAULTS.model.path } }, DEFAULTS);
 });
+
+t.test('messages for bounds, whole numbers and empty values', async (t) => {
+  const problems = problemsOf(() =>
+    loadConfig({ file: write('bounds.yaml', 'source:\n  fps: 0\n  width: 640.5\ninference:\n  top_k: 0\n'), env: {}, overrides: { source: '' } }),
+  ).problems;
+  t.ok(problems.includes('source.spec: expected a non-empty string, but received "" (from --source)'), problems.join('\n'));
+  t.ok(problems.includes('source.fps: expected more than 0, but received 0 (line 2)'), problems.join('\n'));
+  t.ok(problems.includes('source.width: expected a whole number, but received 640.5 (line 3)'), problems.join('\n'));
+  t.ok(problems.includes('inference.top_k: expected more than 0, but received 0 (line 5)'), problems.join('\n'));
+});

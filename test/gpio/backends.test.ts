@@ -9,7 +9,7 @@ import { createGpioBackend, OnoffBackend, VirtualBackend, type OnoffGpioClass } 
 import { parseGpioFlag } from '../../src/gpio/rules.js';
 import { silentLogger } from '../../src/service/log.js';
 
-function capturingLogger(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
+function capturingLogger(level = 'info'): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -17,7 +17,7 @@ function capturingLogger(): { log: pino.Logger; lines: Array<Record<string, unkn
       cb();
     },
   });
-  return { log: pino({ level: 'info' }, stream), lines };
+  return { log: pino({ level }, stream), lines };
 }
 
 function tempRoot(t: { teardown(fn: () => void): void }): string {
@@ -125,7 +125,7 @@ t.test('OnoffBackend errors name the pin, the sysfs number and the fix', async (
 });
 
 t.test('VirtualBackend keeps levels and refuses a pin opened twice', async (t) => {
-  const { log, lines } = capturingLogger();
+  const { log, lines } = capturingLogger('debug');
   const backend = new VirtualBackend({ log });
   const out = backend.open(17, 0);
   t.throws(() => backend.open(17, 1), /virtual GPIO BCM 17 is already open/);
@@ -136,5 +136,13 @@ t.test('VirtualBackend keeps levels and refuses a pin opened twice', async (t) =
   out.release();
   t.equal(backend.level(17), undefined);
   t.throws(() => out.write(0), /virtual GPIO BCM 17 was released/);
-  t.same(lines.map((l) => l.msg), ['virtual GPIO 17 opened at 0', 'virtual GPIO 17 → 1', 'virtual GPIO 17 released']);
+  t.same(
+    lines.map((l) => [l.level, l.msg]),
+    [
+      [30, 'virtual GPIO 17 opened at 0'],
+      [20, 'virtual GPIO 17 → 1 (electrical)'],
+      [30, 'virtual GPIO 17 released'],
+    ],
+    'electrical writes at debug: the actuator logs each transition at info with its logical and electrical level',
+  );
 });

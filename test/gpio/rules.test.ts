@@ -1,5 +1,5 @@
 import t from 'tap';
-import { checkGpioRules, evaluate, gpioRule, parseGpioFlag } from '../../src/gpio/rules.js';
+import { checkGpioRules, evaluate, gpioRule, parseGpioFlag, unknownLabels } from '../../src/gpio/rules.js';
 
 t.test('flag grammar: PIN=LABEL[|LABEL…][@MIN_SCORE][:active-low][:hold=MS]', async (t) => {
   t.same(parseGpioFlag('17=cheeseburger'), { pin: 17, labels: ['cheeseburger'], minScore: 0.5, activeLow: false, holdMs: 0 });
@@ -74,4 +74,10 @@ t.test('evaluate: any label among the top-k with score ≥ minScore, case-insens
   t.equal(evaluate(hotdog, top(['hotdog, hot dog, red hot', 0.94])), true, 'a synonym of an ImageNet label matches');
   t.equal(evaluate(parseGpioFlag('5=hot dog'), top(['hotdog, hot dog, red hot', 0.94])), true);
   t.equal(evaluate(parseGpioFlag('5=red'), top(['hotdog, hot dog, red hot', 0.94])), false, 'never part of a name');
+});
+
+t.test('unknownLabels: labels no class of the model has', async (t) => {
+  const model = ['background', 'tabby, tabby cat', 'Egyptian cat', 'hotdog, hot dog, red hot'];
+  t.same(unknownLabels(parseGpioFlag('17=Egyptian cat|tabby|hot dog'), model), []);
+  t.same(unknownLabels(parseGpioFlag('17=cat|Egyptian Cat|cheeseburger'), model), ['cat', 'cheeseburger']);
 });

@@ -19,6 +19,9 @@ t.test('topic names under a base topic', async (t) => {
   t.throws(() => topics.gpio(1.5), /GPIO pin 1\.5/);
   t.equal(defaultBaseTopic('f50949f48743'), 'edge-classifier/f50949f48743');
   t.equal(defaultClientId('f50949f48743'), 'edge-classifier-f50949f48743');
+  t.equal(defaultClientId('f50949f48743', 'edge-classifier/f50949f48743'), 'edge-classifier-f50949f48743', 'default base topic: plain id');
+  // printf 'garden/cam2' | sha256sum → 81fe4c…
+  t.equal(defaultClientId('f50949f48743', 'garden/cam2'), 'edge-classifier-f50949f48743-81fe4c', 'another base topic: its hash is added');
 });
 
 t.test('base topic validation names the topic and the problem', async (t) => {
