@@ -126,3 +126,26 @@ t.test('a bad config exits 78 naming the key; --check-config validates', async (
   const usage = await runCli(['classify']);
   t.equal(usage.code, 2, 'usage error');
 });
+
+t.test('--check-config checks what the configuration refers to', async (t) => {
+  const cfg = path.join(tmp, 'refs.yaml');
+  writeFileSync(
+    cfg,
+    ['source: /no/such/folder', 'model:', `  path: ${image('cat.png')}`, `  labels: ${path.join(tmp, 'no-labels.txt')}`, 'mqtt:', "  base_topic: 'a/#/b'", '  tls:', `    ca: ${path.join(tmp, 'no-ca.pem')}`].join('\n'),
+  );
+  const r = await runCli(['run', '--check-config', '--config', cfg]);
+  t.equal(r.code, 78);
+  t.match(r.stderr, /model\.path: .*cat\.png is not a TFLite model/);
+  t.match(r.stderr, /model\.labels: .*no-labels\.txt/);
+  t.match(r.stderr, /mqtt\.tls\.ca: cannot read .*no-ca\.pem: no such file/);
+  t.match(r.stderr, /source\.spec: source '\/no\/such\/folder' is not a known source name/);
+  t.match(r.stderr, /mqtt\.base_topic: base topic "a\/#\/b" contains a wildcard/);
+  const run = await runCli(['run', '--config', cfg]);
+  t.equal(run.code, 78, 'run refuses the same configuration with 78 before starting anything');
+  const float = await runCli(['run', '--check-config', '--model', model('mobilenet_v1_0.25_224_1_default_1.tflite'), '--source', tmp]);
+  t.equal(float.code, 78);
+  t.match(float.stderr, /preprocess\.mean: .*float32 input and no normalization/);
+  const tpu = await runCli(['run', '--check-config', '--model', model('mobilenet_v1_0.25_128_quant_edgetpu.tflite'), '--source', tmp]);
+  t.equal(tpu.code, 78);
+  t.match(tpu.stderr, /compiled for the Edge TPU and cannot run on the CPU/);
+});

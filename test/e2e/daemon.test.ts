@@ -206,3 +206,38 @@ t.test('a camera that stalls: GPIO outputs switch off, the rest keeps running', 
   d.child.kill('SIGTERM');
   t.equal((await d.exited).code, 0);
 });
+
+t.test('SIGHUP reloads a good configuration and keeps the running one when the new one is bad', async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'ec-hup-'));
+  copyFileSync(image('cat_720p.jpg'), path.join(dir, 'cat.jpg'));
+  const config = `${dir}.yaml`;
+  const write = (base: string, extra: string[] = []) =>
+    writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'model:', `  path: ${MODEL}`, 'mqtt:', `  url: ${broker.url}`, `  base_topic: ${base}`, ...extra].join('\n'));
+  write('ec-test/hup1');
+  const rec = await recordMqtt(t, broker.url, 'ec-test/#');
+  const d = startCli(t, ['run', '--config', config]);
+  await rec.waitFor((m) => m.topic === 'ec-test/hup1/prediction', 30_000, 'predictions on hup1');
+
+  // A configuration that does not validate: logged, the running one kept.
+  writeFileSync(config, 'mqtt:\n  qos: 7\n');
+  d.child.kill('SIGHUP');
+  await d.waitForLog((l) => /SIGHUP: invalid configuration.*mqtt\.qos.*keeping the running configuration/s.test(l.msg), 10_000, 'bad reload refused');
+  // One that validates but refers to a missing model: refused by the preflight, still running.
+  write('ec-test/hup1', []);
+  writeFileSync(config, readFileSync(config, 'utf8').replace(MODEL, path.join(dir, 'missing.tflite')));
+  d.child.kill('SIGHUP');
+  await d.waitForLog((l) => /SIGHUP: .*model\.path: cannot read the model file .*missing\.tflite.*keeping the running configuration/s.test(l.msg), 10_000, 'missing model refused');
+  const before = rec.on('ec-test/hup1/prediction').length;
+  await rec.waitFor(() => rec.on('ec-test/hup1/prediction').length > before, 10_000, 'still predicting on hup1');
+
+  // A good one: the daemon moves to the new base topic.
+  write('ec-test/hup2');
+  d.child.kill('SIGHUP');
+  await rec.waitFor((m) => m.topic === 'ec-test/hup2/prediction', 30_000, 'predictions on hup2 after reload');
+  const offline = rec.on('ec-test/hup1/availability').at(-1);
+  t.equal(offline?.payload, 'offline', 'the old base topic went offline');
+  t.equal(d.child.exitCode, null, 'still running');
+  d.child.kill('SIGTERM');
+  t.equal((await d.exited).code, 0);
+});
