@@ -1,24 +1,13 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import t from 'tap';
 import { GpioActuator } from '../../src/gpio/actuator.js';
 import { createGpioBackend, OnoffBackend, VirtualBackend, type OnoffGpioClass } from '../../src/gpio/backends.js';
 import { parseGpioFlag } from '../../src/gpio/rules.js';
 import { silentLogger } from '../../src/service/log.js';
+import { capturingLogger } from '../helpers/recording.js';
 
-function capturingLogger(level = 'info'): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line));
-      cb();
-    },
-  });
-  return { log: pino({ level }, stream), lines };
-}
 
 function tempRoot(t: { teardown(fn: () => void): void }): string {
   const root = mkdtempSync(path.join(tmpdir(), 'fake-sys-'));

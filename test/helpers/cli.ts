@@ -16,6 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './assets.js';
+import { Recording } from './recording.js';
 
 export const CLI = path.join(repoRoot, 'dist', 'cli.js');
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
@@ -49,8 +50,8 @@ export function startCli(t: TeardownTarget | undefined, args: string[], options:
     cwd: options.cwd ?? repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const logs: LogLine[] = [];
-  const waiters = new Set<() => void>();
+  const recording = new Recording<LogLine>(() => `\n--- stdout ---\n${run.stdout.slice(-4000)}\n--- stderr ---\n${run.stderr.slice(-2000)}`);
+  const logs = recording.items;
   let pendingOut = '';
   const run: CliRun = {
     child,
@@ -58,24 +59,7 @@ export function startCli(t: TeardownTarget | undefined, args: string[], options:
     stdout: '',
     stderr: '',
     exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, ms: Date.now() - started }))),
-    waitForLog(match, timeoutMs = 20_000, what = 'a matching log line') {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const hit = logs.find(match);
-          if (hit) {
-            waiters.delete(check);
-            clearTimeout(timer);
-            resolve(hit);
-          }
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n--- stdout ---\n${run.stdout.slice(-4000)}\n--- stderr ---\n${run.stderr.slice(-2000)}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
-    },
+    waitForLog: (match, timeoutMs = 20_000, what = 'a matching log line') => recording.waitFor(match, timeoutMs, what),
   };
   child.stdout!.on('data', (d: Buffer) => {
     const text = d.toString();
@@ -86,12 +70,11 @@ export function startCli(t: TeardownTarget | undefined, args: string[], options:
     for (const line of lines) {
       if (!line.startsWith('{')) continue;
       try {
-        logs.push(JSON.parse(line) as LogLine);
+        recording.push(JSON.parse(line) as LogLine);
       } catch {
         // not a log line
       }
     }
-    for (const w of [...waiters]) w();
   });
   child.stderr!.on('data', (d: Buffer) => (run.stderr += d.toString()));
   t?.teardown(() => {

@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { Recording } from './recording.js';
 
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fake-notify-socket.py');
 
@@ -58,16 +59,15 @@ export async function startFakeNotifySocket(t?: TeardownTarget): Promise<FakeNot
   const child = spawn(process.env.PYTHON3 ?? 'python3', [SCRIPT, socketPath], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const messages: NotifyMessage[] = [];
-  const waiters = new Set<() => void>();
+  const recording = new Recording<NotifyMessage>((items) => JSON.stringify(items.map((m) => m.message)));
+  const messages = recording.items;
   let listening!: () => void;
   const isListening = new Promise<void>((r) => (listening = r));
   createInterface({ input: child.stdout! }).on('line', (line) => {
     const obj = JSON.parse(line) as { event: string } & NotifyMessage;
     if (obj.event === 'listening') listening();
     else if (obj.event === 'message') {
-      messages.push({ message: obj.message, fields: obj.fields, pid: obj.pid, fds: obj.fds });
-      for (const w of waiters) w();
+      recording.push({ message: obj.message, fields: obj.fields, pid: obj.pid, fds: obj.fds });
     }
   });
   const exited = once(child, 'exit');
@@ -93,25 +93,7 @@ export async function startFakeNotifySocket(t?: TeardownTarget): Promise<FakeNot
     path: socketPath,
     messages,
     notifications: () => messages.filter((m) => m.fields.BARRIER !== '1'),
-    waitFor(match, timeoutMs = 5000, what = 'a matching notification') {
-      const found = messages.find(match);
-      if (found) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          const m = messages.find(match);
-          if (m) {
-            waiters.delete(check);
-            clearTimeout(timer);
-            resolve(m);
-          }
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${JSON.stringify(messages.map((m) => m.message))}`));
-        }, timeoutMs);
-        waiters.add(check);
-      });
-    },
+    waitFor: (match, timeoutMs = 5000, what = 'a matching notification') => recording.waitFor(match, timeoutMs, what),
     stop() {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {

@@ -11,6 +11,7 @@
  * 100 ms) and re-subscribes, so it survives broker restarts.
  */
 import { connect, type MqttClient } from 'mqtt';
+import { Recording } from './recording.js';
 
 export interface RecordedMessage {
   readonly topic: string;
@@ -41,11 +42,10 @@ interface TeardownTarget {
 export async function recordMqtt(t: TeardownTarget | undefined, url: string, filter: string): Promise<MqttRecorder> {
   const client = connect(url, { reconnectPeriod: 100, connectTimeout: 2000, clean: true, resubscribe: true });
   client.on('error', () => {});
-  const messages: RecordedMessage[] = [];
-  const waiters = new Set<() => void>();
+  const recording = new Recording<RecordedMessage>();
+  const messages = recording.items;
   client.on('message', (topic, payload, packet) => {
-    messages.push({ topic, payload: payload.toString(), retain: packet.retain, qos: packet.qos });
-    for (const w of waiters) w();
+    recording.push({ topic, payload: payload.toString(), retain: packet.retain, qos: packet.qos });
   });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`recorder could not connect to ${url}`)), 5000);
@@ -62,25 +62,7 @@ export async function recordMqtt(t: TeardownTarget | undefined, url: string, fil
     client,
     messages,
     on: (topic) => messages.filter((m) => m.topic === topic),
-    waitFor(match, timeoutMs = 5000, what = 'a matching message') {
-      const found = messages.find(match);
-      if (found) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          const m = messages.find(match);
-          if (m) {
-            waiters.delete(check);
-            clearTimeout(timer);
-            resolve(m);
-          }
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${JSON.stringify(messages)}`));
-        }, timeoutMs);
-        waiters.add(check);
-      });
-    },
+    waitFor: (match, timeoutMs = 5000, what = 'a matching message') => recording.waitFor(match, timeoutMs, what),
     clear() {
       messages.length = 0;
     },

@@ -1,23 +1,11 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import t from 'tap';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { MqttPublisher } from '../../src/mqtt/publisher.js';
 import { silentLogger } from '../../src/service/log.js';
+import { capturingLogger } from '../helpers/recording.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';
 
-/** A pino logger whose lines are collected as parsed JSON objects. */
-function capturingLogger(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line));
-      cb();
-    },
-  });
-  return { log: pino({ level: 'info' }, stream), lines };
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -1,12 +1,11 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import t from 'tap';
 import { SdNotifier } from '../../src/service/sd-notify.js';
 import { silentLogger } from '../../src/service/log.js';
 import { startFakeNotifySocket } from '../helpers/fake-notify-socket.js';
+import { capturingLogger } from '../helpers/recording.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -23,16 +22,6 @@ function script(dir: string, name: string, body: string): string {
   return file;
 }
 
-function capturingLogger(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line));
-      cb();
-    },
-  });
-  return { log: pino({ level: 'debug' }, stream), lines };
-}
 
 t.test('READY, STATUS, WATCHDOG and STOPPING arrive in order through systemd-notify', async (t) => {
   const sock = await startFakeNotifySocket(t);
@@ -126,7 +115,7 @@ t.test('nothing is spawned when NOTIFY_SOCKET is unset', async (t) => {
 
 t.test('a failing send logs one warning and never throws', async (t) => {
   const dir = tempDir(t);
-  const { log, lines } = capturingLogger();
+  const { log, lines } = capturingLogger('debug');
   const notifier = new SdNotifier({ log, env: { ...process.env, NOTIFY_SOCKET: path.join(dir, 'nobody-listens') } });
   notifier.ready();
   notifier.stopping();
