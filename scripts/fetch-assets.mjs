@@ -36,13 +36,14 @@ async function download(url, dest) {
 }
 
 /**
- * Makes sure every manifest file exists with its sha256.
+ * Makes sure every manifest file exists with its sha256, under `dest`
+ * (default: the package root).
  * @returns {Promise<string[]>} one line per file saying what was done
  */
-export async function fetchAssets({ mirror = process.env.EDGE_CLASSIFIER_MIRROR, log = console.log } = {}) {
+export async function fetchAssets({ mirror = process.env.EDGE_CLASSIFIER_MIRROR, dest: destRoot = root, log = console.log } = {}) {
   const manifest = JSON.parse(await readFile(path.join(root, 'models', 'manifest.json'), 'utf8'));
   for (const entry of manifest.files) {
-    const dest = path.join(root, entry.file);
+    const dest = path.join(destRoot, entry.file);
     if ((await sha256Of(dest)) === entry.sha256) {
       log(`ok       ${entry.file}`);
       continue;

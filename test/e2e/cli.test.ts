@@ -115,7 +115,7 @@ t.test('a bad config exits 78 naming the key; --check-config validates', async (
   t.equal(unknown.code, 78);
   const good = path.join(tmp, 'good.yaml');
   writeFileSync(good, 'mqtt:\n  qos: 0\n  password: secret\n');
-  const ok = await runCli(['run', '--check-config', '--config', good]);
+  const ok = await runCli(['run', '--check-config', '--config', good, '--model', V2, '--source', tmp]);
   t.equal(ok.code, 0, ok.stderr);
   const resolved = JSON.parse(ok.stdout);
   t.equal(resolved.mqtt.qos, 0);
