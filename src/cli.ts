@@ -21,7 +21,7 @@ import { readModelInfo } from './inference/tflite-model.js';
 import type { ModelInfo, TensorDetails } from './inference/types.js';
 import { FrameDecodeError } from './preprocess/preprocess.js';
 import { classifierOptions, Daemon } from './service/daemon.js';
-import { createLogger, LOG_LEVELS } from './service/log.js';
+import { createLogger, LOG_LEVELS, redactUrl } from './service/log.js';
 import { SdNotifier } from './service/sd-notify.js';
 
 /** Longest a SIGTERM/SIGINT shutdown may take before the process exits anyway, in ms. */
@@ -100,13 +100,22 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
   const format = config.log.format === 'auto' ? undefined : config.log.format;
   const log = createLogger(config.log.level, format);
   if (flags.checkConfig) {
-    process.stdout.write(`${JSON.stringify({ ...config, mqtt: { ...config.mqtt, password: config.mqtt.password ? '***' : null } })}\n`);
+    const shown = {
+      ...config,
+      source: { ...config.source, spec: redactUrl(config.source.spec) },
+      mqtt: { ...config.mqtt, url: config.mqtt.url === null ? null : redactUrl(config.mqtt.url), password: config.mqtt.password ? '***' : null },
+    };
+    process.stdout.write(`${JSON.stringify(shown)}\n`);
     return 0;
   }
   const notifier = new SdNotifier({ log });
   const makeDaemon = (c: Config) => {
     const d = new Daemon({ config: c, log, notifier, logPredictions: flags.logPredictions });
-    d.on('end', () => void shutdown('source ended', 0));
+    // A finite source (loop off) ending is the job done; a looping one ending (folder removed) is a failure.
+    d.on('end', (reason: string) => {
+      if (c.source.loop) log.error({ reason }, 'the source ended although source.loop is on');
+      void shutdown('source ended', c.source.loop ? 1 : 0);
+    });
     d.on('failed', (err: Error) => {
       log.fatal(`classification keeps failing (${err.message}): stopping so the service manager can restart`);
       void shutdown('classifier failing', 1);
@@ -118,6 +127,7 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
   let resolveExit!: (code: number) => void;
   const exit = new Promise<number>((resolve) => (resolveExit = resolve));
   let shuttingDown = false;
+  let reloading: Promise<void> | undefined;
   async function shutdown(why: string, code: number): Promise<void> {
     if (shuttingDown) return;
     shuttingDown = true;
@@ -130,6 +140,9 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
     deadline.unref();
     let status = code;
     try {
+      // A reload under way sees shuttingDown and starts nothing more; wait for it, so that no
+      // interpreter worker is still being built when the process exits (that aborts the process).
+      await reloading;
       await daemon.stop();
     } catch {
       status = 1;
@@ -145,10 +158,16 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
    * to start (camera, broker port...), the previous configuration is started
    * again, and only if that fails too does the process exit.
    */
-  let reloading = false;
   const reload = async () => {
-    if (reloading || shuttingDown) return;
-    reloading = true;
+    if (shuttingDown) return;
+    if (reloading) {
+      log.warn('SIGHUP: a reload is already under way; ignored');
+      return;
+    }
+    reloading = doReload().finally(() => (reloading = undefined));
+    await reloading;
+  };
+  const doReload = async () => {
     try {
       let next: Config;
       try {
@@ -157,8 +176,10 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
         log.error(`SIGHUP: ${(err as Error).message}; keeping the running configuration`);
         return;
       }
+      if (shuttingDown) return;
       log.info('SIGHUP: reloading configuration');
       await daemon.stop();
+      if (shuttingDown) return;
       const previous = config;
       try {
         daemon = makeDaemon(next);
@@ -172,10 +193,9 @@ async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; bas
         await daemon.start();
       }
     } catch (err) {
+      if (shuttingDown) return;
       log.fatal(errorFields(err), `reload failed: ${(err as Error).message}`);
-      void shutdown('reload failed', 1);
-    } finally {
-      reloading = false;
+      setImmediate(() => void shutdown('reload failed', 1));
     }
   };
 
@@ -336,6 +356,12 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
+
+// `classify ... | head -1`: the reader went away; that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 main(process.argv).then(
   (code) => process.exit(code),

@@ -1,4 +1,10 @@
-import { access, constants } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
+import { FFMPEG_INSTALL_HINT } from '../camera/ffmpeg.js';
+import { listReplayFiles } from '../camera/replay.js';
+import { findOnPath, findRpicamProgram } from '../camera/rpicam.js';
+import { edgeTpuDelegate } from '../inference/delegate.js';
+import { redactUrl } from '../service/log.js';
 import { parseSourceSpec } from '../camera/source-spec.js';
 import { readLabelsFile } from '../inference/labels.js';
 import { readModelInfo } from '../inference/tflite-model.js';
@@ -16,8 +22,12 @@ import type { Config } from './schema.js';
  * running configuration; `run --check-config` reports it, so a fleet can
  * check a configuration before restarting devices.
  *
- * Not checked here (they need the hardware): that the camera opens, that the
- * Edge TPU answers, that /sys/class/gpio is writable, that the broker is up.
+ * Also: the camera program (rpicam-vid or ffmpeg) is on PATH, a replay
+ * folder holds files, TLS files hold usable PEM, and with
+ * `inference.delegate: edgetpu` and no CPU fallback the Edge TPU library
+ * loads. Not checked here (they need the hardware or the network): that the
+ * camera opens, that an Edge TPU is plugged in, that /sys/class/gpio is
+ * writable, that the broker is up.
  * @throws ConfigError listing every problem, each starting with its key.
  */
 export async function preflight(config: Config, file?: string): Promise<void> {
@@ -57,22 +67,52 @@ export async function preflight(config: Config, file?: string): Promise<void> {
       problems.push(`model.labels: ${(err as Error).message}`);
     }
   }
+  const pem: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
   for (const key of ['ca', 'cert', 'key'] as const) {
     const path = c.mqtt.tls[key];
     if (!path) continue;
     try {
-      await access(path, constants.R_OK);
+      pem[key] = await readFile(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       problems.push(`mqtt.tls.${key}: cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
     }
   }
+  // The same check Node.js makes when it connects, so unusable PEM contents show here, not at run time.
+  for (const key of ['ca', 'cert', 'key'] as const) {
+    const text = pem[key];
+    if (!text) continue;
+    const marker = key === 'key' ? /-----BEGIN [A-Z ]*PRIVATE KEY-----/ : /-----BEGIN CERTIFICATE-----/;
+    if (!marker.test(text.toString('latin1'))) {
+      problems.push(`mqtt.tls.${key}: ${c.mqtt.tls[key]} holds no PEM ${key === 'key' ? 'private key' : 'certificate'}: expected a '${key === 'key' ? '-----BEGIN PRIVATE KEY-----' : '-----BEGIN CERTIFICATE-----'}' block`);
+      continue;
+    }
+    try {
+      createSecureContext({ [key]: pem[key], ...(key === 'cert' && pem.key ? { key: pem.key } : {}), ...(key === 'key' && pem.cert ? { cert: pem.cert } : {}) });
+    } catch (err) {
+      problems.push(`mqtt.tls.${key}: ${c.mqtt.tls[key]} is not a usable PEM ${key === 'key' ? 'private key' : 'certificate'} (${(err as Error).message})`);
+    }
+  }
+  if ((pem.cert === undefined) !== (pem.key === undefined) && problems.every((p) => !p.startsWith('mqtt.tls.'))) {
+    problems.push(`mqtt.tls.${pem.cert ? 'key' : 'cert'}: a client certificate needs both mqtt.tls.cert and mqtt.tls.key`);
+  }
 
   try {
     const s = c.source;
-    parseSourceSpec(s.spec, { width: s.width, height: s.height, fps: s.fps, rotation: s.rotation, hflip: s.hflip, vflip: s.vflip, loop: s.loop, jpegQuality: s.jpeg_quality });
+    const parsed = parseSourceSpec(s.spec, { width: s.width, height: s.height, fps: s.fps, rotation: s.rotation, hflip: s.hflip, vflip: s.vflip, loop: s.loop, jpegQuality: s.jpeg_quality });
+    if (parsed.kind === 'rpicam') findRpicamProgram();
+    else if (parsed.kind === 'replay') await listReplayFiles(parsed.dir);
+    else if (!findOnPath('ffmpeg')) throw new Error(`source ${redactUrl(s.spec)} is read through ffmpeg, which is not on PATH: ${FFMPEG_INSTALL_HINT}`);
   } catch (err) {
     problems.push(`source.spec: ${(err as Error).message}`);
+  }
+  if (c.inference.delegate === 'edgetpu' && !c.model.cpu_fallback) {
+    // The library only (present, the right architecture, loadable): whether an accelerator is plugged in is for start-up.
+    try {
+      await edgeTpuDelegate(c.inference.edgetpu_device ? { device: c.inference.edgetpu_device } : {});
+    } catch (err) {
+      problems.push(`inference.delegate: ${(err as Error).message}`);
+    }
   }
   if (c.mqtt.base_topic !== null) {
     try {

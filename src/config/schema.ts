@@ -73,6 +73,13 @@ export const preprocessSchema = z
       .describe('Per-channel mean subtracted from pixels (0-255) for float inputs: x = (pixel - mean) / std. null: from the model metadata.'),
     std: channelValues.nullable().describe('Per-channel standard deviation for float inputs. null: from the model metadata.'),
   })
+  .superRefine((p, ctx) => {
+    // One without the other would silently pair a configured value with 0 or 1, not with the model's own.
+    if ((p.mean === null) !== (p.std === null)) {
+      const missing = p.mean === null ? 'mean' : 'std';
+      ctx.addIssue({ code: 'custom', path: [missing], message: `set both preprocess.mean and preprocess.std, or neither (to use the model metadata); ${missing} is missing` });
+    }
+  })
   .describe('How frames become input tensors.');
 
 export const tlsSchema = z
@@ -104,7 +111,7 @@ export const mqttSchema = z
       .min(0)
       .describe('Rate limit: at most one prediction message per this many ms (0: one per classified frame).'),
     reconnect_period_ms: z.number().int().min(100).describe('Wait between reconnect attempts, in ms.'),
-    connect_timeout_ms: z.number().int().min(100).describe('How long to wait for the broker at start-up before going on offline, in ms.'),
+    connect_timeout_ms: z.number().int().min(100).describe('How long one connection attempt to the broker may take, in ms.'),
     tls: tlsSchema,
   })
   .describe('MQTT output.');

@@ -16,7 +16,7 @@ import { StateTracker } from '../mqtt/state.js';
 import { defaultBaseTopic, defaultClientId } from '../mqtt/topics.js';
 import { FrameDecodeError } from '../preprocess/preprocess.js';
 import { deviceId } from './device-id.js';
-import type { Logger } from './log.js';
+import { redactUrl, type Logger } from './log.js';
 import type { SdNotifier } from './sd-notify.js';
 
 /** How often `STATUS=` and the stats log line are refreshed, in ms. */
@@ -212,7 +212,7 @@ export class Daemon extends EventEmitter {
           this.slot.close();
         },
       );
-      this.log.info({ source: this.source.description, broker: this.brokerUrl, base_topic: this.baseTopic }, 'running');
+      this.log.info({ source: this.source.description, broker: redactUrl(this.brokerUrl), base_topic: this.baseTopic }, 'running');
     } catch (err) {
       // stop() may already have run while start-up was under way: run it again for the parts made since.
       this.stopped = undefined;

@@ -149,3 +149,29 @@ t.test('--check-config checks what the configuration refers to', async (t) => {
   t.equal(tpu.code, 78);
   t.match(tpu.stderr, /compiled for the Edge TPU and cannot run on the CPU/);
 });
+
+t.test('--check-config: camera programs, empty folders, TLS contents, half-set normalization, hidden passwords', async (t) => {
+  const empty = mkdtempSync(path.join(tmpdir(), 'ec-empty-'));
+  const noRpicam = await runCli(['run', '--check-config', '--model', V2, '--source', 'rpicam'], { env: { ...process.env, PATH: path.dirname(process.execPath) } });
+  t.equal(noRpicam.code, 78);
+  t.match(noRpicam.stderr, /source\.spec: .*needs rpicam-vid \(or libcamera-vid\).*sudo apt install rpicam-apps/);
+  const emptyFolder = await runCli(['run', '--check-config', '--model', V2, '--source', empty]);
+  t.equal(emptyFolder.code, 78);
+  t.match(emptyFolder.stderr, /source\.spec: .*no files to replay/);
+  const cfg = path.join(tmp, 'tls.yaml');
+  const notPem = path.join(tmp, 'not.pem');
+  writeFileSync(notPem, 'hello\n');
+  writeFileSync(cfg, ['mqtt:', '  url: mqtts://user:s3cret@broker.local:8883', '  tls:', `    ca: ${notPem}`, 'preprocess:', '  mean: 127.5'].join('\n'));
+  const bad = await runCli(['run', '--check-config', '--config', cfg, '--model', V2, '--source', tmp]);
+  t.equal(bad.code, 78);
+  t.match(bad.stderr, /preprocess\.std: set both preprocess\.mean and preprocess\.std, or neither/);
+  writeFileSync(cfg, ['mqtt:', '  url: mqtts://user:s3cret@broker.local:8883', '  tls:', `    ca: ${notPem}`].join('\n'));
+  const tls = await runCli(['run', '--check-config', '--config', cfg, '--model', V2, '--source', tmp]);
+  t.equal(tls.code, 78);
+  t.match(tls.stderr, /mqtt\.tls\.ca: .*not\.pem holds no PEM certificate/);
+  writeFileSync(cfg, ['mqtt:', '  url: mqtts://user:s3cret@broker.local:8883'].join('\n'));
+  const ok = await runCli(['run', '--check-config', '--config', cfg, '--model', V2, '--source', 'rtsp://admin:hunter2@cam.local/stream']);
+  t.equal(ok.code, 0, ok.stderr);
+  t.notMatch(ok.stdout, /s3cret|hunter2/, 'no password in the printed configuration');
+  t.match(ok.stdout, /mqtts:\/\/user:\*\*\*@broker\.local:8883/);
+});

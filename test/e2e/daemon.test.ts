@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { image, model } from '../helpers/assets.js';
@@ -242,4 +242,32 @@ t.test('SIGHUP reloads a good configuration and keeps the running one when the n
   t.equal(d.child.exitCode, null, 'still running');
   d.child.kill('SIGTERM');
   t.equal((await d.exited).code, 0);
+});
+
+t.test('a looping replay folder that disappears exits 1 (systemd restarts it); SIGTERM right after SIGHUP exits 0', async (t) => {
+  const { freePort } = await import('../helpers/mosquitto.js');
+  const dir = mkdtempSync(path.join(tmpdir(), 'ec-vanish-'));
+  copyFileSync(image('hot_dog.jpg'), path.join(dir, 'a.jpg'));
+  const config = `${dir}.yaml`;
+  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 10', 'model:', `  path: ${MODEL}`, 'mqtt:', `  embedded_port: ${await freePort()}`].join('\n'));
+  const d = startCli(t, ['run', '--config', config]);
+  await d.waitForLog((l) => l.msg === 'first frame classified: ready', 30_000, 'ready');
+  const { rmSync } = await import('node:fs');
+  rmSync(dir, { recursive: true, force: true });
+  const exit = await d.exited;
+  t.equal(exit.code, 1, `exit 1 when a looping source ends\n${d.stdout.slice(-1500)}`);
+  t.ok(d.logs.some((l) => /source ended although source\.loop is on/.test(l.msg)));
+
+  // Reload and stop in quick succession, as `systemctl reload` then `stop` may do.
+  mkdirSync(dir);
+  copyFileSync(image('hot_dog.jpg'), path.join(dir, 'a.jpg'));
+  for (const gapMs of [60, 150]) {
+    const r = startCli(t, ['run', '--config', config]);
+    await r.waitForLog((l) => l.msg === 'first frame classified: ready', 30_000, 'ready');
+    r.child.kill('SIGHUP');
+    await new Promise((resolve) => setTimeout(resolve, gapMs));
+    r.child.kill('SIGTERM');
+    const e = await r.exited;
+    t.equal(e.code, 0, `SIGTERM ${gapMs} ms after SIGHUP: exit 0\n${r.stderr.slice(-1500)}`);
+  }
 });

@@ -9,15 +9,55 @@
  *   await broker.stop();   // e.g. to test reconnects
  *   await broker.start();  // same port again
  *
- * Mosquitto runs without a config file, so it keeps retained messages in
- * memory only: a restart forgets them (as a broker without persistence does).
- * Its output is kept in `output` for failure messages.
+ * By default Mosquitto runs without a config file, so it keeps retained
+ * messages in memory only: a restart forgets them (as a broker without
+ * persistence does). With `config` lines it runs on a config file instead,
+ * e.g. to require passwords:
+ *
+ *   const dir = await tempDir(t);
+ *   const passwords = path.join(dir, 'passwd');
+ *   await writePasswordFile(passwords, { edge: 'secret' });
+ *   const broker = await startMosquitto(t, { config: ['allow_anonymous false', `password_file ${passwords}`] });
+ *   await writePasswordFile(passwords, { edge: 'other' });
+ *   await broker.reload();  // SIGHUP: mosquitto reloads its password file
+ *
+ * Its output is kept in `output` for failure messages (with a config file,
+ * the log lines too, e.g. "Client <unknown> disconnected, not authorised.").
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 
 export const MOSQUITTO_BIN = process.env.MOSQUITTO_BIN ?? '/usr/sbin/mosquitto';
+export const MOSQUITTO_PASSWD_BIN = process.env.MOSQUITTO_PASSWD_BIN ?? '/usr/bin/mosquitto_passwd';
+
+/** A new empty temporary folder, removed in `t.teardown` when `t` is given. */
+export async function tempDir(t?: TeardownTarget): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'edge-mosquitto-'));
+  t?.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * Writes a Mosquitto password file holding exactly `users` (name → password),
+ * replacing the file, with `mosquitto_passwd -b` (path from
+ * `MOSQUITTO_PASSWD_BIN`, default `/usr/bin/mosquitto_passwd`). Rejects with
+ * its output when it fails.
+ */
+export async function writePasswordFile(file: string, users: Readonly<Record<string, string>>): Promise<void> {
+  await writeFile(file, '', { mode: 0o600 });
+  for (const [name, password] of Object.entries(users)) {
+    try {
+      await promisify(execFile)(MOSQUITTO_PASSWD_BIN, ['-b', file, name, password]);
+    } catch (err) {
+      throw new Error(`${MOSQUITTO_PASSWD_BIN} failed for user '${name}': ${(err as Error).message}`);
+    }
+  }
+}
 
 /** A free TCP port on 127.0.0.1 (bound and released; tiny race with other processes). */
 export async function freePort(): Promise<number> {
@@ -61,6 +101,27 @@ export interface Mosquitto {
   start(): Promise<void>;
   /** Stops the broker (SIGTERM, then SIGKILL after 2 s) and waits for it to exit. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Sends SIGHUP, which makes Mosquitto reload its config file (password and
+   * ACL files included), and resolves once it logged "Reloading config.".
+   * Only for a broker started with `config`; rejects otherwise, when it is
+   * not running, or after 5 s.
+   */
+  reload(): Promise<void>;
+}
+
+/** Options of `startMosquitto`. */
+export interface MosquittoOptions {
+  /** Port on 127.0.0.1; default a free one. */
+  readonly port?: number;
+  /**
+   * Extra lines of mosquitto.conf (e.g. `allow_anonymous false`,
+   * `password_file FILE`). When given, Mosquitto runs with `-c` on a config
+   * file in a temporary folder that also sets `listener PORT 127.0.0.1`,
+   * `log_dest stderr` and `user` (the current user, so that it keeps
+   * reading files in temporary folders when run as root).
+   */
+  readonly config?: readonly string[];
 }
 
 interface TeardownTarget {
@@ -68,18 +129,27 @@ interface TeardownTarget {
 }
 
 /**
- * Starts Mosquitto on a free port (or `port`) and, when `t` is given,
- * stops it in `t.teardown`. Rejects with the broker's output when it does
- * not come up within 5 s.
+ * Starts Mosquitto on a free port (or `port`, or `options.port`) and, when
+ * `t` is given, stops it in `t.teardown`. Rejects with the broker's output
+ * when it does not come up within 5 s.
  */
-export async function startMosquitto(t?: TeardownTarget, port?: number): Promise<Mosquitto> {
-  const p = port ?? (await freePort());
+export async function startMosquitto(t?: TeardownTarget, portOrOptions?: number | MosquittoOptions): Promise<Mosquitto> {
+  const options: MosquittoOptions = typeof portOrOptions === 'number' ? { port: portOrOptions } : (portOrOptions ?? {});
+  const p = options.port ?? (await freePort());
   let child: ChildProcess | undefined;
   let output = '';
+  let args = ['-p', String(p)];
+  if (options.config !== undefined) {
+    const dir = await tempDir(t);
+    const file = path.join(dir, 'mosquitto.conf');
+    const lines = [`listener ${p} 127.0.0.1`, 'log_dest stderr', `user ${userInfo().username}`, ...options.config];
+    await writeFile(file, lines.join('\n') + '\n');
+    args = ['-c', file];
+  }
 
   const start = async (): Promise<void> => {
     if (child !== undefined) return;
-    const c = spawn(MOSQUITTO_BIN, ['-p', String(p)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(MOSQUITTO_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = c;
     c.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     c.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -115,6 +185,20 @@ export async function startMosquitto(t?: TeardownTarget, port?: number): Promise
     clearTimeout(timer);
   };
 
+  const reload = async (): Promise<void> => {
+    const c = child;
+    if (options.config === undefined) throw new Error('mosquitto reload: the broker was started without a config file');
+    if (c === undefined) throw new Error('mosquitto reload: the broker is not running');
+    const count = (): number => output.split('Reloading config.').length - 1;
+    const before = count();
+    c.kill('SIGHUP');
+    const deadline = Date.now() + 5000;
+    while (count() === before) {
+      if (Date.now() > deadline) throw new Error(`mosquitto did not log "Reloading config." within 5000 ms after SIGHUP:\n${output}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
   await start();
   const handle: Mosquitto = {
     port: p,
@@ -127,6 +211,7 @@ export async function startMosquitto(t?: TeardownTarget, port?: number): Promise
     },
     start,
     stop,
+    reload,
   };
   t?.teardown(stop);
   return handle;
