@@ -70,7 +70,8 @@ export function checkLabelCount(labelCount: number, classCount: number, source: 
 /**
  * Parses a labels file's text. `format` `auto` (the default) detects the
  * layout: `indexed` when the first non-blank line looks like `<index> <label>`
- * with index 0 or 1 (e.g. `0 background`), else `plain` (one label per line,
+ * with index 0 or 1 (e.g. `0 background`), or when every non-blank line does
+ * (a sparse map such as `286 Egyptian cat`), else `plain` (one label per line,
  * line N = class N, an empty line is a class without a label). Blank lines at
  * the end are ignored; CRLF line ends and a UTF-8 byte order mark are accepted.
  *
@@ -79,6 +80,9 @@ export function checkLabelCount(labelCount: number, classCount: number, source: 
  * like line 1, found "cat"`) or an index given twice.
  */
 export function parseLabels(text: string, source: string, format: 'auto' | LabelsFormat = 'auto'): Labels {
+  if (text.includes('\u0000') || text.includes('\uFFFD')) {
+    throw new Error(`${source} is not a UTF-8 text file: expected one label per line, or "<index> <label>" lines`);
+  }
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   while (lines.length > 0 && lines[lines.length - 1]!.trim() === '') lines.pop();
   const first = lines.findIndex((l) => l.trim() !== '');
@@ -86,7 +90,8 @@ export function parseLabels(text: string, source: string, format: 'auto' | Label
   if (format === 'indexed') detected = 'indexed';
   else if (format === 'auto' && first >= 0) {
     const m = INDEXED_LINE.exec(lines[first]!);
-    if (m && (m[1] === '0' || m[1] === '1')) detected = 'indexed';
+    const allIndexed = lines.every((l) => l.trim() === '' || INDEXED_LINE.test(l));
+    if (m && (m[1] === '0' || m[1] === '1' || allIndexed)) detected = 'indexed';
   }
   if (detected === 'plain') {
     return new Labels(

@@ -45,7 +45,10 @@ export interface MqttPublisherOptions {
   readonly baseTopic: string;
   /** Drop predictions closer than this to the previous published one, in ms; 0 = every frame. Default 0. */
   readonly predictionMinIntervalMs?: number;
-  /** Wait between reconnect attempts in ms (mqtt.js `reconnectPeriod`). Default 5000. */
+  /**
+   * Wait between reconnect attempts in ms (mqtt.js `reconnectPeriod`), also
+   * after the broker refused the connection (CONNACK error). Default 5000.
+   */
   readonly reconnectPeriodMs?: number;
   /** Time allowed for a connection attempt (CONNACK) in ms, and for `start()` when waiting. Default 10000. */
   readonly connectTimeoutMs?: number;
@@ -100,6 +103,31 @@ function checkUrl(url: string): void {
   }
 }
 
+/**
+ * Hint for a CONNACK refusal, by MQTT 3.1.1 return code (the publisher
+ * always connects with protocol version 4, so only codes 1..5 occur).
+ */
+const REFUSAL_HINTS: Readonly<Record<number, string>> = {
+  1: 'the broker does not accept MQTT 3.1.1',
+  2: 'the broker rejects the client id: check mqtt.client_id',
+  3: 'the broker is unavailable for now',
+  4: 'check mqtt.username / EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password) against the broker',
+  5: "check mqtt.username / EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password) and the broker's password file and ACL",
+};
+
+/** The CONNACK return code of a refusal error from mqtt.js (`Connection refused: <reason>`), else undefined. */
+function refusalCode(err: Error): number | undefined {
+  const code = (err as Error & { code?: unknown }).code;
+  return typeof code === 'number' && err.message.startsWith('Connection refused:') ? code : undefined;
+}
+
+/** Connections that end within this long after being made count as short (ms); at least 2 × reconnectPeriodMs. */
+const SHORT_CONNECTION_MS = 10_000;
+/** Short connections in a row that trigger the duplicate client id warning. */
+const SHORT_CONNECTIONS_TO_WARN = 3;
+/** …when all of them fall within this window (ms); at least 6 × reconnectPeriodMs. */
+const SHORT_CONNECTIONS_WINDOW_MS = 60_000;
+
 function positive(name: string, value: number, allowZero: boolean): number {
   if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
     throw new Error(`MQTT option ${name} is ${value}: expected a ${allowZero ? 'non-negative' : 'positive'} number`);
@@ -125,8 +153,19 @@ async function readPem(key: string, path: string | undefined): Promise<Buffer | 
  *   QoS 1), then the latest retained state and every GPIO level again — a
  *   broker restarted without persistence has lost them, and messages made
  *   while offline are delivered this way;
- * - reconnecting is left to mqtt.js (`reconnectPeriod`); an `'error'`
- *   listener is always attached.
+ * - reconnecting is left to mqtt.js (`reconnectPeriod`), also after the
+ *   broker refused the CONNECT (`reconnectOnConnackError`: a user fixing the
+ *   broker's password file sees the daemon connect without a restart); an
+ *   `'error'` listener is always attached.
+ *
+ * Logging while not connected: the first connection error of an outage at
+ * warn, the rest at debug; a refusal (CONNACK error, e.g. "Not authorized")
+ * at warn once per distinct reason per outage, with a hint (e.g. check
+ * `mqtt.username` / `EDGE_CLASSIFIER_MQTT_PASSWORD`). When three connections
+ * in a row each end within max(10 s, 2 × reconnectPeriodMs) of being made,
+ * all within max(60 s, 6 × reconnectPeriodMs), a warning is logged once per
+ * publisher: another client may be using the same client id (a broker closes
+ * the older of two connections with one id, so they knock each other off).
  *
  * Offline behaviour is bounded: predictions are dropped and counted (never
  * queued), state and GPIO keep only the latest payload per topic (one per
@@ -154,6 +193,13 @@ export class MqttPublisher {
   private lastPredictionAt = -Infinity;
   private everConnected = false;
   private errorLogged = false;
+  /** Refusal reasons logged at warn since the last connection. */
+  private readonly refusalsLogged = new Set<string>();
+  /** `performance.now()` when the current connection was made; undefined while not connected. */
+  private connectedAt: number | undefined;
+  /** Connect times (`performance.now()`) of the latest short connections in a row. */
+  private shortConnections: number[] = [];
+  private clientIdWarned = false;
   private stopping: Promise<void> | undefined;
   private counters = { published: 0, droppedOffline: 0, droppedRateLimited: 0, droppedBackpressure: 0, reconnects: 0 };
 
@@ -204,6 +250,8 @@ export class MqttPublisher {
       clean: true,
       protocolVersion: 4,
       queueQoSZero: false,
+      // mqtt.js v5 stops reconnecting after a CONNACK error unless told otherwise.
+      reconnectOnConnackError: true,
       will: { topic: this.topics.availability, payload: Buffer.from('offline'), qos: 1, retain: true },
     };
     if (o.username !== undefined) opts.username = o.username;
@@ -220,6 +268,10 @@ export class MqttPublisher {
     client.on('connect', () => this.onConnect());
     client.on('error', (err) => {
       lastError = err;
+      if (refusalCode(err) !== undefined) {
+        this.onRefused(err, refusalCode(err)!);
+        return;
+      }
       // One warning per outage; the rest (one per reconnect attempt) at debug.
       if (!this.errorLogged) this.log.warn({ url, err: err.message }, 'MQTT connection error');
       else this.log.debug({ url, err: err.message }, 'MQTT connection error');
@@ -228,6 +280,7 @@ export class MqttPublisher {
     client.on('offline', () => {
       if (this.everConnected && this.stopping === undefined) this.log.warn({ url }, 'MQTT broker disconnected: reconnecting');
     });
+    client.on('close', () => this.onClose());
 
     if (o.waitForConnect === false) {
       this.log.info({ url, client_id: o.clientId }, 'connecting to MQTT broker');
@@ -240,7 +293,9 @@ export class MqttPublisher {
         client.end(true);
         this.client = undefined;
         const why = lastError !== undefined ? `: ${lastError.message}` : '';
-        reject(new Error(`cannot connect to MQTT broker ${url} within ${this.connectTimeoutMs} ms${why}`));
+        const code = lastError !== undefined ? refusalCode(lastError) : undefined;
+        const hint = code !== undefined && REFUSAL_HINTS[code] !== undefined ? ` (${REFUSAL_HINTS[code]})` : '';
+        reject(new Error(`cannot connect to MQTT broker ${url} within ${this.connectTimeoutMs} ms${why}${hint}`));
       }, this.connectTimeoutMs);
       const onFirst = (): void => {
         clearTimeout(timer);
@@ -257,13 +312,52 @@ export class MqttPublisher {
     });
   }
 
+  /** A CONNACK error: warn once per distinct reason per outage (with a hint), else debug. mqtt.js retries. */
+  private onRefused(err: Error, code: number): void {
+    const fields = { url: redactUrl(this.options.url), client_id: this.options.clientId, username: this.options.username, code, err: err.message };
+    if (this.refusalsLogged.has(err.message)) {
+      this.log.debug(fields, 'MQTT broker refused the connection');
+      return;
+    }
+    this.refusalsLogged.add(err.message);
+    const hint = REFUSAL_HINTS[code];
+    const retry = `retrying every ${this.options.reconnectPeriodMs ?? 5000} ms`;
+    this.log.warn({ ...fields, hint }, `MQTT broker refused the connection (${err.message})${hint !== undefined ? `: ${hint}` : ''}; ${retry}`);
+  }
+
+  /** The connection closed: detect connections closed by the broker soon after connecting, several in a row. */
+  private onClose(): void {
+    const since = this.connectedAt;
+    this.connectedAt = undefined;
+    if (since === undefined || this.stopping !== undefined) return;
+    const now = performance.now();
+    const period = this.options.reconnectPeriodMs ?? 5000;
+    if (now - since >= Math.max(SHORT_CONNECTION_MS, 2 * period)) {
+      this.shortConnections = [];
+      return;
+    }
+    const windowMs = Math.max(SHORT_CONNECTIONS_WINDOW_MS, 6 * period);
+    this.shortConnections = [...this.shortConnections, since].filter((at) => now - at <= windowMs);
+    if (this.shortConnections.length < SHORT_CONNECTIONS_TO_WARN || this.clientIdWarned) return;
+    this.clientIdWarned = true;
+    const clientId = this.options.clientId;
+    this.log.warn(
+      { url: redactUrl(this.options.url), client_id: clientId, short_connections: this.shortConnections.length, window_ms: windowMs },
+      `MQTT broker closed the connection soon after connecting ${this.shortConnections.length} times in a row: ` +
+        `another client may be using the same client id '${clientId}' (the broker then closes the older connection) — ` +
+        'set mqtt.client_id to an id unique on this broker',
+    );
+  }
+
   private onConnect(): void {
     const client = this.client;
     if (client === undefined || this.stopping !== undefined) return;
+    this.connectedAt = performance.now();
     if (this.everConnected) this.counters.reconnects++;
     this.log.info({ url: redactUrl(this.options.url), base_topic: this.topics.base, reconnects: this.counters.reconnects }, 'connected to MQTT broker');
     this.everConnected = true;
     this.errorLogged = false;
+    this.refusalsLogged.clear();
     this.send(this.topics.availability, 'online' satisfies Availability, 1, true);
     for (const [topic, payload] of this.retained) this.send(topic, payload, this.qos, true);
   }

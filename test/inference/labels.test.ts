@@ -60,3 +60,13 @@ t.test('label count checks are warnings naming the background offset', async (t)
   t.equal(labelFor(undefined, 4), 'class 4');
   t.equal(labelFor(['a', ''], 1), 'class 1', 'an empty label falls back too');
 });
+
+t.test('sparse index maps and binary files', async (t) => {
+  const sparse = parseLabels('286 Kitty\n282 Tabby\n', 'pets.txt');
+  t.equal(sparse.format, 'indexed');
+  t.equal(sparse.labelFor(286), 'Kitty');
+  t.equal(sparse.labelFor(282), 'Tabby');
+  t.equal(sparse.labelFor(0), 'class 0');
+  t.equal(parseLabels('3 way switch\nlamp\n', 'mixed.txt').format, 'plain', 'one label starting with a digit does not make a file indexed');
+  t.throws(() => parseLabels('\u0089PNG\r\n\u001a\n\u0000\u0000', 'x.png'), /x\.png is not a UTF-8 text file/);
+});
