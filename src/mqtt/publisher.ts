@@ -230,7 +230,10 @@ export class MqttPublisher {
    * Reads the TLS files and connects. With `waitForConnect` (default) it
    * resolves once the first connection is up, or rejects after
    * `connectTimeoutMs` with an error naming the URL and the last connection
-   * error (and stops connecting). Without it, it resolves at once.
+   * error, plus a hint when that was a refusal (e.g. "Connection refused: Not
+   * authorized (check mqtt.username / …)"), and stops connecting; a refused
+   * attempt is retried every `reconnectPeriodMs` until then. Without it, it
+   * resolves at once and keeps retrying, refusals included, until `stop()`.
    * Throws when a TLS file cannot be read (naming the key and file).
    */
   async start(): Promise<void> {
