@@ -58,8 +58,11 @@ export class EmbeddedBroker {
 
   /**
    * Starts the broker on 127.0.0.1:`port`. Rejects with an error naming the
-   * port when it is in use (EADDRINUSE) and suggesting `mqtt.embedded_port`
-   * or `mqtt.url`; nothing is left running then.
+   * port when it is in use (EADDRINUSE) and suggesting `mqtt.embedded_port`,
+   * `mqtt.url`, or `--mqtt-url mqtt://127.0.0.1:<port>` on the command line
+   * (e.g. `npm start -- --mqtt-url …` in the quick start) to use the broker
+   * already running there; with any other listen error, an error naming the
+   * port and the cause. Nothing is left running then.
    */
   async start(): Promise<void> {
     if (this.server !== undefined) return;
@@ -84,7 +87,8 @@ export class EmbeddedBroker {
       if (e.code === 'EADDRINUSE') {
         throw new Error(
           `cannot start the embedded MQTT broker on 127.0.0.1:${this.requestedPort}: the port is in use (EADDRINUSE). ` +
-            'Set mqtt.embedded_port to a free port (0 picks one) or mqtt.url to use the broker already running there',
+            'Set mqtt.embedded_port to a free port (0 picks one) or mqtt.url to use the broker already running there ' +
+            `(command line: --mqtt-url mqtt://127.0.0.1:${this.requestedPort}; quick start: npm start -- --mqtt-url mqtt://127.0.0.1:${this.requestedPort})`,
         );
       }
       throw new Error(`cannot start the embedded MQTT broker on 127.0.0.1:${this.requestedPort}: ${e.message}`);

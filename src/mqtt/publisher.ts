@@ -104,16 +104,27 @@ function checkUrl(url: string): void {
 }
 
 /**
- * Hint for a CONNACK refusal, by MQTT 3.1.1 return code (the publisher
- * always connects with protocol version 4, so only codes 1..5 occur).
+ * Hint for a CONNACK refusal by MQTT 3.1.1 return code (the publisher always
+ * connects with protocol version 4, so only codes 1..5 occur), or undefined.
+ * `hasUsername`: whether a user name was sent.
  */
-const REFUSAL_HINTS: Readonly<Record<number, string>> = {
-  1: 'the broker does not accept MQTT 3.1.1',
-  2: 'the broker rejects the client id: check mqtt.client_id',
-  3: 'the broker is unavailable for now',
-  4: 'check mqtt.username / EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password) against the broker',
-  5: "check mqtt.username / EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password) and the broker's password file and ACL",
-};
+function refusalHint(code: number, hasUsername: boolean): string | undefined {
+  switch (code) {
+    case 1:
+      return 'the broker does not accept MQTT 3.1.1';
+    case 2:
+      return 'the broker rejects the client id: check mqtt.client_id';
+    case 3:
+      return 'the broker is unavailable for now';
+    case 4:
+    case 5:
+      return hasUsername
+        ? "check mqtt.username / EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password) against the broker's users"
+        : 'no mqtt.username is set and the broker may require one: set mqtt.username and EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password)';
+    default:
+      return undefined;
+  }
+}
 
 /** The CONNACK return code of a refusal error from mqtt.js (`Connection refused: <reason>`), else undefined. */
 function refusalCode(err: Error): number | undefined {
@@ -271,8 +282,9 @@ export class MqttPublisher {
     client.on('connect', () => this.onConnect());
     client.on('error', (err) => {
       lastError = err;
-      if (refusalCode(err) !== undefined) {
-        this.onRefused(err, refusalCode(err)!);
+      const refused = refusalCode(err);
+      if (refused !== undefined) {
+        this.onRefused(err, refused);
         return;
       }
       // One warning per outage; the rest (one per reconnect attempt) at debug.
@@ -297,7 +309,8 @@ export class MqttPublisher {
         this.client = undefined;
         const why = lastError !== undefined ? `: ${lastError.message}` : '';
         const code = lastError !== undefined ? refusalCode(lastError) : undefined;
-        const hint = code !== undefined && REFUSAL_HINTS[code] !== undefined ? ` (${REFUSAL_HINTS[code]})` : '';
+        const hintText = code !== undefined ? refusalHint(code, o.username !== undefined) : undefined;
+        const hint = hintText !== undefined ? ` (${hintText})` : '';
         reject(new Error(`cannot connect to MQTT broker ${url} within ${this.connectTimeoutMs} ms${why}${hint}`));
       }, this.connectTimeoutMs);
       const onFirst = (): void => {
@@ -323,7 +336,7 @@ export class MqttPublisher {
       return;
     }
     this.refusalsLogged.add(err.message);
-    const hint = REFUSAL_HINTS[code];
+    const hint = refusalHint(code, this.options.username !== undefined);
     const retry = `retrying every ${this.options.reconnectPeriodMs ?? 5000} ms`;
     this.log.warn({ ...fields, hint }, `MQTT broker refused the connection (${err.message})${hint !== undefined ? `: ${hint}` : ''}; ${retry}`);
   }

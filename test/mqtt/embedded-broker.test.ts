@@ -65,7 +65,8 @@ t.test('a port in use gives an error naming the port and the keys to change', as
   await t.rejects(broker.start(), {
     message:
       `cannot start the embedded MQTT broker on 127.0.0.1:${mosquitto.port}: the port is in use (EADDRINUSE). ` +
-      'Set mqtt.embedded_port to a free port (0 picks one) or mqtt.url to use the broker already running there',
+      'Set mqtt.embedded_port to a free port (0 picks one) or mqtt.url to use the broker already running there ' +
+      `(command line: --mqtt-url mqtt://127.0.0.1:${mosquitto.port}; quick start: npm start -- --mqtt-url mqtt://127.0.0.1:${mosquitto.port})`,
   });
   t.throws(() => new EmbeddedBroker({ port: 70000, log: silentLogger() }), /embedded MQTT broker port 70000: expected an integer 0\.\.65535/);
 });

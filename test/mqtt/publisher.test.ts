@@ -8,8 +8,9 @@ import t, { type Test } from 'tap';
 import { MqttPublisher, type MqttPublisherOptions } from '../../src/mqtt/publisher.js';
 import type { Prediction } from '../../src/mqtt/topics.js';
 import { silentLogger } from '../../src/service/log.js';
-import { freePort, startMosquitto } from '../helpers/mosquitto.js';
+import { freePort, startMosquitto, tempDir, writePasswordFile } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';
+import { capturingLogger } from '../helpers/recording.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 let n = 0;
@@ -260,4 +261,101 @@ t.test('stop() returns at once when the broker is unreachable', async (t) => {
   await pub.stop();
   t.ok(Date.now() - started < 500, `stopped in ${Date.now() - started} ms`);
   t.same(pub.stats(), { connected: false, published: 0, droppedOffline: 0, droppedRateLimited: 0, droppedBackpressure: 0, reconnects: 0 });
+});
+
+t.test('broker refuses the credentials: retries every reconnectPeriodMs, warns once with a hint, connects once the password file is fixed', async (t) => {
+  const passwords = path.join(await tempDir(t), 'passwd');
+  await writePasswordFile(passwords, { edge: 'old-secret', recorder: 'rec-secret' });
+  const broker = await startMosquitto(t, { config: ['allow_anonymous false', `password_file ${passwords}`] });
+  const refusals = (): number => broker.output.split('disconnected, not authorised.').length - 1;
+  const { log, lines } = capturingLogger('debug');
+  const base = uniqueBase();
+  const pub = publisher(t, broker.url, base, { username: 'edge', password: 'new-secret', reconnectPeriodMs: 200, waitForConnect: false, log });
+  await pub.start();
+
+  await until('the publisher to be refused 4 times', () => refusals() >= 4, 5000);
+  t.equal(pub.connected, false);
+  const refused = lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('MQTT broker refused the connection'));
+  t.ok(refused.length >= 4, `every refusal is logged (${refused.length})`);
+  const warnings = refused.filter((l) => l.level === 40);
+  t.equal(warnings.length, 1, 'one warning for one reason; the retries at debug');
+  t.equal(
+    warnings[0]?.msg,
+    "MQTT broker refused the connection (Connection refused: Not authorized): check mqtt.username / EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password) against the broker's users; retrying every 200 ms",
+  );
+  t.match(warnings[0], { username: 'edge', code: 5, err: 'Connection refused: Not authorized' });
+  t.notOk(JSON.stringify(lines).includes('new-secret'), 'the password is never logged');
+
+  // The user fixes the password file and reloads the broker; no restart of the publisher.
+  await writePasswordFile(passwords, { edge: 'new-secret', recorder: 'rec-secret' });
+  await broker.reload();
+  const reloadedAt = Date.now();
+  await until('the publisher to connect', () => pub.connected, 3000);
+  t.ok(Date.now() - reloadedAt < 1500, `connected ${Date.now() - reloadedAt} ms after the reload (reconnectPeriodMs 200)`);
+  t.equal(pub.stats().reconnects, 0, 'the first successful connection');
+  const rec = await recordMqtt(t, `mqtt://recorder:rec-secret@127.0.0.1:${broker.port}`, `${base}/availability`);
+  const online = await rec.waitFor(() => true);
+  t.same([online.payload, online.retain], ['online', true]);
+
+  // start() with waitForConnect keeps retrying until connectTimeoutMs, then names the refusal with its hint
+  // (here for a publisher without user name, refused as anonymous).
+  const waiting = publisher(t, broker.url, uniqueBase(), { reconnectPeriodMs: 100, connectTimeoutMs: 700 });
+  const before = refusals();
+  const message = await waiting.start().then(
+    () => 'resolved',
+    (err: Error) => err.message,
+  );
+  t.equal(
+    message,
+    `cannot connect to MQTT broker ${broker.url} within 700 ms: Connection refused: Not authorized ` +
+      '(no mqtt.username is set and the broker may require one: set mqtt.username and EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password))',
+  );
+  t.ok(refusals() - before >= 3, `retried while waiting (${refusals() - before} attempts)`);
+});
+
+t.test('two publishers with the same client id knock each other off: one warning naming the client id', async (t) => {
+  const broker = await startMosquitto(t);
+  const clientId = `edge-classifier-twin-${process.pid}`;
+  const a = capturingLogger();
+  const b = capturingLogger();
+  const warning = (lines: Array<Record<string, unknown>>) =>
+    lines.filter((l) => l.level === 40 && typeof l.msg === 'string' && l.msg.includes('same client id'));
+  const first = publisher(t, broker.url, uniqueBase(), { clientId, log: a.log });
+  await first.start();
+
+  const second = publisher(t, broker.url, uniqueBase(), { clientId, log: b.log });
+  await second.start();
+  await until('a duplicate client id warning', () => warning(a.lines).length + warning(b.lines).length > 0, 10_000);
+  // Keep them fighting for a while: still one warning per publisher at most.
+  const taken = (): number => broker.output.split(`Client ${clientId} already connected, closing old connection.`).length - 1;
+  const before = taken();
+  await until('more takeovers', () => taken() >= before + 6, 10_000);
+  for (const [name, lines] of [['first', a.lines], ['second', b.lines]] as const) {
+    t.ok(warning(lines).length <= 1, `${name}: at most one warning (${warning(lines).length})`);
+  }
+  const [w] = [...warning(a.lines), ...warning(b.lines)];
+  t.equal(
+    w?.msg,
+    'MQTT broker closed the connection soon after connecting 3 times in a row: ' +
+      `another client may be using the same client id '${clientId}' (the broker then closes the older connection) — ` +
+      'set mqtt.client_id to an id unique on this broker',
+  );
+  t.match(w, { client_id: clientId, url: broker.url });
+});
+
+t.test('two broker restarts in a row do not make a duplicate client id warning (it takes 3 short connections)', async (t) => {
+  const broker = await startMosquitto(t);
+  const { log, lines } = capturingLogger();
+  const pub = publisher(t, broker.url, uniqueBase(), { log, reconnectPeriodMs: 50 });
+  await pub.start();
+  for (let i = 0; i < 2; i++) {
+    await broker.stop();
+    await until('the publisher to notice the disconnect', () => !pub.connected);
+    await broker.start();
+    await until('the publisher to reconnect', () => pub.connected);
+  }
+  t.equal(pub.stats().reconnects, 2);
+  const warnings = lines.filter((l) => l.level === 40).map((l) => String(l.msg));
+  t.equal(warnings.filter((m) => m === 'MQTT broker disconnected: reconnecting').length, 2, 'each disconnect is logged');
+  t.same(warnings.filter((m) => m.includes('client id')), [], 'no duplicate client id warning');
 });
