@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, EX_CONFIG, loadConfig, packageRoot, type ConfigOverrides } from './config/load.js';
+import { classifierOptions } from './config/options.js';
 import { preflight } from './config/preflight.js';
 import type { Config } from './config/schema.js';
 import { GPIO_FLAG_EXAMPLE, GPIO_FLAG_GRAMMAR, parseGpioFlag } from './gpio/rules.js';
@@ -20,7 +21,7 @@ import { Classifier } from './inference/classifier.js';
 import { readModelInfo } from './inference/tflite-model.js';
 import type { ModelInfo, TensorDetails } from './inference/types.js';
 import { FrameDecodeError } from './preprocess/preprocess.js';
-import { classifierOptions, Daemon } from './service/daemon.js';
+import { Daemon } from './service/daemon.js';
 import { createLogger, LOG_LEVELS, redactUrl } from './service/log.js';
 import { SdNotifier } from './service/sd-notify.js';
 

@@ -1,5 +1,6 @@
 import { redactUrl, type Logger } from '../service/log.js';
 import { checkGeometry, checkInteger, checkOneOf } from './checks.js';
+import type { CaptureOptions } from './frame-source.js';
 import { ProcessSource } from './process-source.js';
 
 /** What ffmpeg reads. */
@@ -13,21 +14,8 @@ export type FfmpegInput =
   /** A video file read at its native rate; `loop` restarts it at the end forever. */
   | { readonly kind: 'file'; readonly path: string; readonly loop: boolean };
 
-/** The frames ffmpeg writes. */
-export interface FfmpegOutputOptions {
-  /** Output width in pixels after rotation (default 640). */
-  readonly width?: number;
-  /** Output height in pixels after rotation (default 480). */
-  readonly height?: number;
-  /** Output rate in Hz (default 10): frames above it are dropped before scaling. */
-  readonly fps?: number;
-  /** Clockwise rotation in degrees: 0, 90, 180 or 270 (default 0). */
-  readonly rotation?: number;
-  readonly hflip?: boolean;
-  readonly vflip?: boolean;
-  /** JPEG quality 1..100, mapped to ffmpeg's `-q:v` by `jpegQualityToQscale`; `-q:v 5` when unset. */
-  readonly jpegQuality?: number;
-}
+/** The frames ffmpeg writes: see `CaptureOptions`. */
+export type FfmpegOutputOptions = CaptureOptions;
 
 /** Defaults of the ffmpeg sources: small frames at a modest rate. */
 export const FFMPEG_DEFAULTS = { width: 640, height: 480, fps: 10, qscale: 5 } as const;

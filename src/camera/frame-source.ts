@@ -44,3 +44,25 @@ export interface FrameSource {
   stop(): Promise<void>;
   stats(): SourceStats;
 }
+
+/**
+ * What a camera is asked to deliver (the Pi camera, ffmpeg): frame size,
+ * rate, orientation and JPEG quality. Every field is optional; each source
+ * documents its defaults.
+ */
+export interface CaptureOptions {
+  /** Frame width in pixels, 16..8192, after rotation (default 640). */
+  readonly width?: number;
+  /** Frame height in pixels, 16..8192, after rotation (default 480). */
+  readonly height?: number;
+  /** Frame rate in Hz, above 0 and at most 240 (default 10): the camera's rate, ffmpeg's output rate (frames above it are dropped before scaling), or the replay rate. */
+  readonly fps?: number;
+  /** Clockwise rotation in degrees: 0, 90, 180 or 270 for ffmpeg sources; only 0 or 180 for the Pi camera (default 0). */
+  readonly rotation?: number;
+  /** Mirror left-right (default false). */
+  readonly hflip?: boolean;
+  /** Mirror top-bottom (default false). */
+  readonly vflip?: boolean;
+  /** JPEG quality 1..100 of camera/ffmpeg frames (default: rpicam-vid's own, ffmpeg `-q:v 5`). */
+  readonly jpegQuality?: number;
+}

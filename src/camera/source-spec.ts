@@ -3,7 +3,7 @@ import path from 'node:path';
 import { redactUrl, type Logger } from '../service/log.js';
 import { checkGeometry, checkInteger, checkOneOf } from './checks.js';
 import { createFfmpegSource } from './ffmpeg.js';
-import type { FrameSource } from './frame-source.js';
+import type { CaptureOptions, FrameSource } from './frame-source.js';
 import { ReplaySource } from './replay.js';
 import { createRpicamSource } from './rpicam.js';
 
@@ -12,23 +12,9 @@ import { createRpicamSource } from './rpicam.js';
  * the command line map onto these). Every field is optional; defaults are
  * in `SOURCE_DEFAULTS`.
  */
-export interface SourceOptions {
-  /** Frame width in pixels, 16..8192 (default 640). The Pi camera and ffmpeg deliver this size; replay sends files as they are. */
-  readonly width?: number;
-  /** Frame height in pixels, 16..8192 (default 480). */
-  readonly height?: number;
-  /** Frame rate in Hz, above 0 and at most 240 (default 10): the camera's rate, ffmpeg's output rate, or the replay rate. */
-  readonly fps?: number;
-  /** Clockwise rotation in degrees: 0, 90, 180 or 270 for ffmpeg sources; only 0 or 180 for the Pi camera (default 0). */
-  readonly rotation?: number;
-  /** Mirror left-right (default false). */
-  readonly hflip?: boolean;
-  /** Mirror top-bottom (default false). */
-  readonly vflip?: boolean;
+export interface SourceOptions extends CaptureOptions {
   /** Replay directories and video files start again at the end (default true). */
   readonly loop?: boolean;
-  /** JPEG quality 1..100 of camera/ffmpeg frames (default: rpicam-vid's own, ffmpeg `-q:v 5`). */
-  readonly jpegQuality?: number;
   /** ffmpeg program, a path or a name on PATH (default `ffmpeg`). */
   readonly ffmpegPath?: string;
   /** Pi camera program, a path or a name on PATH (default: `rpicam-vid`, else `libcamera-vid`). */

@@ -11,6 +11,7 @@ import { readModelInfo } from '../inference/tflite-model.js';
 import type { ModelInfo } from '../inference/types.js';
 import { validateBaseTopic } from '../mqtt/topics.js';
 import { ConfigError } from './load.js';
+import { sourceOptions } from './options.js';
 import type { Config } from './schema.js';
 
 /**
@@ -98,11 +99,10 @@ export async function preflight(config: Config, file?: string): Promise<void> {
   }
 
   try {
-    const s = c.source;
-    const parsed = parseSourceSpec(s.spec, { width: s.width, height: s.height, fps: s.fps, rotation: s.rotation, hflip: s.hflip, vflip: s.vflip, loop: s.loop, jpegQuality: s.jpeg_quality });
+    const parsed = parseSourceSpec(c.source.spec, sourceOptions(c));
     if (parsed.kind === 'rpicam') findRpicamProgram();
     else if (parsed.kind === 'replay') await listReplayFiles(parsed.dir);
-    else if (!findOnPath('ffmpeg')) throw new Error(`source ${redactUrl(s.spec)} is read through ffmpeg, which is not on PATH: ${FFMPEG_INSTALL_HINT}`);
+    else if (!findOnPath('ffmpeg')) throw new Error(`source ${redactUrl(c.source.spec)} is read through ffmpeg, which is not on PATH: ${FFMPEG_INSTALL_HINT}`);
   } catch (err) {
     problems.push(`source.spec: ${(err as Error).message}`);
   }

@@ -4,11 +4,12 @@ import { performance } from 'node:perf_hooks';
 import type { Frame, FrameSource } from '../camera/frame-source.js';
 import { LatestFrameSlot } from '../camera/latest-frame.js';
 import { createFrameSource } from '../camera/source-spec.js';
+import { classifierOptions, sourceOptions } from '../config/options.js';
 import type { Config } from '../config/schema.js';
 import { GpioActuator } from '../gpio/actuator.js';
 import { createGpioBackend } from '../gpio/backends.js';
 import { checkGpioRules, gpioRule, unknownLabels } from '../gpio/rules.js';
-import { Classifier, type ClassifierOptions } from '../inference/classifier.js';
+import { Classifier } from '../inference/classifier.js';
 import type { ClassScore } from '../inference/types.js';
 import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
 import { MqttPublisher } from '../mqtt/publisher.js';
@@ -191,16 +192,7 @@ export class Daemon extends EventEmitter {
 
       this.source = createFrameSource(
         c.source.spec,
-        {
-          width: c.source.width,
-          height: c.source.height,
-          fps: c.source.fps,
-          rotation: c.source.rotation,
-          hflip: c.source.hflip,
-          vflip: c.source.vflip,
-          loop: c.source.loop,
-          jpegQuality: c.source.jpeg_quality,
-        },
+        sourceOptions(c),
         this.log,
       );
       this.loop = this.processFrames();
@@ -397,26 +389,4 @@ export class Daemon extends EventEmitter {
     await step('classifier', () => this.classifier?.close());
     if (firstError !== undefined) throw firstError;
   }
-}
-
-/**
- * The `Classifier.open` options a configuration asks for (shared by `run`
- * and `classify`). mean/std given as one number apply to all three channels.
- */
-export function classifierOptions(c: Config, log: Logger): ClassifierOptions {
-  const { mean, std } = c.preprocess;
-  const triple = (v: number | number[] | null, fallback: number) => (v === null ? [fallback, fallback, fallback] : Array.isArray(v) ? v : [v, v, v]);
-  return {
-    modelPath: c.model.path,
-    labelsPath: c.model.labels ?? undefined,
-    cpuModelPath: c.model.cpu_fallback ?? undefined,
-    delegate: c.inference.delegate,
-    edgetpuDevice: c.inference.edgetpu_device ?? undefined,
-    threads: c.inference.threads,
-    topK: c.inference.top_k,
-    threshold: c.inference.threshold,
-    resize: c.preprocess.resize,
-    normalization: mean === null && std === null ? undefined : { mean: triple(mean, 0), std: triple(std, 1) },
-    log,
-  };
 }
