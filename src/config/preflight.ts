@@ -7,7 +7,10 @@ import { edgeTpuDelegate } from '../inference/delegate.js';
 import { redactUrl } from '../service/log.js';
 import { parseSourceSpec } from '../camera/source-spec.js';
 import { readLabelsFile } from '../inference/labels.js';
-import { readModelInfo } from '../inference/tflite-model.js';
+import { checkScoresOutput } from '../inference/postprocess.js';
+import { customOpMessage } from '../inference/runner.js';
+import { EDGETPU_CUSTOM_OP, readModelInfo } from '../inference/tflite-model.js';
+import { checkImageInput } from '../preprocess/preprocess.js';
 import type { ModelInfo } from '../inference/types.js';
 import { validateBaseTopic } from '../mqtt/topics.js';
 import { ConfigError } from './load.js';
@@ -52,6 +55,20 @@ export async function preflight(config: Config, file?: string): Promise<void> {
     problems.push(
       `model.path: ${c.model.path} is compiled for the Edge TPU and cannot run on the CPU: set inference.delegate to edgetpu, or use the model's CPU version`,
     );
+  }
+  // What the daemon would feed and read: one RGB image input, class scores out, no op this runtime lacks.
+  for (const [key, info] of [['model.path', main], ['model.cpu_fallback', fallback]] as const) {
+    if (!info) continue;
+    try {
+      if (info.inputs.length !== 1) throw new Error(`${info.path} has ${info.inputs.length} inputs: expected one image input`);
+      checkImageInput(info.inputs[0]!);
+      if (!info.outputs[0]) throw new Error(`${info.path} has no output tensor`);
+      checkScoresOutput(info.outputs[0]);
+      const missing = info.custom_ops.find((op) => !(op === EDGETPU_CUSTOM_OP && (info.requires_edgetpu || c.inference.delegate === 'edgetpu')));
+      if (missing !== undefined) throw new Error(customOpMessage(missing, info.path));
+    } catch (err) {
+      problems.push(`${key}: ${(err as Error).message}`);
+    }
   }
   const cpuModel = main?.requires_edgetpu ? fallback : main;
   const input = cpuModel?.inputs[0];

@@ -5,7 +5,7 @@ import { Preprocessor, type ResizeMode } from '../preprocess/preprocess.js';
 import type { InputTensorArray } from '../preprocess/quantize.js';
 import { EdgeTpuUnavailableError, edgeTpuDelegate, probeDelegate, type DelegateDescriptor } from './delegate.js';
 import { Labels, readLabelsFile } from './labels.js';
-import { dequantize, topK } from './postprocess.js';
+import { checkScoresOutput, dequantize, topK } from './postprocess.js';
 import { InterpreterRunner, customOpMessage } from './runner.js';
 import { EDGETPU_CUSTOM_OP, readModelFile } from './tflite-model.js';
 import type { Classification, ModelInfo, Normalization, TensorDetails } from './types.js';
@@ -161,12 +161,7 @@ export class Classifier {
     const output = info.outputs[0];
     if (!output) throw new Error(`${this._modelPath} has no output tensor`);
     const s = output.shape;
-    const classes = s[s.length - 1] ?? 0;
-    if (!((s.length === 2 && s[0] === 1) || s.length === 1) || classes < 1 || !['uint8', 'int8', 'float32'].includes(output.dtype)) {
-      throw new Error(
-        `model output '${output.name}' has shape [${s.join(',')}] and dtype ${output.dtype}: expected class scores of shape [1,N] or [N] with dtype uint8, int8 or float32`,
-      );
-    }
+    const classes = checkScoresOutput(output);
     const preprocessor = new Preprocessor(info.inputs[0]!, {
       ...(o.resize ? { resize: o.resize } : {}),
       ...(o.normalization ? { normalization: o.normalization } : {}),

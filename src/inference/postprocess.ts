@@ -1,5 +1,5 @@
 import { labelFor } from './labels.js';
-import type { ClassScore } from './types.js';
+import type { ClassScore, TensorDetails } from './types.js';
 
 /** Typed arrays an output tensor can arrive in. */
 export type OutputArray = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array;
@@ -75,4 +75,20 @@ export function topK(scores: ArrayLike<number>, k: number, threshold: number, la
         ? (i: number) => labels.labelFor(i)
         : (i: number) => labelFor(labels, i);
   return bestIndex.map((index, n) => ({ index, label: lookup(index), score: bestScore[n]! }));
+}
+
+/**
+ * Checks that a model output holds class scores: shape [1,N] or [N] with
+ * N ≥ 1, dtype uint8, int8 or float32. Returns N (the number of classes).
+ * Throws an Error naming the tensor, its shape and dtype and what is expected.
+ */
+export function checkScoresOutput(output: TensorDetails): number {
+  const s = output.shape;
+  const classes = s[s.length - 1] ?? 0;
+  if (!((s.length === 2 && s[0] === 1) || s.length === 1) || classes < 1 || !['uint8', 'int8', 'float32'].includes(output.dtype)) {
+    throw new Error(
+      `model output '${output.name}' has shape [${s.join(',')}] and dtype ${output.dtype}: expected class scores of shape [1,N] or [N] with dtype uint8, int8 or float32`,
+    );
+  }
+  return classes;
 }

@@ -145,6 +145,9 @@ t.test('--check-config checks what the configuration refers to', async (t) => {
   const float = await runCli(['run', '--check-config', '--model', model('mobilenet_v1_0.25_224_1_default_1.tflite'), '--source', tmp]);
   t.equal(float.code, 78);
   t.match(float.stderr, /preprocess\.mean: .*float32 input and no normalization/);
+  const broken = await runCli(['run', '--check-config', '--model', model('model_invoking_error.tflite'), '--source', tmp]);
+  t.equal(broken.code, 78, 'a model the daemon cannot feed is refused before start');
+  t.match(broken.stderr, /model\.path: model input '.*' has shape \[1,3\] and dtype uint8: expected an RGB image tensor of shape \[1,H,W,3\]/);
   const tpu = await runCli(['run', '--check-config', '--model', model('mobilenet_v1_0.25_128_quant_edgetpu.tflite'), '--source', tmp]);
   t.equal(tpu.code, 78);
   t.match(tpu.stderr, /compiled for the Edge TPU and cannot run on the CPU/);
