@@ -97,7 +97,10 @@ export class ReplaySource implements FrameSource {
   }
 
   /**
-   * Lists the directory and starts the frame timer; the first frame follows at once.
+   * Lists the directory and starts the frame timer; the first frame follows
+   * at once. When looping, the directory is listed again at the start of
+   * each pass (files added are picked up); if it is gone or empty by then,
+   * the source ends (`onEnd`) with the reason.
    * @throws Error from `listReplayFiles` (missing, empty or unreadable directory),
    * or when the source is already running.
    */
@@ -124,7 +127,8 @@ export class ReplaySource implements FrameSource {
     return this.lastErrorText === undefined ? stats : { ...stats, lastError: this.lastErrorText };
   }
 
-  private async play(files: string[], onFrame: FrameListener, onEnd?: (reason: string) => void): Promise<void> {
+  private async play(initialFiles: string[], onFrame: FrameListener, onEnd?: (reason: string) => void): Promise<void> {
+    let files = initialFiles;
     const period = 1000 / this.fps;
     const t0 = performance.now();
     let slot = 0;
@@ -169,6 +173,18 @@ export class ReplaySource implements FrameSource {
           return;
         }
         index = 0;
+        // Each pass lists the folder again: files added since are replayed, removed ones are not tried.
+        try {
+          const listed = await listReplayFiles(this.dir);
+          if (listed.length !== files.length || listed.some((f, i) => f !== files[i])) {
+            this.log.info({ dir: this.dir, files: listed.length }, 'replay folder changed');
+          }
+          files = listed;
+          failuresInARow = 0;
+        } catch (err) {
+          if (this.running) this.end((err as Error).message, onEnd);
+          return;
+        }
       }
       next = this.read(files[index]);
     }

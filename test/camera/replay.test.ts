@@ -80,7 +80,7 @@ t.test('loop: false ends one period after the last file', async (t) => {
   await source.stop();
 });
 
-t.test('a file that disappears is skipped and reported; when none can be read the source ends', async (t) => {
+t.test('a file that disappears is skipped and reported; the next pass lists the folder again, and an emptied folder ends the source', async (t) => {
   const small = path.join(tmp, 'small');
   mkdirSync(small);
   writeFileSync(path.join(small, 'a.jpg'), files['frame-1.jpg']);
@@ -92,8 +92,8 @@ t.test('a file that disappears is skipped and reported; when none can be read th
     void source.start(
       (f) => {
         frames.push(f);
-        if (frames.length === 2) rmSync(path.join(small, 'b.jpg'));
-        if (frames.length === 4) rmSync(path.join(small, 'a.jpg'));
+        if (frames.length === 1) rmSync(path.join(small, 'b.jpg')); // gone before its turn in this pass
+        if (frames.length === 2) rmSync(path.join(small, 'a.jpg')); // the folder is empty at the next pass
       },
       (reason) => {
         endReason = reason;
@@ -102,9 +102,9 @@ t.test('a file that disappears is skipped and reported; when none can be read th
     );
   });
   await ended;
-  t.match(source.stats().lastError, /^cannot read replay file '.*a\.jpg': ENOENT/);
-  t.same(frames.map((f) => path.basename(f.file!)).slice(0, 4), ['a.jpg', 'b.jpg', 'a.jpg', 'a.jpg']);
-  t.equal(endReason, `no file in replay directory '${small}' could be read`);
+  t.match(source.stats().lastError, /^cannot read replay file '.*b\.jpg': ENOENT/);
+  t.same(frames.map((f) => path.basename(f.file!)), ['a.jpg', 'a.jpg'], 'b.jpg is not tried again once the folder is listed again');
+  t.match(endReason, new RegExp(`replay directory '${small.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' holds no files to replay`));
   await source.stop();
 });
 
@@ -126,4 +126,24 @@ t.test('missing, empty or non-directory paths are clear errors at start()', asyn
   t.throws(() => new ReplaySource({ dir, fps: 0, log: silentLogger() }), {
     message: "source option 'fps' must be a number above 0 and at most 240 (frames per second), got 0",
   });
+});
+
+t.test('a looping replay picks up added files each pass and ends when the folder is gone', async (t) => {
+  const dir = mkdtempSync(path.join(tmp, 'pass-'));
+  writeFileSync(path.join(dir, 'a.jpg'), 'A');
+  const seen: string[] = [];
+  let ended: string | undefined;
+  const source = new ReplaySource({ dir, fps: 50, loop: true, log: silentLogger() });
+  t.teardown(() => source.stop());
+  await source.start(
+    (f) => seen.push(path.basename(f.file!)),
+    (reason) => (ended = reason),
+  );
+  await new Promise((r) => setTimeout(r, 60));
+  writeFileSync(path.join(dir, 'b.jpg'), 'B');
+  await new Promise((r) => setTimeout(r, 200));
+  t.ok(seen.includes('b.jpg'), `a file added while running is replayed (${seen.join(' ')})`);
+  rmSync(dir, { recursive: true, force: true });
+  for (let i = 0; i < 50 && ended === undefined; i++) await new Promise((r) => setTimeout(r, 100));
+  t.match(ended, /replay directory .* (holds no files|could be read|does not exist|cannot be read)/, `the source ended: ${ended}`);
 });
