@@ -103,6 +103,16 @@ export abstract class FlatTable {
     return this.bb!.__indirect(vector.start + index * 4);
   }
 
+  /**
+   * The `index`-th table of the vector-of-tables field at `vtableOffset`, as
+   * an accessor of class `Table` (what flatc generates as `field(index)`).
+   * @throws RangeError for an index outside the vector; FlatbufferFormatError when it lies outside the buffer.
+   */
+  protected tableAt<T extends FlatTable>(Table: new () => T, vtableOffset: number, field: string, index: number): T {
+    const v = this.vector(vtableOffset, 4, field);
+    return new Table().__init(this.tableInVector(v, index), this.bb!, this.source, this.kind);
+  }
+
   protected corrupt(what: string, capacity: number): FlatbufferFormatError {
     return new FlatbufferFormatError(
       `${this.source} is a corrupt ${this.kind}: ${what} lies outside the ${capacity}-byte buffer`,

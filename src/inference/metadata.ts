@@ -55,8 +55,7 @@ export class MetaModelMetadata extends FlatTable {
   }
 
   subgraphMetadata(index: number): MetaSubGraphMetadata {
-    const v = this.vector(10, 4, 'ModelMetadata.subgraph_metadata');
-    return new MetaSubGraphMetadata().__init(this.tableInVector(v, index), this.bb!, this.source, KIND);
+    return this.tableAt(MetaSubGraphMetadata, 10, 'ModelMetadata.subgraph_metadata', index);
   }
 
   author(): string | undefined {
@@ -83,8 +82,7 @@ export class MetaSubGraphMetadata extends FlatTable {
   }
 
   inputTensorMetadata(index: number): MetaTensorMetadata {
-    const v = this.vector(8, 4, 'SubGraphMetadata.input_tensor_metadata');
-    return new MetaTensorMetadata().__init(this.tableInVector(v, index), this.bb!, this.source, KIND);
+    return this.tableAt(MetaTensorMetadata, 8, 'SubGraphMetadata.input_tensor_metadata', index);
   }
 
   outputTensorMetadataLength(): number {
@@ -92,8 +90,7 @@ export class MetaSubGraphMetadata extends FlatTable {
   }
 
   outputTensorMetadata(index: number): MetaTensorMetadata {
-    const v = this.vector(10, 4, 'SubGraphMetadata.output_tensor_metadata');
-    return new MetaTensorMetadata().__init(this.tableInVector(v, index), this.bb!, this.source, KIND);
+    return this.tableAt(MetaTensorMetadata, 10, 'SubGraphMetadata.output_tensor_metadata', index);
   }
 }
 
@@ -112,8 +109,7 @@ export class MetaTensorMetadata extends FlatTable {
   }
 
   processUnits(index: number): MetaProcessUnit {
-    const v = this.vector(12, 4, 'TensorMetadata.process_units');
-    return new MetaProcessUnit().__init(this.tableInVector(v, index), this.bb!, this.source, KIND);
+    return this.tableAt(MetaProcessUnit, 12, 'TensorMetadata.process_units', index);
   }
 
   associatedFilesLength(): number {
@@ -121,8 +117,7 @@ export class MetaTensorMetadata extends FlatTable {
   }
 
   associatedFiles(index: number): MetaAssociatedFile {
-    const v = this.vector(16, 4, 'TensorMetadata.associated_files');
-    return new MetaAssociatedFile().__init(this.tableInVector(v, index), this.bb!, this.source, KIND);
+    return this.tableAt(MetaAssociatedFile, 16, 'TensorMetadata.associated_files', index);
   }
 }
 

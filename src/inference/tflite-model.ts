@@ -78,8 +78,7 @@ export class TflModel extends FlatTable {
   }
 
   operatorCodes(index: number): TflOperatorCode {
-    const v = this.vector(6, 4, 'Model.operator_codes');
-    return new TflOperatorCode().__init(this.tableInVector(v, index), this.bb!, this.source, this.kind);
+    return this.tableAt(TflOperatorCode, 6, 'Model.operator_codes', index);
   }
 
   subgraphsLength(): number {
@@ -87,8 +86,7 @@ export class TflModel extends FlatTable {
   }
 
   subgraphs(index: number): TflSubGraph {
-    const v = this.vector(8, 4, 'Model.subgraphs');
-    return new TflSubGraph().__init(this.tableInVector(v, index), this.bb!, this.source, this.kind);
+    return this.tableAt(TflSubGraph, 8, 'Model.subgraphs', index);
   }
 
   /** Slot 3; converters write e.g. `MLIR Converted.` or `TOCO Converted.`. */
@@ -101,8 +99,7 @@ export class TflModel extends FlatTable {
   }
 
   buffers(index: number): TflBuffer {
-    const v = this.vector(12, 4, 'Model.buffers');
-    return new TflBuffer().__init(this.tableInVector(v, index), this.bb!, this.source, this.kind);
+    return this.tableAt(TflBuffer, 12, 'Model.buffers', index);
   }
 
   metadataLength(): number {
@@ -110,8 +107,7 @@ export class TflModel extends FlatTable {
   }
 
   metadata(index: number): TflMetadata {
-    const v = this.vector(16, 4, 'Model.metadata');
-    return new TflMetadata().__init(this.tableInVector(v, index), this.bb!, this.source, this.kind);
+    return this.tableAt(TflMetadata, 16, 'Model.metadata', index);
   }
 }
 
@@ -160,8 +156,7 @@ export class TflSubGraph extends FlatTable {
   }
 
   tensors(index: number): TflTensor {
-    const v = this.vector(4, 4, 'SubGraph.tensors');
-    return new TflTensor().__init(this.tableInVector(v, index), this.bb!, this.source, this.kind);
+    return this.tableAt(TflTensor, 4, 'SubGraph.tensors', index);
   }
 
   /** Indices into `tensors` of the subgraph's inputs. */
