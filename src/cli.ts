@@ -1,42 +1,41 @@
 #!/usr/bin/env node
 /**
- * The process shell: arguments, signals, exit codes. Everything else lives
- * in the stage folders and in `service/daemon.ts`.
+ * The process shell: arguments, signals, exit codes. Nothing else: reload and
+ * shutdown policy is the supervisor's (`service/supervisor.ts`), the
+ * application the daemon's (`service/daemon.ts`).
  *
  * Exit codes: 0 done (or stopped by SIGTERM/SIGINT), 1 a runtime failure
  * (model cannot load, a file cannot be classified), 2 bad command-line usage,
  * 78 (EX_CONFIG) a configuration that cannot work — the systemd unit does not
  * restart on 78.
+ *
+ * Only the signal handlers of `run` (`service/signals.ts`, first), node
+ * built-ins and commander are imported up front; the rest (sharp, mqtt, the
+ * stages) is loaded by the command that needs it, so a SIGTERM or SIGHUP in
+ * the first second of a slow start is handled, not fatal.
  */
+// First: the signal handlers of `run` (before commander and everything else is loaded).
+import { runSignals } from './service/signals.js';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, EX_CONFIG, loadConfig, packageRoot, type ConfigOverrides } from './config/load.js';
-import { classifierOptions } from './config/options.js';
-import { preflight } from './config/preflight.js';
+import type { ConfigOverrides } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { GPIO_FLAG_EXAMPLE, GPIO_FLAG_GRAMMAR, parseGpioFlag } from './gpio/rules.js';
-import { Classifier } from './inference/classifier.js';
-import { readModelInfo } from './inference/tflite-model.js';
-import type { ModelInfo, TensorDetails } from './inference/types.js';
-import { FrameDecodeError } from './preprocess/preprocess.js';
-import { Daemon } from './service/daemon.js';
-import { createLogger, LOG_LEVELS, redactUrl } from './service/log.js';
-import { SdNotifier } from './service/sd-notify.js';
+import type { TensorDetails } from './core/types.js';
 
-/** Longest a SIGTERM/SIGINT shutdown may take before the process exits anyway, in ms. */
-const SHUTDOWN_DEADLINE_MS = 4_500;
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+/** The `--gpio` grammar for the help text (the parser, `config/gpio-flag.ts`, says the same in its errors). */
+const GPIO_HELP = "PIN=LABEL[|LABEL…][@MIN_SCORE][:active-low][:hold=MS], repeatable, e.g. '17=Egyptian cat|tabby, tabby cat@0.6:active-low:hold=2000'";
 
+/** Whole numbers in decimal only: '' or '0x10' are usage errors, not 0 or 16. */
 const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} expects a whole number, got '${v}'`);
-  return n;
+  if (!/^[+-]?\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} expects a whole number, got '${v}'`);
+  return Number(v);
 };
+/** Decimal numbers only ('0x1', '1e', '' are usage errors). */
 const num = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} expects a number, got '${v}'`);
-  return n;
+  if (!/^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(v.trim())) throw new InvalidArgumentError(`${name} expects a number, got '${v}'`);
+  return Number(v);
 };
 const collect = (v: string, all: string[] = []) => [...all, v];
 
@@ -51,8 +50,12 @@ interface CommonFlags {
   threads?: number;
   logLevel?: string;
 }
+type RunFlags = CommonFlags & { source?: string; mqttUrl?: string; baseTopic?: string; gpio?: string[]; logPredictions?: boolean; checkConfig?: boolean };
 
-function overridesFrom(flags: CommonFlags & { source?: string; mqttUrl?: string; baseTopic?: string; gpio?: string[] }): ConfigOverrides {
+/** Flags as configuration overrides; a malformed `--gpio` is a ConfigError (exit 78) naming the grammar. */
+async function overridesFrom(flags: RunFlags): Promise<ConfigOverrides> {
+  const { ConfigError } = await import('./config/load.js');
+  const { parseGpioFlag } = await import('./config/gpio-flag.js');
   return {
     source: flags.source,
     model: flags.model,
@@ -67,8 +70,7 @@ function overridesFrom(flags: CommonFlags & { source?: string; mqttUrl?: string;
     logLevel: flags.logLevel,
     gpioRules: flags.gpio?.map((f) => {
       try {
-        const r = parseGpioFlag(f);
-        return { pin: r.pin, labels: [...r.labels], min_score: r.minScore, active_low: r.activeLow, hold_ms: r.holdMs };
+        return parseGpioFlag(f);
       } catch (err) {
         throw new ConfigError([(err as Error).message]);
       }
@@ -86,151 +88,95 @@ function addModelFlags(cmd: Command): Command {
     .option('--top-k <n>', 'classes reported per image', int('--top-k'))
     .option('--threshold <score>', 'score threshold (0-1)', num('--threshold'))
     .option('--threads <n>', 'interpreter threads', int('--threads'))
-    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]));
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS));
 }
 
 /** `run`: the daemon, until SIGTERM/SIGINT; SIGHUP reloads the configuration. */
-async function run(flags: CommonFlags & { source?: string; mqttUrl?: string; baseTopic?: string; gpio?: string[]; logPredictions?: boolean; checkConfig?: boolean }): Promise<number> {
+async function run(flags: RunFlags): Promise<number> {
+  const signals = runSignals;
+  if (!signals) throw new Error('run: signal handlers not installed');
+  const { ConfigError, EX_CONFIG, loadConfig } = await import('./config/load.js');
+  const { preflight } = await import('./config/preflight.js');
+  const overrides = await overridesFrom(flags);
   /** Loads and preflights the configuration; throws ConfigError. */
   const load = async () => {
-    const c = loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
-    await preflight(c, flags.config);
-    return c;
+    const c = loadConfig({ file: flags.config, overrides });
+    return { config: c, warnings: (await preflight(c, flags.config)).warnings };
   };
-  let config = await load();
-  const format = config.log.format === 'auto' ? undefined : config.log.format;
-  const log = createLogger(config.log.level, format);
+  const { config, warnings } = await load();
   if (flags.checkConfig) {
-    const shown = {
-      ...config,
-      source: { ...config.source, spec: redactUrl(config.source.spec) },
-      mqtt: { ...config.mqtt, url: config.mqtt.url === null ? null : redactUrl(config.mqtt.url), password: config.mqtt.password ? '***' : null },
-    };
-    process.stdout.write(`${JSON.stringify(shown)}\n`);
+    for (const w of warnings) process.stderr.write(`edge-classifier: warning: ${w}\n`);
+    process.stdout.write(`${JSON.stringify(await resolvedForDisplay(config))}\n`);
     return 0;
   }
-  const notifier = new SdNotifier({ log });
-  const makeDaemon = (c: Config) => {
-    const d = new Daemon({ config: c, log, notifier, logPredictions: flags.logPredictions });
-    // A finite source (loop off) ending is the job done; a looping one ending (folder removed) is a failure.
-    d.on('end', (reason: string) => {
-      if (c.source.loop) log.error({ reason }, 'the source ended although source.loop is on');
-      void shutdown('source ended', c.source.loop ? 1 : 0);
-    });
-    d.on('failed', (err: Error) => {
-      log.fatal(`classification keeps failing (${err.message}): stopping so the service manager can restart`);
-      void shutdown('classifier failing', 1);
-    });
-    return d;
-  };
-  let daemon = makeDaemon(config);
-
-  let resolveExit!: (code: number) => void;
-  const exit = new Promise<number>((resolve) => (resolveExit = resolve));
-  let shuttingDown = false;
-  let reloading: Promise<void> | undefined;
-  async function shutdown(why: string, code: number): Promise<void> {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    log.info({ why }, 'shutting down');
-    notifier.stopping();
-    const deadline = setTimeout(() => {
-      log.error(`shutdown took longer than ${SHUTDOWN_DEADLINE_MS} ms: exiting anyway`);
-      resolveExit(1);
-    }, SHUTDOWN_DEADLINE_MS);
-    deadline.unref();
-    let status = code;
-    try {
-      // A reload under way sees shuttingDown and starts nothing more; wait for it, so that no
-      // interpreter worker is still being built when the process exits (that aborts the process).
-      await reloading;
-      await daemon.stop();
-    } catch {
-      status = 1;
-    }
-    await notifier.stop();
-    clearTimeout(deadline);
-    resolveExit(status);
+  const { createLogger } = await import('./core/log.js');
+  const log = createLogger(config.log.level, config.log.format === 'auto' ? undefined : config.log.format);
+  if (signals.stopRequested) {
+    log.info('stopped before start-up');
+    return 0;
   }
-
-  /**
-   * SIGHUP: a configuration that fails to load or preflight is logged and the
-   * running one kept; one that passes replaces it; if the new one still fails
-   * to start (camera, broker port...), the previous configuration is started
-   * again, and only if that fails too does the process exit.
-   */
-  const reload = async () => {
-    if (shuttingDown) return;
-    if (reloading) {
-      log.warn('SIGHUP: a reload is already under way; ignored');
-      return;
-    }
-    reloading = doReload().finally(() => (reloading = undefined));
-    await reloading;
-  };
-  const doReload = async () => {
-    try {
-      let next: Config;
-      try {
-        next = await load();
-      } catch (err) {
-        log.error(`SIGHUP: ${(err as Error).message}; keeping the running configuration`);
-        return;
-      }
-      if (shuttingDown) return;
-      log.info('SIGHUP: reloading configuration');
-      await daemon.stop();
-      if (shuttingDown) return;
-      const previous = config;
-      try {
-        daemon = makeDaemon(next);
-        await daemon.start();
-        config = next;
-        log.level = config.log.level;
-      } catch (err) {
-        if (shuttingDown) return;
-        log.error(`SIGHUP: the new configuration failed to start (${(err as Error).message}); starting the previous one again`);
-        daemon = makeDaemon(previous);
-        await daemon.start();
-      }
-    } catch (err) {
-      if (shuttingDown) return;
-      log.fatal(errorFields(err), `reload failed: ${(err as Error).message}`);
-      setImmediate(() => void shutdown('reload failed', 1));
-    }
-  };
-
+  const { SdNotifier } = await import('./service/sd-notify.js');
+  const { Supervisor, errorFields } = await import('./service/supervisor.js');
+  const notifier = new SdNotifier({ log });
+  const supervisor = new Supervisor({ config, load: async () => (await load()).config, log, notifier, logPredictions: flags.logPredictions ?? false });
   // A crash still runs the cleanup: outputs to their safe level, offline published, no child left.
   const crash = (err: unknown) => {
     log.fatal({ err }, `unexpected error: ${(err as Error)?.message ?? String(err)}`);
-    void shutdown('crash', 1);
+    void supervisor.shutdown('crash', 1);
   };
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);
-  process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
-  process.on('SIGINT', () => void shutdown('SIGINT', 0));
-  process.on('SIGHUP', () => void reload());
-
+  const started = supervisor.start();
+  signals.deliver((signal) => void (signal === 'SIGHUP' ? supervisor.reload() : supervisor.shutdown(signal, 0)));
   try {
-    await daemon.start();
+    await started;
   } catch (err) {
-    if (shuttingDown) return exit;
     log.fatal(errorFields(err), (err as Error).message);
     await notifier.stop();
     return err instanceof ConfigError ? EX_CONFIG : 1;
   }
-  return exit;
+  return supervisor.exited;
 }
 
-function errorFields(err: unknown): Record<string, unknown> {
-  return err instanceof Error && !(err instanceof ConfigError) && process.env.EDGE_CLASSIFIER_DEBUG ? { err } : {};
+/** The configuration as `--check-config` prints it: passwords hidden, base topic and client id resolved. */
+async function resolvedForDisplay(config: Config): Promise<Config> {
+  const { redactUrl } = await import('./core/redact.js');
+  const { deviceId } = await import('./core/device-id.js');
+  const { mqttIdentity } = await import('./config/options.js');
+  const identity = mqttIdentity(config, deviceId());
+  return {
+    ...config,
+    source: { ...config.source, spec: redactUrl(config.source.spec) },
+    mqtt: {
+      ...config.mqtt,
+      url: config.mqtt.url === null ? null : redactUrl(config.mqtt.url),
+      password: config.mqtt.password ? '***' : null,
+      base_topic: identity.baseTopic,
+      client_id: identity.clientId,
+    },
+  };
 }
 
 /** `classify`: classify image files once; one line (or JSON object) per image. */
 async function classify(images: string[], flags: CommonFlags & { json?: boolean }): Promise<number> {
-  const config = loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
+  const { ConfigError, loadConfig } = await import('./config/load.js');
+  const { classifierOptions } = await import('./config/options.js');
+  const { createLogger } = await import('./core/log.js');
+  const { unreadableFileError } = await import('./core/errors.js');
+  const { Classifier } = await import('./inference/classifier.js');
+  const { EdgeTpuUnavailableError } = await import('./inference/delegate.js');
+  const { FrameDecodeError } = await import('./inference/preprocess/preprocess.js');
+  const config = loadConfig({ file: flags.config, overrides: await overridesFrom(flags) });
   const log = createLogger(flags.logLevel === undefined ? 'warn' : config.log.level, 'pretty', process.stderr);
-  const classifier = await Classifier.open(classifierOptions(config, log));
+  const classifier = new Classifier({ ...classifierOptions(config), log });
+  try {
+    await classifier.start();
+  } catch (err) {
+    await classifier.stop();
+    // As for `run`: a missing Edge TPU runtime is a configuration that cannot work until it is installed.
+    if (err instanceof EdgeTpuUnavailableError && err.problem === 'runtime') throw new ConfigError([`inference.delegate: ${err.message}`]);
+    throw err;
+  }
   let failures = 0;
   /** A file that could not be classified: the message on stderr, and with --json an `error` line on stdout so scripts keep one line per image. */
   const fail = (file: string, message: string) => {
@@ -244,7 +190,7 @@ async function classify(images: string[], flags: CommonFlags & { json?: boolean 
         bytes = await readFile(file);
       } catch (err) {
         failures++;
-        fail(file, `${file}: cannot read: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+        fail(file, unreadableFileError('the image', file, err).message);
         continue;
       }
       try {
@@ -262,7 +208,7 @@ async function classify(images: string[], flags: CommonFlags & { json?: boolean 
       }
     }
   } finally {
-    await classifier.close();
+    await classifier.stop();
   }
   return failures > 0 ? 1 : 0;
 }
@@ -272,14 +218,19 @@ const round = (v: number, d: number) => Math.round(v * 10 ** d) / 10 ** d;
 function describeTensor(t: TensorDetails): string {
   const [scale, zp] = t.quantization;
   const q = scale !== 0 ? ` scale ${scale} zero_point ${zp}` : '';
-  const perAxis = t.quantization_parameters.scales.length > 1 ? ` (per-axis on dimension ${t.quantization_parameters.quantized_dimension}, ${t.quantization_parameters.scales.length} scales)` : '';
+  const perAxis =
+    t.quantization_parameters.scales.length > 1
+      ? ` (per-axis on dimension ${t.quantization_parameters.quantized_dimension}, ${t.quantization_parameters.scales.length} scales)`
+      : '';
   return `  #${t.index} ${t.name}: [${t.shape.join(',')}] ${t.dtype}${q}${perAxis}`;
 }
 
 /** `inspect`: the input and output details and metadata of a model. */
 async function inspect(flags: { model?: string; json?: boolean; config?: string }): Promise<number> {
+  const { loadConfig } = await import('./config/load.js');
+  const { readModelInfo } = await import('./inference/tflite-model.js');
   const config = loadConfig({ file: flags.config, overrides: { model: flags.model } });
-  const info: ModelInfo = await readModelInfo(config.model.path);
+  const info = await readModelInfo(config.model.path);
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(info)}\n`);
     return 0;
@@ -302,9 +253,10 @@ async function inspect(flags: { model?: string; json?: boolean; config?: string 
 }
 
 function program(setExit: (p: Promise<number>) => void): Command {
+  const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
   const cli = new Command('edge-classifier')
     .description('Camera frames to a TFLite image classifier, published over MQTT and on GPIO pins.')
-    .version((JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version)
+    .version(version)
     .showHelpAfterError()
     .exitOverride();
 
@@ -316,14 +268,14 @@ function program(setExit: (p: Promise<number>) => void): Command {
   )
     .option('--mqtt-url <url>', 'broker URL (default: an embedded broker on 127.0.0.1)')
     .option('--base-topic <topic>', 'MQTT base topic (default: edge-classifier/<device id>)')
-    .option('--gpio <rule>', `GPIO rule ${GPIO_FLAG_GRAMMAR}, repeatable, e.g. '${GPIO_FLAG_EXAMPLE}'`, collect)
+    .option('--gpio <rule>', `GPIO rule ${GPIO_HELP}`, collect)
     .option('--log-predictions', 'log every prediction at info level')
     .option('--check-config', 'validate the configuration, print it resolved as JSON and exit (0, or 78 when invalid)')
-    .action((opts) => setExit(run(opts)));
+    .action((opts: RunFlags) => setExit(run(opts)));
 
   addModelFlags(cli.command('classify').description('classify image files once').argument('<image...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)'))
     .option('--json', 'one JSON object per line')
-    .action((images: string[], opts) => setExit(classify(images, opts)));
+    .action((images: string[], opts: CommonFlags & { json?: boolean }) => setExit(classify(images, opts)));
 
   cli
     .command('inspect')
@@ -331,14 +283,16 @@ function program(setExit: (p: Promise<number>) => void): Command {
     .option('--model <file>', '.tflite model (default: models/mobilenet_v2_1.0_224_quant.tflite)')
     .option('--config <file>', 'YAML or JSON configuration file')
     .option('--json', 'one JSON object')
-    .action((opts) => setExit(inspect(opts)));
+    .action((opts: { model?: string; json?: boolean; config?: string }) => setExit(inspect(opts)));
   return cli;
 }
 
 async function main(argv: string[]): Promise<number> {
   let result: Promise<number> | undefined;
   try {
-    program((p) => (result = p)).parse(argv);
+    program((p) => {
+      result = p;
+    }).parse(argv);
   } catch (err) {
     const e = err as { code?: string; exitCode?: number };
     if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
@@ -348,9 +302,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await result;
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`edge-classifier: ${err.message}\n`);
-      return EX_CONFIG;
+    if ((err as Error)?.name === 'ConfigError') {
+      process.stderr.write(`edge-classifier: ${(err as Error).message}\n`);
+      return 78;
     }
     process.stderr.write(`edge-classifier: ${(err as Error).message}\n`);
     if (process.env.EDGE_CLASSIFIER_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);

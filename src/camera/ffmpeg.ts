@@ -1,5 +1,5 @@
-import { redactUrl, type Logger } from '../service/log.js';
-import { checkGeometry, checkInteger, checkOneOf } from './checks.js';
+import type { Logger } from '../core/log.js';
+import { redactUrl, urlRedactor } from '../core/redact.js';
 import type { CaptureOptions } from './frame-source.js';
 import { ProcessSource } from './process-source.js';
 
@@ -14,11 +14,6 @@ export type FfmpegInput =
   /** A video file read at its native rate; `loop` restarts it at the end forever. */
   | { readonly kind: 'file'; readonly path: string; readonly loop: boolean };
 
-/** The frames ffmpeg writes: see `CaptureOptions`. */
-export type FfmpegOutputOptions = CaptureOptions;
-
-/** Defaults of the ffmpeg sources: small frames at a modest rate. */
-export const FFMPEG_DEFAULTS = { width: 640, height: 480, fps: 10, qscale: 5 } as const;
 
 /** Install instruction given when ffmpeg is missing. */
 export const FFMPEG_INSTALL_HINT = "install it with 'sudo apt install ffmpeg'";
@@ -30,10 +25,8 @@ export const NETWORK_TIMEOUT_US = 10_000_000;
  * Maps a JPEG quality 1..100 (100 best, as libjpeg and rpicam-vid count) to
  * ffmpeg's MJPEG quantizer scale `-q:v` 2..31 (2 best), linearly:
  * `round(2 + (100 - quality) * 29 / 99)`; 100 → 2, 90 → 5, 50 → 17, 1 → 31.
- * @throws RangeError when quality is not an integer 1..100.
  */
 export function jpegQualityToQscale(quality: number): number {
-  checkInteger('jpegQuality', quality, 1, 100);
   return Math.round(2 + ((100 - quality) * 29) / 99);
 }
 
@@ -51,15 +44,10 @@ export function jpegQualityToQscale(quality: number): number {
  * HTTP `-rw_timeout 10000000`; file `-re` (native rate) and
  * `-stream_loop -1` when looping. The fps filter comes first so that frames
  * over the rate are dropped before they are scaled and encoded.
- * @throws RangeError naming the option for a bad size, rate, rotation or quality.
  */
-export function ffmpegArgs(input: FfmpegInput, output: FfmpegOutputOptions = {}): string[] {
-  const width = output.width ?? FFMPEG_DEFAULTS.width;
-  const height = output.height ?? FFMPEG_DEFAULTS.height;
-  const fps = output.fps ?? FFMPEG_DEFAULTS.fps;
-  checkGeometry(width, height, fps);
-  const rotation = checkOneOf('rotation', output.rotation ?? 0, [0, 90, 180, 270]);
-  const qscale = output.jpegQuality === undefined ? FFMPEG_DEFAULTS.qscale : jpegQualityToQscale(output.jpegQuality);
+export function ffmpegArgs(input: FfmpegInput, output: CaptureOptions): string[] {
+  const { width, height, fps, rotation } = output;
+  const qscale = jpegQualityToQscale(output.jpegQuality);
 
   const args = ['-hide_banner', '-loglevel', 'warning', '-nostdin'];
   switch (input.kind) {
@@ -94,25 +82,9 @@ export function ffmpegArgs(input: FfmpegInput, output: FfmpegOutputOptions = {})
 }
 
 
-/**
- * A function hiding the password of `url` in any text (ffmpeg echoes the URL
- * in its errors), in raw and percent-decoded form; identity when there is none.
- */
-export function urlRedactor(url: string): (text: string) => string {
-  let secrets: string[] = [];
-  try {
-    const password = new URL(url).password;
-    if (password !== '') secrets = [...new Set([password, decodeURIComponent(password)])];
-  } catch {
-    secrets = [];
-  }
-  if (secrets.length === 0) return (text) => text;
-  return (text) => secrets.reduce((acc, secret) => acc.split(secret).join('***'), text);
-}
-
 /** Short description of an ffmpeg source, e.g. `v4l2 /dev/video0 640x480@10`; URL passwords are hidden. */
-export function ffmpegDescription(input: FfmpegInput, output: FfmpegOutputOptions = {}): string {
-  const size = `${output.width ?? FFMPEG_DEFAULTS.width}x${output.height ?? FFMPEG_DEFAULTS.height}@${output.fps ?? FFMPEG_DEFAULTS.fps}`;
+export function ffmpegDescription(input: FfmpegInput, output: Pick<CaptureOptions, 'width' | 'height' | 'fps'>): string {
+  const size = `${output.width}x${output.height}@${output.fps}`;
   switch (input.kind) {
     case 'v4l2':
       return `v4l2 ${input.device} ${size}`;
@@ -128,11 +100,10 @@ export function ffmpegDescription(input: FfmpegInput, output: FfmpegOutputOption
  * A `ProcessSource` running ffmpeg on `input`. A video file that does not
  * loop ends the source when ffmpeg exits with status 0; every other input
  * (and a looping file) is restarted with backoff when ffmpeg exits.
- * @throws RangeError from `ffmpegArgs` for bad options.
  */
 export function createFfmpegSource(
   input: FfmpegInput,
-  output: FfmpegOutputOptions & { readonly ffmpegPath?: string; readonly maxFrameBytes?: number },
+  output: CaptureOptions & { readonly ffmpegPath?: string; readonly maxFrameBytes?: number },
   log: Logger,
 ): ProcessSource {
   const url = input.kind === 'rtsp' || input.kind === 'http' ? input.url : undefined;

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { invalidParameterError } from '../core/errors.js';
 
 export interface FpsMeterOptions {
   /** Only arrivals within this many ms before now count (default 3000 ms). */
@@ -33,10 +34,10 @@ export class FpsMeter {
     const windowMs = options.windowMs ?? 3000;
     const maxSamples = options.maxSamples ?? 120;
     if (!(windowMs > 0) || !Number.isFinite(windowMs)) {
-      throw new RangeError(`fps meter windowMs must be a positive number of ms, got ${String(windowMs)}`);
+      throw invalidParameterError('fps meter windowMs', 'a positive number of ms', windowMs);
     }
     if (!Number.isInteger(maxSamples) || maxSamples < 2) {
-      throw new RangeError(`fps meter maxSamples must be an integer >= 2, got ${String(maxSamples)}`);
+      throw invalidParameterError('fps meter maxSamples', 'an integer of at least 2', maxSamples);
     }
     this.windowMs = windowMs;
     this.times = new Float64Array(maxSamples);

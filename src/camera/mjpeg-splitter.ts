@@ -14,6 +14,7 @@
  * other marker either ends the frame (EOI), starts a new one (SOI) or begins
  * another segment (DHT/SOS of the next scan of a progressive JPEG).
  */
+import { invalidParameterError } from '../core/errors.js';
 
 /** Default bound on one frame, in bytes (8 MiB): far above a 4K JPEG at high quality. */
 export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024;
@@ -94,7 +95,7 @@ export class MjpegSplitter {
   constructor(options: MjpegSplitterOptions = {}) {
     const max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     if (!Number.isInteger(max) || max < 4) {
-      throw new RangeError(`maxFrameBytes must be an integer >= 4 bytes, got ${String(max)}`);
+      throw invalidParameterError('maxFrameBytes', 'an integer of at least 4 bytes', max);
     }
     this.maxFrameBytes = max;
   }

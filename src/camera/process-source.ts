@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Logger } from '../service/log.js';
-import type { Frame, FrameListener, FrameSource, SourceStats } from './frame-source.js';
+import type { Logger } from '../core/log.js';
+import type { Frame } from '../core/types.js';
+import type { EndListener, FrameListener, FrameSource, SourceStats } from './frame-source.js';
 import { FpsMeter } from './fps-meter.js';
 import { MjpegSplitter, DEFAULT_MAX_FRAME_BYTES } from './mjpeg-splitter.js';
 
@@ -98,6 +99,7 @@ const MAX_STDERR_LINE = 2000;
  *   exits without `stop()`, a process 'exit' hook SIGKILLs the child.
  */
 export class ProcessSource implements FrameSource {
+  readonly name = 'source';
   readonly description: string;
   private readonly options: ProcessSourceOptions;
   private readonly log: Logger;
@@ -107,7 +109,7 @@ export class ProcessSource implements FrameSource {
 
   private command = '';
   private onFrame: FrameListener | undefined;
-  private onEnd: ((reason: string) => void) | undefined;
+  private onEnd: EndListener | undefined;
   private running = false;
   private stopping = false;
   private run: ChildRun | undefined;
@@ -127,18 +129,21 @@ export class ProcessSource implements FrameSource {
     this.redact = options.redact ?? ((text) => text);
   }
 
+  listen(onFrame: FrameListener, onEnd?: EndListener): void {
+    this.onFrame = onFrame;
+    this.onEnd = onEnd;
+  }
+
   /**
    * Spawns the child and resolves once it is running.
    * @throws Error when the program cannot be found or run (names the program
    * and how to install it), when the command resolver throws, or when the
    * source is already started.
    */
-  async start(onFrame: FrameListener, onEnd?: (reason: string) => void): Promise<void> {
+  async start(): Promise<void> {
     if (this.running) throw new Error(`${this.description}: start() called while the source is already running`);
     const command = typeof this.options.command === 'function' ? this.options.command() : this.options.command;
     this.command = command;
-    this.onFrame = onFrame;
-    this.onEnd = onEnd;
     this.running = true;
     this.stopping = false;
     this.failures = 0;

@@ -1,18 +1,18 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Logger } from '../service/log.js';
-import { checkPositive, MAX_FPS } from './checks.js';
-import type { Frame, FrameListener, FrameSource, SourceStats } from './frame-source.js';
+import type { Logger } from '../core/log.js';
+import type { Frame } from '../core/types.js';
+import type { EndListener, FrameListener, FrameSource, SourceStats } from './frame-source.js';
 import { FpsMeter } from './fps-meter.js';
 
 export interface ReplaySourceOptions {
   /** Directory whose files are replayed. */
   readonly dir: string;
-  /** Frames per second (default 10). */
-  readonly fps?: number;
-  /** Start again after the last file (default true); false ends the source one frame period after it. */
-  readonly loop?: boolean;
+  /** Frames per second, above 0 (the schema's `source.fps`). */
+  readonly fps: number;
+  /** Start again after the last file; false ends the source one frame period after it. */
+  readonly loop: boolean;
   readonly log: Logger;
 }
 
@@ -73,6 +73,7 @@ export async function listReplayFiles(dir: string): Promise<string[]> {
  * the source ends.
  */
 export class ReplaySource implements FrameSource {
+  readonly name = 'source';
   readonly description: string;
   private readonly dir: string;
   private readonly fps: number;
@@ -86,12 +87,14 @@ export class ReplaySource implements FrameSource {
   private loopDone: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private wake: (() => void) | undefined;
+  private onFrame: FrameListener = () => {};
+  private onEnd: EndListener | undefined;
 
-  /** Stores the options; no I/O. @throws RangeError for a bad fps. */
+  /** Stores the options; no I/O. */
   constructor(options: ReplaySourceOptions) {
     this.dir = options.dir;
-    this.fps = checkPositive('fps', options.fps ?? 10, MAX_FPS, 'frames per second');
-    this.loop = options.loop ?? true;
+    this.fps = options.fps;
+    this.loop = options.loop;
     this.log = options.log;
     this.description = `replay ${options.dir} @${this.fps}${this.loop ? ' (loop)' : ''}`;
   }
@@ -104,12 +107,17 @@ export class ReplaySource implements FrameSource {
    * @throws Error from `listReplayFiles` (missing, empty or unreadable directory),
    * or when the source is already running.
    */
-  async start(onFrame: FrameListener, onEnd?: (reason: string) => void): Promise<void> {
+  listen(onFrame: FrameListener, onEnd?: EndListener): void {
+    this.onFrame = onFrame;
+    this.onEnd = onEnd;
+  }
+
+  async start(): Promise<void> {
     if (this.running) throw new Error(`${this.description}: start() called while the source is already running`);
     const files = await listReplayFiles(this.dir);
     this.running = true;
     this.log.info({ dir: this.dir, files: files.length, fps: this.fps, loop: this.loop }, 'replay source started');
-    this.loopDone = this.play(files, onFrame, onEnd);
+    this.loopDone = this.play(files);
   }
 
   /** Stops the timer and resolves once no frame will follow. Idempotent. */
@@ -127,7 +135,7 @@ export class ReplaySource implements FrameSource {
     return this.lastErrorText === undefined ? stats : { ...stats, lastError: this.lastErrorText };
   }
 
-  private async play(initialFiles: string[], onFrame: FrameListener, onEnd?: (reason: string) => void): Promise<void> {
+  private async play(initialFiles: string[]): Promise<void> {
     let files = initialFiles;
     const period = 1000 / this.fps;
     const t0 = performance.now();
@@ -151,7 +159,7 @@ export class ReplaySource implements FrameSource {
         this.meter.mark(now);
         const frame: Frame = { seq: this.seq, data, arrivedAt: now, file };
         try {
-          onFrame(frame);
+          this.onFrame(frame);
         } catch (err) {
           this.log.error({ err, seq: frame.seq }, 'frame listener threw');
         }
@@ -162,14 +170,14 @@ export class ReplaySource implements FrameSource {
       if (lateBy > period) slot += Math.floor(lateBy / period); // skip missed slots, never burst
 
       if (failuresInARow >= files.length) {
-        this.end(`no file in replay directory '${this.dir}' could be read`, onEnd);
+        this.end(`no file in replay directory '${this.dir}' could be read`);
         return;
       }
       index += 1;
       if (index === files.length) {
         if (!this.loop) {
           await this.sleepUntil(t0 + slot * period);
-          if (this.running) this.end(`replayed ${files.length} files from '${this.dir}'`, onEnd);
+          if (this.running) this.end(`replayed ${files.length} files from '${this.dir}'`);
           return;
         }
         index = 0;
@@ -182,7 +190,7 @@ export class ReplaySource implements FrameSource {
           files = listed;
           failuresInARow = 0;
         } catch (err) {
-          if (this.running) this.end((err as Error).message, onEnd);
+          if (this.running) this.end((err as Error).message);
           return;
         }
       }
@@ -190,10 +198,10 @@ export class ReplaySource implements FrameSource {
     }
   }
 
-  private end(reason: string, onEnd?: (reason: string) => void): void {
+  private end(reason: string): void {
     this.running = false;
     this.log.info(`replay source ended: ${reason}`);
-    onEnd?.(reason);
+    this.onEnd?.(reason);
   }
 
   /** The file's bytes, or the Error that reading it gave (never rejects). */

@@ -1,20 +1,22 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { redactUrl, type Logger } from '../service/log.js';
-import { checkGeometry, checkInteger, checkOneOf } from './checks.js';
+import { invalidParameterError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { redactUrl } from '../core/redact.js';
 import { createFfmpegSource } from './ffmpeg.js';
 import type { CaptureOptions, FrameSource } from './frame-source.js';
 import { ReplaySource } from './replay.js';
-import { createRpicamSource } from './rpicam.js';
+import { createRpicamSource, MAX_RPICAM_CAMERA } from './rpicam.js';
 
 /**
- * Settings common to every source (the config file's `source:` section and
- * the command line map onto these). Every field is optional; defaults are
- * in `SOURCE_DEFAULTS`.
+ * Settings of every source: what the camera is asked for, and whether replay
+ * folders and video files loop (the config file's `source:` section maps onto
+ * these in `config/options.ts`), plus program paths and a frame size bound
+ * that only tests and unusual installs set.
  */
 export interface SourceOptions extends CaptureOptions {
-  /** Replay directories and video files start again at the end (default true). */
-  readonly loop?: boolean;
+  /** Replay directories and video files start again at the end. */
+  readonly loop: boolean;
   /** ffmpeg program, a path or a name on PATH (default `ffmpeg`). */
   readonly ffmpegPath?: string;
   /** Pi camera program, a path or a name on PATH (default: `rpicam-vid`, else `libcamera-vid`). */
@@ -23,40 +25,14 @@ export interface SourceOptions extends CaptureOptions {
   readonly maxFrameBytes?: number;
 }
 
-/** Defaults of `SourceOptions`. */
-export const SOURCE_DEFAULTS = {
-  width: 640,
-  height: 480,
-  fps: 10,
-  rotation: 0,
-  hflip: false,
-  vflip: false,
-  loop: true,
-} as const;
-
-/** `SourceOptions` with defaults applied and values checked. */
-export interface ResolvedSourceOptions {
-  readonly width: number;
-  readonly height: number;
-  readonly fps: number;
-  readonly rotation: 0 | 90 | 180 | 270;
-  readonly hflip: boolean;
-  readonly vflip: boolean;
-  readonly loop: boolean;
-  readonly jpegQuality?: number;
-  readonly ffmpegPath?: string;
-  readonly rpicamPath?: string;
-  readonly maxFrameBytes?: number;
-}
-
-/** What a source spec names, with the settings that apply to it. */
+/** What a source spec names. */
 export type ParsedSource =
-  | { readonly kind: 'rpicam'; readonly camera: number; readonly options: ResolvedSourceOptions }
-  | { readonly kind: 'v4l2'; readonly device: string; readonly options: ResolvedSourceOptions }
-  | { readonly kind: 'rtsp'; readonly url: string; readonly options: ResolvedSourceOptions }
-  | { readonly kind: 'http'; readonly url: string; readonly options: ResolvedSourceOptions }
-  | { readonly kind: 'video'; readonly path: string; readonly options: ResolvedSourceOptions }
-  | { readonly kind: 'replay'; readonly dir: string; readonly options: ResolvedSourceOptions };
+  | { readonly kind: 'rpicam'; readonly camera: number }
+  | { readonly kind: 'v4l2'; readonly device: string }
+  | { readonly kind: 'rtsp'; readonly url: string }
+  | { readonly kind: 'http'; readonly url: string }
+  | { readonly kind: 'video'; readonly path: string }
+  | { readonly kind: 'replay'; readonly dir: string };
 
 /** The accepted spec forms, as listed in errors. */
 export const SOURCE_SPEC_FORMS =
@@ -68,38 +44,6 @@ function specError(spec: string, why: string): Error {
 }
 
 /**
- * Applies defaults to `options` and checks every value.
- * @throws RangeError naming the option (e.g. `source option 'width' must be an integer from 16 to 8192 (pixels), got 0`).
- */
-export function resolveSourceOptions(options: SourceOptions = {}): ResolvedSourceOptions {
-  const width = options.width ?? SOURCE_DEFAULTS.width;
-  const height = options.height ?? SOURCE_DEFAULTS.height;
-  const fps = options.fps ?? SOURCE_DEFAULTS.fps;
-  checkGeometry(width, height, fps);
-  const rotation = checkOneOf('rotation', options.rotation ?? SOURCE_DEFAULTS.rotation, [0, 90, 180, 270] as const);
-  for (const key of ['hflip', 'vflip', 'loop'] as const) {
-    if (options[key] !== undefined && typeof options[key] !== 'boolean') {
-      throw new RangeError(`source option '${key}' must be true or false, got ${String(options[key])}`);
-    }
-  }
-  if (options.jpegQuality !== undefined) checkInteger('jpegQuality', options.jpegQuality, 1, 100);
-  if (options.maxFrameBytes !== undefined) checkInteger('maxFrameBytes', options.maxFrameBytes, 1024, 2 ** 30, 'bytes');
-  return {
-    width,
-    height,
-    fps,
-    rotation,
-    hflip: options.hflip ?? SOURCE_DEFAULTS.hflip,
-    vflip: options.vflip ?? SOURCE_DEFAULTS.vflip,
-    loop: options.loop ?? SOURCE_DEFAULTS.loop,
-    ...(options.jpegQuality !== undefined ? { jpegQuality: options.jpegQuality } : {}),
-    ...(options.ffmpegPath ? { ffmpegPath: options.ffmpegPath } : {}),
-    ...(options.rpicamPath ? { rpicamPath: options.rpicamPath } : {}),
-    ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
-  };
-}
-
-/**
  * Works out which source `spec` names (DESIGN.md "Source spec"):
  * - `rpicam` or `rpicam:N` → the Pi camera (N: camera index, default 0);
  * - a path under `/dev/` → a V4L2 device through ffmpeg (it need not exist
@@ -107,15 +51,15 @@ export function resolveSourceOptions(options: SourceOptions = {}): ResolvedSourc
  * - `rtsp://`, `rtsps://` → an RTSP camera; `http://`, `https://` → an HTTP stream;
  * - an existing directory → replay of its files; an existing file → a video file.
  * Paths are resolved against the current directory. Reads the file system
- * (stat) for paths.
+ * (stat) for paths. `rotation` is checked against what the named source can
+ * do (the Pi camera: 0 or 180).
  * @throws Error naming the spec and listing the accepted forms for an
  * unknown spec (such as a path that does not exist); RangeError naming the
- * option for a bad option value, including rotation 90/270 with the Pi camera.
+ * option for rotation 90/270 or a camera index above 15 with the Pi camera.
  */
-export function parseSourceSpec(spec: string, options: SourceOptions = {}): ParsedSource {
+export function parseSourceSpec(spec: string, rotation = 0): ParsedSource {
   const text = spec.trim();
   if (text === '') throw specError(spec, 'is empty');
-  const resolved = resolveSourceOptions(options);
 
   const rpicam = /^rpicam(?::(.*))?$/i.exec(text);
   if (rpicam) {
@@ -123,12 +67,16 @@ export function parseSourceSpec(spec: string, options: SourceOptions = {}): Pars
     if (index !== undefined && !/^\d{1,2}$/.test(index)) {
       throw specError(spec, `names camera '${index}': expected a camera index such as rpicam:0 or rpicam:1`);
     }
-    if (resolved.rotation !== 0 && resolved.rotation !== 180) {
-      throw new RangeError(
-        `source option 'rotation' must be 0 or 180 for the Pi camera (rpicam-vid rotates only by flipping both axes), got ${resolved.rotation}`,
+    const camera = index === undefined ? 0 : Number(index);
+    if (camera > MAX_RPICAM_CAMERA) throw invalidParameterError(`camera index of source '${spec}'`, `0 to ${MAX_RPICAM_CAMERA}`, camera);
+    if (rotation !== 0 && rotation !== 180) {
+      throw invalidParameterError(
+        'source.rotation',
+        '0 or 180 for the Pi camera (rpicam-vid rotates only by flipping both axes; for 90 or 270 turn the camera, or use hflip/vflip)',
+        rotation,
       );
     }
-    return { kind: 'rpicam', camera: index === undefined ? 0 : Number(index), options: resolved };
+    return { kind: 'rpicam', camera };
   }
 
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text);
@@ -140,12 +88,10 @@ export function parseSourceSpec(spec: string, options: SourceOptions = {}): Pars
     } catch {
       throw specError(redactUrl(text), 'is not a valid URL');
     }
-    return name.startsWith('rtsp')
-      ? { kind: 'rtsp', url: text, options: resolved }
-      : { kind: 'http', url: text, options: resolved };
+    return name.startsWith('rtsp') ? { kind: 'rtsp', url: text } : { kind: 'http', url: text };
   }
 
-  if (text.startsWith('/dev/')) return { kind: 'v4l2', device: text, options: resolved };
+  if (text.startsWith('/dev/')) return { kind: 'v4l2', device: text };
 
   const full = path.resolve(text);
   let info;
@@ -156,9 +102,9 @@ export function parseSourceSpec(spec: string, options: SourceOptions = {}): Pars
     if (code === 'ENOENT' || code === 'ENOTDIR') throw specError(spec, 'is not a known source name and no file or directory of that name exists');
     throw specError(spec, `cannot be examined: ${(err as Error).message}`);
   }
-  if (info.isDirectory()) return { kind: 'replay', dir: full, options: resolved };
-  if (info.isFile()) return { kind: 'video', path: full, options: resolved };
-  if (info.isCharacterDevice()) return { kind: 'v4l2', device: full, options: resolved };
+  if (info.isDirectory()) return { kind: 'replay', dir: full };
+  if (info.isFile()) return { kind: 'video', path: full };
+  if (info.isCharacterDevice()) return { kind: 'v4l2', device: full };
   throw specError(spec, 'is neither a file, a directory nor a device');
 }
 
@@ -166,26 +112,26 @@ export function parseSourceSpec(spec: string, options: SourceOptions = {}): Pars
  * Builds the `FrameSource` for `spec` (see `parseSourceSpec`): a
  * `ProcessSource` running rpicam-vid or ffmpeg, or a `ReplaySource`. No
  * process is started and no camera is opened until `start()`.
- * @throws as `parseSourceSpec`.
+ * @throws as `parseSourceSpec`; RangeError for a `maxFrameBytes` outside 1 KiB..1 GiB.
  */
 export function createFrameSource(spec: string, options: SourceOptions, log: Logger): FrameSource {
-  const parsed = parseSourceSpec(spec, options);
-  const o = parsed.options;
-  const output = {
-    width: o.width,
-    height: o.height,
-    fps: o.fps,
-    rotation: o.rotation,
-    hflip: o.hflip,
-    vflip: o.vflip,
-    ...(o.jpegQuality !== undefined ? { jpegQuality: o.jpegQuality } : {}),
-    ...(o.maxFrameBytes !== undefined ? { maxFrameBytes: o.maxFrameBytes } : {}),
-  };
-  const ffmpeg = { ...output, ...(o.ffmpegPath !== undefined ? { ffmpegPath: o.ffmpegPath } : {}) };
+  const parsed = parseSourceSpec(spec, options.rotation);
+  const { loop, ffmpegPath, rpicamPath, maxFrameBytes, ...capture } = options;
+  if (maxFrameBytes !== undefined && !(Number.isInteger(maxFrameBytes) && maxFrameBytes >= 1024 && maxFrameBytes <= 2 ** 30)) {
+    throw invalidParameterError('maxFrameBytes', 'an integer from 1024 to 1073741824 (bytes)', maxFrameBytes);
+  }
+  const bound = maxFrameBytes !== undefined ? { maxFrameBytes } : {};
+  const ffmpeg = { ...capture, ...bound, ...(ffmpegPath !== undefined ? { ffmpegPath } : {}) };
   switch (parsed.kind) {
     case 'rpicam':
       return createRpicamSource(
-        { ...output, ...(parsed.camera !== 0 ? { camera: parsed.camera } : {}), ...(o.rpicamPath !== undefined ? { rpicamPath: o.rpicamPath } : {}) },
+        {
+          ...capture,
+          ...bound,
+          rotation: capture.rotation === 180 ? 180 : 0,
+          ...(parsed.camera !== 0 ? { camera: parsed.camera } : {}),
+          ...(rpicamPath !== undefined ? { rpicamPath } : {}),
+        },
         log,
       );
     case 'v4l2':
@@ -195,8 +141,8 @@ export function createFrameSource(spec: string, options: SourceOptions, log: Log
     case 'http':
       return createFfmpegSource({ kind: 'http', url: parsed.url }, ffmpeg, log);
     case 'video':
-      return createFfmpegSource({ kind: 'file', path: parsed.path, loop: o.loop }, ffmpeg, log);
+      return createFfmpegSource({ kind: 'file', path: parsed.path, loop }, ffmpeg, log);
     case 'replay':
-      return new ReplaySource({ dir: parsed.dir, fps: o.fps, loop: o.loop, log });
+      return new ReplaySource({ dir: parsed.dir, fps: capture.fps, loop, log });
   }
 }

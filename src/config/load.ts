@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LineCounter, parseDocument, isMap, isNode, isScalar, isSeq } from 'yaml';
+import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, DEFAULTS, GPIO_RULE_DEFAULTS, type Config } from './schema.js';
+import { describeValue, unreadableFileError } from '../core/errors.js';
+import { type Config, configSchema, DEFAULTS, GPIO_RULE_DEFAULTS, type GpioRuleConfig } from './schema.js';
 
 /** sysexits.h EX_CONFIG: the systemd unit lists it in RestartPreventExitStatus. */
 export const EX_CONFIG = 78;
@@ -56,12 +57,12 @@ export interface ConfigOverrides {
   threshold?: number;
   threads?: number;
   logLevel?: string;
-  /** GPIO rules from `--gpio` flags (snake_case rule objects); replace the file's rules when given. */
-  gpioRules?: Plain[];
+  /** GPIO rules from `--gpio` flags (see `parseGpioFlag`); replace the file's rules when given. */
+  gpioRules?: GpioRuleConfig[];
 }
 
 /** Environment variables read as overrides (below flags, above the file). */
-export const ENV_VARS = {
+const ENV_VARS = {
   EDGE_CLASSIFIER_SOURCE: 'source.spec',
   EDGE_CLASSIFIER_MODEL: 'model.path',
   EDGE_CLASSIFIER_LABELS: 'model.labels',
@@ -121,8 +122,7 @@ function readConfigFile(file: string): FileLayer {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new ConfigError([`cannot read config file ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`]);
+    throw new ConfigError([unreadableFileError('config file', file, err).message]);
   }
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: true });
@@ -137,7 +137,7 @@ function readConfigFile(file: string): FileLayer {
   }
   const data: unknown = doc.toJS() ?? {};
   if (!isPlain(data)) {
-    throw new ConfigError([`expected a mapping of keys (source, model, inference, ...) at the top level but found ${describe(data)}`], file);
+    throw new ConfigError([`expected a mapping of keys (source, model, inference, ...) at the top level but found ${describeValue(data)}`], file);
   }
   return {
     data,
@@ -156,16 +156,6 @@ function readConfigFile(file: string): FileLayer {
       return undefined;
     },
   };
-}
-
-/** A short description of a received value for error messages: `"tpu"`, `3`, `a list`, `nothing`. */
-export function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return `a list of ${value.length}`;
-  if (typeof value === 'object') return 'a mapping';
-  const s = JSON.stringify(value);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
 function valueAt(root: unknown, keys: PropertyKey[]): unknown {
@@ -204,7 +194,7 @@ function explainIssue(issue: z.core.$ZodIssue, merged: unknown, origin: (keys: P
     const names: Record<string, string> = { array: 'a list', object: 'a mapping', int: 'a whole number', number: 'a number', string: 'a string', boolean: 'true or false' };
     message = `expected ${names[issue.expected] ?? `a ${issue.expected}`}`;
   }
-  return `${keyName(keys)}: ${message}, but received ${describe(received)}${origin(keys)}`;
+  return `${keyName(keys)}: ${message}, but received ${describeValue(received)}${origin(keys)}`;
 }
 
 /** What `loadConfig` needs; all optional. */

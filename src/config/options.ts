@@ -1,35 +1,116 @@
 import type { SourceOptions } from '../camera/source-spec.js';
+import type { GpioBackendKind } from '../gpio/backends.js';
+import type { GpioRule } from '../gpio/rules.js';
 import type { ClassifierOptions } from '../inference/classifier.js';
-import type { Logger } from '../service/log.js';
+import type { MqttPublisherOptions } from '../mqtt/publisher.js';
+import { defaultBaseTopic, defaultClientId } from '../mqtt/topics.js';
 import type { Config } from './schema.js';
 
-/**
- * The frame source options a configuration asks for (`source:` section,
- * snake_case keys onto the camera stage's camelCase options).
+/*
+ * The one place where the configuration (snake_case keys, validated and
+ * defaulted by the schema) becomes each stage's options (camelCase). Stages
+ * take these options as given: the schema holds the bounds.
  */
+
+/** Least time without a classified frame after which GPIO outputs switch off, in ms. */
+export const MIN_STALL_MS = 3_000;
+
+/** The frame source options a configuration asks for (`source:` section). */
 export function sourceOptions(c: Config): SourceOptions {
   const s = c.source;
   return { width: s.width, height: s.height, fps: s.fps, rotation: s.rotation, hflip: s.hflip, vflip: s.vflip, loop: s.loop, jpegQuality: s.jpeg_quality };
 }
 
 /**
- * The `Classifier.open` options a configuration asks for (shared by `run`
- * and `classify`). mean/std given as one number apply to all three channels.
+ * The classifier's options (`model:`, `inference:`, `preprocess:`; shared by
+ * `run` and `classify`). mean/std given as one number apply to all three
+ * channels.
  */
-export function classifierOptions(c: Config, log: Logger): ClassifierOptions {
+export function classifierOptions(c: Config): Omit<ClassifierOptions, 'log'> {
   const { mean, std } = c.preprocess;
   const triple = (v: number | number[] | null, fallback: number) => (v === null ? [fallback, fallback, fallback] : Array.isArray(v) ? v : [v, v, v]);
   return {
     modelPath: c.model.path,
-    labelsPath: c.model.labels ?? undefined,
-    cpuModelPath: c.model.cpu_fallback ?? undefined,
+    ...(c.model.labels !== null ? { labelsPath: c.model.labels } : {}),
+    ...(c.model.cpu_fallback !== null ? { cpuModelPath: c.model.cpu_fallback } : {}),
     delegate: c.inference.delegate,
-    edgetpuDevice: c.inference.edgetpu_device ?? undefined,
+    ...(c.inference.edgetpu_device !== null ? { edgetpuDevice: c.inference.edgetpu_device } : {}),
     threads: c.inference.threads,
     topK: c.inference.top_k,
     threshold: c.inference.threshold,
     resize: c.preprocess.resize,
-    normalization: mean === null && std === null ? undefined : { mean: triple(mean, 0), std: triple(std, 1) },
-    log,
+    ...(mean === null && std === null ? {} : { normalization: { mean: triple(mean, 0), std: triple(std, 1) } }),
+  };
+}
+
+/**
+ * The MQTT base topic and client id in use: the configured ones, else
+ * `edge-classifier/<device id>` and `edge-classifier-<device id>` (plus a
+ * hash of another base topic; see `defaultClientId`).
+ */
+export function mqttIdentity(c: Config, deviceId: string): { baseTopic: string; clientId: string } {
+  const baseTopic = c.mqtt.base_topic ?? defaultBaseTopic(deviceId);
+  return { baseTopic, clientId: c.mqtt.client_id ?? defaultClientId(deviceId, baseTopic) };
+}
+
+/** The publisher's options but the broker URL (`mqtt:`), for the device `deviceId`. */
+export function publisherOptions(c: Config, deviceId: string): Omit<MqttPublisherOptions, 'url' | 'log'> {
+  const m = c.mqtt;
+  const tls = m.tls;
+  return {
+    ...mqttIdentity(c, deviceId),
+    ...(m.username !== null ? { username: m.username } : {}),
+    ...(m.password !== null ? { password: m.password } : {}),
+    keepalive: m.keepalive,
+    qos: m.qos,
+    tls: {
+      ...(tls.ca !== null ? { ca: tls.ca } : {}),
+      ...(tls.cert !== null ? { cert: tls.cert } : {}),
+      ...(tls.key !== null ? { key: tls.key } : {}),
+      rejectUnauthorized: tls.reject_unauthorized,
+    },
+    predictionMinIntervalMs: m.prediction_interval_ms,
+    reconnectPeriodMs: m.reconnect_period_ms,
+    connectTimeoutMs: m.connect_timeout_ms,
+    // The daemon runs while the broker is away: predictions are dropped, state and GPIO sent on connect.
+    waitForConnect: false,
+  };
+}
+
+/** The GPIO rules (`gpio.rules`, or `--gpio` flags), in the actuator's shape. */
+export function gpioRules(c: Config): GpioRule[] {
+  return c.gpio.rules.map((r) => ({ pin: r.pin, labels: r.labels, minScore: r.min_score, activeLow: r.active_low, holdMs: r.hold_ms }));
+}
+
+/** What the daemon builds from a configuration, every stage's options mapped. */
+export interface DaemonPlan {
+  readonly source: { readonly spec: string; readonly options: SourceOptions };
+  readonly classifier: Omit<ClassifierOptions, 'log'>;
+  /** The broker URL, or null to start an embedded broker on `embeddedPort`. */
+  readonly brokerUrl: string | null;
+  readonly embeddedPort: number;
+  readonly publisher: Omit<MqttPublisherOptions, 'url' | 'log'>;
+  readonly gpio: { readonly backend: GpioBackendKind; readonly rules: GpioRule[] };
+  /**
+   * Time without a classified frame after which GPIO outputs switch off, in
+   * ms: max({@link MIN_STALL_MS}, 5 frame periods), so a slow source is not
+   * taken for a stalled one.
+   */
+  readonly stallMs: number;
+  /** `source.loop`: a looping source that ends anyway (its folder removed) is a failure. */
+  readonly loop: boolean;
+}
+
+/** Maps a configuration onto every stage's options, for the device `deviceId`. */
+export function daemonPlan(c: Config, deviceId: string): DaemonPlan {
+  return {
+    source: { spec: c.source.spec, options: sourceOptions(c) },
+    classifier: classifierOptions(c),
+    brokerUrl: c.mqtt.url,
+    embeddedPort: c.mqtt.embedded_port,
+    publisher: publisherOptions(c, deviceId),
+    gpio: { backend: c.gpio.backend, rules: gpioRules(c) },
+    stallMs: Math.max(MIN_STALL_MS, 5000 / c.source.fps),
+    loop: c.source.loop,
   };
 }

@@ -3,18 +3,18 @@ import { createSecureContext } from 'node:tls';
 import { FFMPEG_INSTALL_HINT } from '../camera/ffmpeg.js';
 import { listReplayFiles } from '../camera/replay.js';
 import { findOnPath, findRpicamProgram } from '../camera/rpicam.js';
-import { edgeTpuDelegate } from '../inference/delegate.js';
-import { redactUrl } from '../service/log.js';
 import { parseSourceSpec } from '../camera/source-spec.js';
-import { readLabelsFile } from '../inference/labels.js';
-import { checkScoresOutput } from '../inference/postprocess.js';
-import { customOpMessage } from '../inference/runner.js';
-import { EDGETPU_CUSTOM_OP, readModelInfo } from '../inference/tflite-model.js';
-import { checkImageInput } from '../preprocess/preprocess.js';
-import type { ModelInfo } from '../inference/types.js';
+import { unreadableFileError } from '../core/errors.js';
+import { redactUrl } from '../core/redact.js';
+import { unknownLabelWarnings } from '../gpio/rules.js';
+import { modelProblems } from '../inference/compat.js';
+import { edgeTpuDelegate } from '../inference/delegate.js';
+import { type Labels, readLabelsFile } from '../inference/labels.js';
+import type { ModelInfo } from '../inference/model-info.js';
+import { readModelInfo } from '../inference/tflite-model.js';
 import { validateBaseTopic } from '../mqtt/topics.js';
 import { ConfigError } from './load.js';
-import { sourceOptions } from './options.js';
+import { gpioRules } from './options.js';
 import type { Config } from './schema.js';
 
 /**
@@ -32,9 +32,11 @@ import type { Config } from './schema.js';
  * loads. Not checked here (they need the hardware or the network): that the
  * camera opens, that an Edge TPU is plugged in, that /sys/class/gpio is
  * writable, that the broker is up.
+ * Returns warnings that do not stop the daemon: GPIO rule labels the model
+ * has no class for (they can never switch the output).
  * @throws ConfigError listing every problem, each starting with its key.
  */
-export async function preflight(config: Config, file?: string): Promise<void> {
+export async function preflight(config: Config, file?: string): Promise<{ warnings: string[] }> {
   const problems: string[] = [];
   const c = config;
 
@@ -48,39 +50,18 @@ export async function preflight(config: Config, file?: string): Promise<void> {
   };
   const main = await model('model.path', c.model.path);
   const fallback = c.model.cpu_fallback ? await model('model.cpu_fallback', c.model.cpu_fallback) : undefined;
-  if (fallback?.requires_edgetpu) {
-    problems.push(`model.cpu_fallback: ${c.model.cpu_fallback} is compiled for the Edge TPU (it holds edgetpu-custom-op): expected a CPU model`);
-  }
-  if (main?.requires_edgetpu && c.inference.delegate === 'cpu' && !c.model.cpu_fallback) {
-    problems.push(
-      `model.path: ${c.model.path} is compiled for the Edge TPU and cannot run on the CPU: set inference.delegate to edgetpu, or use the model's CPU version`,
-    );
-  }
-  // What the daemon would feed and read: one RGB image input, class scores out, no op this runtime lacks.
-  for (const [key, info] of [['model.path', main], ['model.cpu_fallback', fallback]] as const) {
-    if (!info) continue;
-    try {
-      if (info.inputs.length !== 1) throw new Error(`${info.path} has ${info.inputs.length} inputs: expected one image input`);
-      checkImageInput(info.inputs[0]!);
-      if (!info.outputs[0]) throw new Error(`${info.path} has no output tensor`);
-      checkScoresOutput(info.outputs[0]);
-      const missing = info.custom_ops.find((op) => !(op === EDGETPU_CUSTOM_OP && (info.requires_edgetpu || c.inference.delegate === 'edgetpu')));
-      if (missing !== undefined) throw new Error(customOpMessage(missing, info.path));
-    } catch (err) {
-      problems.push(`${key}: ${(err as Error).message}`);
-    }
-  }
-  const cpuModel = main?.requires_edgetpu ? fallback : main;
-  const input = cpuModel?.inputs[0];
-  if (cpuModel && input?.dtype === 'float32' && !cpuModel.metadata?.normalization && c.preprocess.mean === null && c.preprocess.std === null) {
-    problems.push(
-      `preprocess.mean: ${cpuModel.path} has a float32 input and no normalization in its metadata: set preprocess.mean and preprocess.std (e.g. 127.5 and 127.5 for inputs in [-1,1], 0 and 255 for [0,1])`,
-    );
+  // The one model-compatibility check (the classifier runs it too): every problem of each model, each named.
+  const normalizationConfigured = c.preprocess.mean !== null || c.preprocess.std !== null;
+  const edgeTpu = c.inference.delegate === 'edgetpu' || c.model.cpu_fallback !== null;
+  for (const p of main ? modelProblems(main, { edgeTpu, normalizationConfigured }) : []) problems.push(`${problemKey(p)}: ${p}`);
+  for (const p of fallback ? modelProblems(fallback, { edgeTpu: false, normalizationConfigured }) : []) {
+    problems.push(`${problemKey(p, 'model.cpu_fallback')}: ${p}`);
   }
 
+  let labels: Labels | undefined;
   if (c.model.labels) {
     try {
-      await readLabelsFile(c.model.labels);
+      labels = await readLabelsFile(c.model.labels);
     } catch (err) {
       problems.push(`model.labels: ${(err as Error).message}`);
     }
@@ -92,8 +73,7 @@ export async function preflight(config: Config, file?: string): Promise<void> {
     try {
       pem[key] = await readFile(path);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      problems.push(`mqtt.tls.${key}: cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+      problems.push(`mqtt.tls.${key}: ${unreadableFileError('the PEM file', path, err).message}`);
     }
   }
   // The same check Node.js makes when it connects, so unusable PEM contents show here, not at run time.
@@ -116,7 +96,7 @@ export async function preflight(config: Config, file?: string): Promise<void> {
   }
 
   try {
-    const parsed = parseSourceSpec(c.source.spec, sourceOptions(c));
+    const parsed = parseSourceSpec(c.source.spec, c.source.rotation);
     if (parsed.kind === 'rpicam') findRpicamProgram();
     else if (parsed.kind === 'replay') await listReplayFiles(parsed.dir);
     else if (!findOnPath('ffmpeg')) throw new Error(`source ${redactUrl(c.source.spec)} is read through ffmpeg, which is not on PATH: ${FFMPEG_INSTALL_HINT}`);
@@ -139,4 +119,13 @@ export async function preflight(config: Config, file?: string): Promise<void> {
     }
   }
   if (problems.length > 0) throw new ConfigError(problems, file);
+
+  // Labels the daemon would use: a labels file overrides the model's own (of the model that runs on the CPU, when it falls back).
+  const modelLabels = labels?.entries.map((l) => l ?? '') ?? (main?.requires_edgetpu && fallback ? fallback : main)?.metadata?.labels ?? [];
+  return { warnings: unknownLabelWarnings(gpioRules(c), modelLabels).map((w) => w.message) };
+}
+
+/** The key a model problem is about: preprocess.mean for a missing normalization, else the model's own key. */
+function problemKey(problem: string, modelKey = 'model.path'): string {
+  return /no normalization/.test(problem) ? 'preprocess.mean' : modelKey;
 }

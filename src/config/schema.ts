@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { MAX_FPS, MAX_FRAME_SIDE, MIN_FRAME_SIDE } from '../camera/frame-source.js';
+import { LOG_LEVELS } from '../core/log.js';
+import { MAX_BCM_PIN } from '../core/types.js';
 
 /**
  * The configuration file's schema: YAML or JSON, snake_case keys, every key
@@ -24,9 +27,9 @@ export const sourceSchema = z
       .describe(
         'Where frames come from: `rpicam` (Pi camera, `rpicam:N` for camera N), a V4L2 device such as `/dev/video0`, an `rtsp://`/`http://` URL, a video file, or a directory of images (replayed in name order).',
       ),
-    width: positiveInt().max(4096).describe('Frame width asked of the camera or ffmpeg, in pixels.'),
-    height: positiveInt().max(4096).describe('Frame height asked of the camera or ffmpeg, in pixels.'),
-    fps: z.number().positive().max(120).describe('Frames per second asked of the camera; the replay rate for a directory.'),
+    width: z.number().int().min(MIN_FRAME_SIDE).max(MAX_FRAME_SIDE).describe('Frame width asked of the camera or ffmpeg, in pixels.'),
+    height: z.number().int().min(MIN_FRAME_SIDE).max(MAX_FRAME_SIDE).describe('Frame height asked of the camera or ffmpeg, in pixels.'),
+    fps: z.number().positive().max(MAX_FPS).describe('Frames per second asked of the camera; the replay rate for a directory.'),
     rotation: z
       .union([z.literal(0), z.literal(90), z.literal(180), z.literal(270)], { error: 'expected 0, 90, 180 or 270' })
       .describe('Clockwise rotation in degrees: 0, 90, 180 or 270 for ffmpeg sources; 0 or 180 for the Pi camera (rpicam-vid accepts no other).'),
@@ -117,7 +120,7 @@ export const mqttSchema = z
   .describe('MQTT output.');
 
 export const gpioRuleSchema = z.strictObject({
-  pin: z.number().int().min(0).max(27).describe('BCM pin number (0-27), not the header pin number.'),
+  pin: z.number().int().min(0).max(MAX_BCM_PIN).describe('BCM pin number (0-27), not the header pin number.'),
   labels: z.array(z.string().min(1)).min(1).describe('Labels that switch the output on (any of them, case-insensitive).'),
   min_score: z.number().min(0).max(1).describe('Minimum score of a matching label.'),
   active_low: z.boolean().describe('Drive the pin low for "on" (relay boards that switch on a low input).'),
@@ -146,7 +149,7 @@ export const gpioSchema = z
 
 export const logSchema = z
   .strictObject({
-    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).describe('Log level.'),
+    level: z.enum(LOG_LEVELS).describe('Log level.'),
     format: z.enum(['auto', 'json', 'pretty']).describe('`json` lines (for journald), `pretty` lines, or `auto`: pretty on a terminal.'),
   })
   .describe('Logging to stdout.');

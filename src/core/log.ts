@@ -1,32 +1,37 @@
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { type LevelWithSilent, type Logger, pino } from 'pino';
 import pretty from 'pino-pretty';
 
 export type { Logger };
 
 /** Log levels accepted by `--log-level` and `log.level`, most verbose first. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+type LogLevel = (typeof LOG_LEVELS)[number];
 
 /**
  * Creates the process logger: structured JSON lines on stdout (one object per
  * line, for journald and log shippers), or human-readable colourless lines
- * when `format` is `pretty` (the default when stdout is a terminal).
+ * when `format` is `pretty` (the default when stdout is a terminal), where a
+ * component logger's lines start with `[component]`.
  * Writes are synchronous so that the last lines before an exit are not lost.
  */
 export function createLogger(
-  level: LevelWithSilent = 'info',
+  level: LogLevel = 'info',
   format: 'json' | 'pretty' = process.stdout.isTTY ? 'pretty' : 'json',
   destination: NodeJS.WritableStream = process.stdout,
 ): Logger {
-  const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
+  const options = { level: level as LevelWithSilent, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
   if (format === 'pretty') {
     const stream = pretty({
       sync: true,
       destination,
       colorize: false,
       translateTime: 'SYS:HH:MM:ss.l',
-      ignore: 'pid,hostname',
+      ignore: 'pid,hostname,component',
       singleLine: true,
+      messageFormat: (log, messageKey) => {
+        const msg = String(log[messageKey] ?? '');
+        return typeof log.component === 'string' ? `[${log.component}] ${msg}` : msg;
+      },
     });
     return pino(options, stream);
   }
@@ -39,18 +44,44 @@ export function silentLogger(): Logger {
 }
 
 /**
- * `url` with its password replaced by `***`, for logs, errors and MQTT
- * payloads (camera URLs such as `rtsp://admin:secret@cam/stream`, broker
- * URLs). Returns the text unchanged when it has no password or is not a URL.
+ * The logger of one component (`camera`, `inference`, `mqtt`, `gpio`,
+ * `daemon`, `supervisor`, `systemd`): every line carries
+ * `"component": name` (JSON) or starts with `[name]` (pretty), so a journal
+ * can be filtered per part, as Zigbee2MQTT's `z2m:mqtt` namespaces do.
  */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password === '') return url;
-    parsed.password = '***';
-    const text = parsed.toString();
-    return url.endsWith('/') ? text : text.replace(/\/$/, '');
-  } catch {
-    return url;
+export function componentLogger(log: Logger, name: string): Logger {
+  return log.child({ component: name });
+}
+
+/**
+ * "Log once" and "at most every N ms", per key: `allow(key)` is true the
+ * first time a key is seen and then again only once `intervalMs` have passed
+ * since it last returned true (never again for `Infinity`, the default).
+ * `reset(key)` forgets a key (e.g. when an outage is over, so the next one is
+ * logged again); `reset()` forgets them all. Callers count what they do not
+ * log. Times are monotonic ms (`performance.now()`).
+ */
+export class LogThrottle {
+  private readonly last = new Map<string, number>();
+
+  constructor(private readonly intervalMs = Number.POSITIVE_INFINITY) {}
+
+  /** True when a line for `key` should be logged now. */
+  allow(key = '', now: number = performance.now()): boolean {
+    const at = this.last.get(key);
+    if (at !== undefined && now - at < this.intervalMs) return false;
+    this.last.set(key, now);
+    return true;
+  }
+
+  /** True when `key` has been allowed before (and not reset since). */
+  seen(key = ''): boolean {
+    return this.last.has(key);
+  }
+
+  /** Forgets `key`, or every key. */
+  reset(key?: string): void {
+    if (key === undefined) this.last.clear();
+    else this.last.delete(key);
   }
 }

@@ -1,14 +1,34 @@
 /**
- * Shapes shared by the inference stage and its users. Field names of
- * `TensorDetails` follow TFLite's Python `Interpreter.get_input_details()`
- * (snake_case) so that `inspect --json` reads like what TensorFlow users know.
+ * Value types shared by the stages: tensor details and dtypes (inference and
+ * its preprocessing), class scores and timings (inference, MQTT, GPIO), and
+ * frames (camera, inference, the daemon). Field names of `TensorDetails`
+ * follow TFLite's Python `Interpreter.get_input_details()` (snake_case) so
+ * that `inspect --json` reads like what TensorFlow users know.
  */
+
+/** Highest BCM GPIO number on the Raspberry Pi 40-pin header (GPIO 0..27): GPIO rules and `<base>/gpio/<pin>` topics. */
+export const MAX_BCM_PIN = 27;
 
 /** Tensor element types, named as TFLite's `TensorType` enum in lower case. */
 export type DType =
-  | 'float32' | 'float16' | 'float64'
-  | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64'
-  | 'bool' | 'string' | 'complex64' | 'complex128' | 'resource' | 'variant' | 'int4';
+  | 'float32'
+  | 'float16'
+  | 'float64'
+  | 'int8'
+  | 'uint8'
+  | 'int16'
+  | 'uint16'
+  | 'int32'
+  | 'uint32'
+  | 'int64'
+  | 'uint64'
+  | 'bool'
+  | 'string'
+  | 'complex64'
+  | 'complex128'
+  | 'resource'
+  | 'variant'
+  | 'int4';
 
 /** Per-tensor or per-axis quantization: real = (q - zero_point) * scale. */
 export interface QuantizationParameters {
@@ -38,53 +58,6 @@ export interface Normalization {
   readonly std: number[];
 }
 
-/** What TFLite metadata (the `TFLITE_METADATA` buffer and its appended zip) says about a model. */
-export interface ModelMetadata {
-  readonly name?: string;
-  readonly description?: string;
-  readonly version?: string;
-  readonly author?: string;
-  readonly license?: string;
-  /** Input normalization from the input tensor's NormalizationOptions process unit. */
-  readonly normalization?: Normalization;
-  /** Labels from the associated file of type TENSOR_AXIS_LABELS of the first output. */
-  readonly labels?: string[];
-  /** Name of the file the labels came from, e.g. `labels.txt`. */
-  readonly labels_file?: string;
-  /** Names of every file in the appended zip archive. */
-  readonly associated_files: string[];
-}
-
-/**
- * Something wrong with a model file that does not stop it from running, e.g. a
- * malformed TFLite metadata buffer or a labels file missing from the appended
- * zip archive. `inspect` prints these; the classifier logs them at warn level.
- */
-export interface ModelProblem {
-  readonly level: 'warning';
-  readonly message: string;
-}
-
-/** Everything the daemon knows about a model before running it. */
-export interface ModelInfo {
-  readonly path: string;
-  readonly size_bytes: number;
-  /** Schema version from the flatbuffer. */
-  readonly version: number;
-  readonly description?: string;
-  readonly inputs: TensorDetails[];
-  readonly outputs: TensorDetails[];
-  readonly metadata: ModelMetadata | null;
-  /** Custom operator codes used by the model, e.g. ['edgetpu-custom-op']. */
-  readonly custom_ops: string[];
-  /** True when the model was compiled by edgetpu_compiler and cannot run on the CPU. */
-  readonly requires_edgetpu: boolean;
-  /** The `min_runtime_version` metadata entry written by the converter, e.g. `1.5.0`. */
-  readonly min_runtime_version?: string;
-  /** Non-fatal problems found while reading the file (warnings). */
-  readonly problems: ModelProblem[];
-}
-
 /** One class of a classification result; `score` is a dequantized probability in [0,1] for softmax outputs. */
 export interface ClassScore {
   readonly index: number;
@@ -109,4 +82,21 @@ export interface Classification {
   /** Top-k classes above the score threshold, highest score first. */
   readonly classes: ClassScore[];
   readonly timings: Timings;
+}
+
+/**
+ * One encoded camera frame as it came from a source.
+ *
+ * `data` is a whole encoded image (JPEG from MJPEG streams; JPEG/PNG/WebP/...
+ * from a replay directory), never a partial one. `seq` starts at 1 for the
+ * first frame a source yields and increases by 1 per frame (across restarts
+ * of a child process too). `arrivedAt` is `performance.now()` in ms when the
+ * last byte of the frame arrived (monotonic: unaffected by clock changes).
+ */
+export interface Frame {
+  readonly seq: number;
+  readonly data: Buffer;
+  readonly arrivedAt: number;
+  /** File name for replayed images (for logs and EXIF handling); undefined for streams. */
+  readonly file?: string;
 }

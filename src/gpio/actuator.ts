@@ -1,12 +1,13 @@
 import { performance } from 'node:perf_hooks';
-import type { ClassScore } from '../inference/types.js';
-import type { Logger } from '../service/log.js';
+import type { Lifecycle } from '../core/lifecycle.js';
+import { type Logger, LogThrottle } from '../core/log.js';
+import type { ClassScore } from '../core/types.js';
 import type { GpioBackend, GpioOutput, Level } from './backends.js';
-import { checkGpioRules, evaluate, type GpioRule } from './rules.js';
+import { evaluate, type GpioRule } from './rules.js';
 
 /** Options of `GpioActuator`. */
 export interface GpioActuatorOptions {
-  /** One rule per BCM pin (checked: duplicates throw). */
+  /** One rule per BCM pin (the configuration schema refuses a pin used twice; so does the virtual backend). */
   readonly rules: readonly GpioRule[];
   readonly backend: GpioBackend;
   readonly log: Logger;
@@ -27,7 +28,6 @@ interface Slot {
   /** performance.now() of the last matching frame, ms. */
   lastMatchAt: number;
   holdTimer: NodeJS.Timeout | undefined;
-  failing: boolean;
 }
 
 /** Electrical level for a logical one: inverted for active-low outputs. */
@@ -54,18 +54,20 @@ function electrical(rule: GpioRule, on: boolean): Level {
  *   and also after a half-failed `start()`. It throws after doing all pins
  *   when any of them failed.
  */
-export class GpioActuator {
+export class GpioActuator implements Lifecycle {
+  readonly name = 'gpio';
   private readonly slots: Slot[];
+  /** Pins whose last write failed: one error per failure streak. */
+  private readonly writeErrors = new LogThrottle();
   private readonly backend: GpioBackend;
   private readonly log: Logger;
   private readonly onChange: ((pin: number, level: Level) => void) | undefined;
   private started = false;
   private stopping: Promise<void> | undefined;
 
-  /** Throws when two rules use the same pin. No I/O. */
+  /** No I/O. */
   constructor(options: GpioActuatorOptions) {
-    checkGpioRules(options.rules);
-    this.slots = options.rules.map((rule) => ({ rule, output: undefined, on: false, lastMatchAt: -Infinity, holdTimer: undefined, failing: false }));
+    this.slots = options.rules.map((rule) => ({ rule, output: undefined, on: false, lastMatchAt: Number.NEGATIVE_INFINITY, holdTimer: undefined }));
     this.backend = options.backend;
     this.log = options.log;
     this.onChange = options.onChange;
@@ -170,15 +172,14 @@ export class GpioActuator {
     try {
       slot.output!.write(electrical(slot.rule, on));
     } catch (err) {
-      if (!slot.failing) this.log.error({ pin, err: (err as Error).message }, 'GPIO write failed');
-      slot.failing = true;
+      if (this.writeErrors.allow(String(pin))) this.log.error({ pin, err: (err as Error).message }, 'GPIO write failed');
       return;
     }
-    slot.failing = false;
+    this.writeErrors.reset(String(pin));
     slot.on = on;
     const level = electrical(slot.rule, on);
     this.log.info(
-      { pin, name: slot.rule.name, value: on ? 1 : 0, electrical: level },
+      { pin, value: on ? 1 : 0, electrical: level },
       `GPIO ${pin} ${on ? 'on' : 'off'} (pin ${level ? 'high' : 'low'}${slot.rule.activeLow ? ', active-low' : ''})`,
     );
     this.notify(pin, on ? 1 : 0);

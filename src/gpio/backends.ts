@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Gpio } from 'onoff';
-import type { Logger } from '../service/log.js';
+import type { Logger } from '../core/log.js';
 import { sysfsGpioNumber } from './sysfs.js';
 
 /**

@@ -1,42 +1,48 @@
 import { performance } from 'node:perf_hooks';
-import type { Logger } from '../service/log.js';
-import { silentLogger } from '../service/log.js';
-import { Preprocessor, type ResizeMode } from '../preprocess/preprocess.js';
-import type { InputTensorArray } from '../preprocess/quantize.js';
-import { EdgeTpuUnavailableError, edgeTpuDelegate, probeDelegate, type DelegateDescriptor } from './delegate.js';
+import type { Lifecycle } from '../core/lifecycle.js';
+import type { Logger } from '../core/log.js';
+import { silentLogger } from '../core/log.js';
+import type { Classification, Normalization, TensorDetails } from '../core/types.js';
+import { edgeTpuOnlyMessage, modelProblems } from './compat.js';
+import { type DelegateDescriptor, EdgeTpuUnavailableError, edgeTpuDelegate, probeDelegate } from './delegate.js';
+import { InterpreterHost } from './host.js';
 import { Labels, readLabelsFile } from './labels.js';
-import { checkScoresOutput, dequantize, topK } from './postprocess.js';
-import { InterpreterRunner, customOpMessage } from './runner.js';
+import { dequantize, topK } from './postprocess.js';
+import { Preprocessor, type ResizeMode } from './preprocess/preprocess.js';
+import type { InputTensorArray } from './preprocess/quantize.js';
 import { EDGETPU_CUSTOM_OP, readModelFile } from './tflite-model.js';
-import type { Classification, ModelInfo, Normalization, TensorDetails } from './types.js';
 
 /** Where inference runs. */
 export type Backend = 'cpu' | 'edgetpu';
 
-/** Options of `Classifier` (the `inference`/`preprocess` parts of the daemon's configuration). */
+/**
+ * Options of `Classifier`: the `model`, `inference` and `preprocess` sections
+ * of the configuration (mapped in `config/options.ts`), whose schema holds
+ * the bounds and defaults.
+ */
 export interface ClassifierOptions {
   /** The .tflite model; for `delegate: 'edgetpu'` normally the `*_edgetpu.tflite` file. */
   readonly modelPath: string;
   /** Labels file (one per line, or `<index> <label>` lines); overrides labels embedded in the model's metadata. */
   readonly labelsPath?: string;
-  /** Interpreter threads; default 2. */
-  readonly threads?: number;
-  /** `cpu` (default) or `edgetpu` (Coral, through libedgetpu's external delegate). */
-  readonly delegate?: Backend;
+  /** Interpreter threads, at least 1. */
+  readonly threads: number;
+  /** `cpu` or `edgetpu` (Coral, through libedgetpu's external delegate). */
+  readonly delegate: Backend;
   /** libedgetpu `device` option: `usb`, `usb:0`, `pci:0`, …; default the first Edge TPU found. */
   readonly edgetpuDevice?: string;
   /** Path of libedgetpu; default `EDGE_CLASSIFIER_EDGETPU_LIB` or `libedgetpu.so.1`. */
   readonly edgetpuLibrary?: string;
   /** The CPU version of the model, used when the Edge TPU is unavailable (with a warning) instead of failing. */
   readonly cpuModelPath?: string;
-  /** How frames are fitted to the input; default `stretch`. */
-  readonly resize?: ResizeMode;
+  /** How frames are fitted to the input. */
+  readonly resize: ResizeMode;
   /** preprocess.mean/std; overrides the metadata's NormalizationOptions. */
   readonly normalization?: Normalization;
-  /** Classes reported per frame; default 5. */
-  readonly topK?: number;
-  /** Minimum score of a reported class (a probability for softmax outputs); default 0. */
-  readonly threshold?: number;
+  /** Classes reported per frame, at least 1. */
+  readonly topK: number;
+  /** Minimum score of a reported class (a probability for softmax outputs), 0..1. */
+  readonly threshold: number;
   readonly log?: Logger;
 }
 
@@ -45,27 +51,29 @@ export interface ClassifierOptions {
  * preprocess (sharp, main thread, libvips threads), inference (worker thread,
  * CPU or Edge TPU), dequantize and top-k (main thread).
  *
- * Lifecycle: the constructor does no I/O; `start()` reads and checks the
- * model, chooses the backend, reads the labels and starts the interpreter;
- * `stop()` ends the worker (idempotent). `Classifier.open(options)` is
- * `new` + `start()`, `close()` is `stop()`. One `classify()` at a time.
+ * Lifecycle (the one `Lifecycle`): the constructor does no I/O; `start()`
+ * reads and checks the model, chooses the backend, reads the labels and
+ * starts its interpreter host (a worker thread); `stop()` stops the host
+ * (idempotent, safe after a failed start). One `classify()` at a time.
  *
- * Checks at start, before anything is loaded: an Edge-TPU-compiled model
- * (custom op `edgetpu-custom-op`) is refused on the CPU unless `cpuModelPath`
- * names its CPU version; with `delegate: 'edgetpu'`, an unusable Edge TPU
- * runtime or device either falls back to `cpuModelPath` (one warning naming
- * the problem and the fix) or throws EdgeTpuUnavailableError; the input must
- * be [1,H,W,3] uint8/int8/float32 and the first output [1,N] or [N]
- * uint8/int8/float32; a labels count other than N is logged as a warning.
+ * Checks at start, before anything is loaded: with `delegate: 'edgetpu'`, an
+ * unusable Edge TPU runtime or device either falls back to `cpuModelPath`
+ * (one warning naming the problem and the fix) or throws
+ * EdgeTpuUnavailableError; an Edge-TPU-compiled model is replaced by
+ * `cpuModelPath` on the CPU; then the model-compatibility check
+ * (`modelProblems`: one RGB image input, class scores out, no custom op this
+ * runtime lacks, a normalization for float inputs) throws naming every
+ * problem; a labels count other than N is logged as a warning.
  */
-export class Classifier {
+export class Classifier implements Lifecycle {
+  readonly name = 'classifier';
   private readonly log: Logger;
-  private _info: ModelInfo | null = null;
   private _labels: Labels | null = null;
   private _backend: Backend = 'cpu';
   private _modelPath: string;
   private preprocessor: Preprocessor | null = null;
-  private runner: InterpreterRunner | null = null;
+  private host: InterpreterHost | null = null;
+  private running = false;
   private output: TensorDetails | null = null;
   private scores: Float32Array = new Float32Array(0);
   private spare: InputTensorArray | null = null;
@@ -78,23 +86,8 @@ export class Classifier {
   constructor(private readonly options: ClassifierOptions) {
     this.log = options.log ?? silentLogger();
     this._modelPath = options.modelPath;
-    this.k = options.topK ?? 5;
-    this.threshold = options.threshold ?? 0;
-    if (!Number.isInteger(this.k) || this.k < 1) throw new Error(`inference.top_k must be a positive integer, got ${options.topK}`);
-    if (!Number.isFinite(this.threshold)) throw new Error(`inference.threshold must be a number, got ${options.threshold}`);
-  }
-
-  /** `new Classifier(options)` then `start()`. */
-  static async open(options: ClassifierOptions): Promise<Classifier> {
-    const classifier = new Classifier(options);
-    await classifier.start();
-    return classifier;
-  }
-
-  /** What the model file says (of the model actually used). Throws before `start()`. */
-  get info(): ModelInfo {
-    if (!this._info) throw new Error('Classifier.info read before start()');
-    return this._info;
+    this.k = options.topK;
+    this.threshold = options.threshold;
   }
 
   /** Labels in class order ('' where a class has none); empty when neither a labels file nor metadata gives any. */
@@ -114,13 +107,13 @@ export class Classifier {
 
   /** Loads everything; see the class description for the checks. Throws with an actionable message. */
   async start(): Promise<void> {
-    if (this.runner) return;
+    if (this.host) return;
     const o = this.options;
     let { bytes, info } = await readModelFile(o.modelPath);
     this._modelPath = o.modelPath;
     let delegate: DelegateDescriptor | undefined;
 
-    if ((o.delegate ?? 'cpu') === 'edgetpu') {
+    if (o.delegate === 'edgetpu') {
       try {
         delegate = await edgeTpuDelegate({
           ...(o.edgetpuDevice !== undefined ? { device: o.edgetpuDevice } : {}),
@@ -147,23 +140,17 @@ export class Classifier {
         ({ bytes, info } = await readModelFile(o.cpuModelPath));
         this._modelPath = o.cpuModelPath;
       }
-      if (info.requires_edgetpu) {
-        throw new Error(
-          `${this._modelPath} was compiled for the Edge TPU (it holds the custom op ${EDGETPU_CUSTOM_OP}) and cannot run on the CPU: set inference.delegate to edgetpu, or use the model's CPU version (the .tflite before edgetpu_compiler, usually the same name without _edgetpu)`,
-        );
-      }
+      if (info.requires_edgetpu) throw new Error(edgeTpuOnlyMessage(this._modelPath));
     }
-    const unsupported = info.custom_ops.filter((op) => !(op === EDGETPU_CUSTOM_OP && delegate));
-    if (unsupported.length > 0) throw new Error(customOpMessage(unsupported[0]!, this._modelPath));
+    const problems = modelProblems(info, { edgeTpu: delegate !== undefined, normalizationConfigured: o.normalization !== undefined });
+    if (problems.length > 0) throw new Error(problems.join('; '));
     for (const p of info.problems) this.warn(p.message);
 
-    if (info.inputs.length < 1) throw new Error(`${this._modelPath} has no input tensor`);
-    const output = info.outputs[0];
-    if (!output) throw new Error(`${this._modelPath} has no output tensor`);
+    const output = info.outputs[0] as TensorDetails;
     const s = output.shape;
-    const classes = checkScoresOutput(output);
-    const preprocessor = new Preprocessor(info.inputs[0]!, {
-      ...(o.resize ? { resize: o.resize } : {}),
+    const classes = s[s.length - 1] as number;
+    const preprocessor = new Preprocessor(info.inputs[0] as TensorDetails, {
+      resize: o.resize,
       ...(o.normalization ? { normalization: o.normalization } : {}),
       ...(info.metadata?.normalization ? { metadataNormalization: info.metadata.normalization } : {}),
       model: this._modelPath,
@@ -184,26 +171,26 @@ export class Classifier {
       if (mismatch) this.warn(mismatch);
     }
 
-    const runner = await InterpreterRunner.open({
+    const host = new InterpreterHost({
       modelBytes: bytes,
       modelPath: this._modelPath,
-      threads: o.threads ?? 2,
+      threads: o.threads,
       ...(delegate ? { delegate } : {}),
     });
-    const rt = runner.inputs[0];
-    const input = info.inputs[0]!;
+    this.host = host;
+    await host.start();
+    const rt = host.inputs[0];
+    const input = info.inputs[0] as TensorDetails;
     if (!rt || rt.dtype !== input.dtype || rt.shape.join(',') !== input.shape.join(',')) {
-      await runner.close();
       throw new Error(
         `${this._modelPath}: the TFLite runtime reports input ${rt ? `[${rt.shape.join(',')}] ${rt.dtype}` : 'none'} but the file says [${input.shape.join(',')}] ${input.dtype}`,
       );
     }
-    this._info = info;
     this._labels = labels;
     this.preprocessor = preprocessor;
     this.output = output;
     this.scores = new Float32Array(classes);
-    this.runner = runner;
+    this.running = true;
     this.log.info(
       {
         model: this._modelPath,
@@ -228,8 +215,8 @@ export class Classifier {
    */
   async classify(image: Uint8Array, file?: string): Promise<Classification> {
     const pre = this.preprocessor;
-    const runner = this.runner;
-    if (!pre || !runner) throw new Error(`classify() on ${this._modelPath} called before start() or after stop()`);
+    const host = this.host;
+    if (!pre || !host || !this.running) throw new Error(`classify() on ${this._modelPath} called before start() or after stop()`);
     if (this.busy) throw new Error(`classify() on ${this._modelPath} called while another classification runs: one frame at a time`);
     this.busy = true;
     try {
@@ -244,7 +231,7 @@ export class Classifier {
         throw err;
       }
       const t1 = performance.now();
-      const result = await runner.infer(prepared.tensor);
+      const result = await host.infer(prepared.tensor);
       const back = result.input;
       if (back.length === pre.length && (back instanceof Uint8Array || back instanceof Int8Array || back instanceof Float32Array)) {
         this.spare = back;
@@ -263,18 +250,12 @@ export class Classifier {
     }
   }
 
-  /** Stops the interpreter worker; idempotent. */
+  /** Stops the interpreter host; idempotent, safe after a failed `start()`. */
   async stop(): Promise<void> {
-    const runner = this.runner;
-    this.runner = null;
+    this.running = false;
     this.preprocessor = null;
     this.spare = null;
-    if (runner) await runner.close();
-  }
-
-  /** Same as `stop()`. */
-  close(): Promise<void> {
-    return this.stop();
+    await this.host?.stop();
   }
 
   private warn(message: string): void {

@@ -33,8 +33,10 @@ export const STANDARD_LIBRARY_DIRS = [
 
 /**
  * The Edge TPU cannot be used: its runtime library is missing, is not a TFLite
- * delegate for this machine, cannot be loaded, or crashed the interpreter (no
- * device). `message` says which and how to fix it.
+ * delegate for this machine, cannot be loaded (`runtime`: a configuration
+ * that cannot work until the runtime is installed, exit 78), or the
+ * accelerator could not run the model (`device`: unplugged, busy; exit 1, so
+ * systemd retries). `message` says which and how to fix it.
  */
 export class EdgeTpuUnavailableError extends Error {
   override readonly name = 'EdgeTpuUnavailableError';
@@ -42,6 +44,7 @@ export class EdgeTpuUnavailableError extends Error {
     message: string,
     /** The library name or path that was looked for. */
     readonly library: string,
+    readonly problem: 'runtime' | 'device',
   ) {
     super(message);
   }
@@ -108,12 +111,12 @@ export async function edgeTpuDelegate(options: EdgeTpuOptions = {}): Promise<Del
   }
   const library = options.libraryPath || env[EDGETPU_LIBRARY_ENV] || EDGETPU_LIBRARY;
   const resolved = await findSharedLibrary(library, env);
-  if (!resolved) throw new EdgeTpuUnavailableError(`${library} not found: ${INSTALL_HINT}`, library);
+  if (!resolved) throw new EdgeTpuUnavailableError(`${library} not found: ${INSTALL_HINT}`, library, 'runtime');
   const problem = await checkDelegateLibrary(resolved);
-  if (problem) throw new EdgeTpuUnavailableError(`${resolved} is not a usable Edge TPU delegate (${problem}): ${INSTALL_HINT}`, library);
+  if (problem) throw new EdgeTpuUnavailableError(`${resolved} is not a usable Edge TPU delegate (${problem}): ${INSTALL_HINT}`, library, 'runtime');
   if (options.dlopenProbe !== false) {
     const failure = await dlopenInChild(resolved, env);
-    if (failure) throw new EdgeTpuUnavailableError(`${resolved} cannot be loaded (${failure}): ${INSTALL_HINT}`, library);
+    if (failure) throw new EdgeTpuUnavailableError(`${resolved} cannot be loaded (${failure}): ${INSTALL_HINT}`, library, 'runtime');
   }
   return { path: resolved, options: device ? [['device', device]] : [] };
 }
@@ -299,7 +302,7 @@ export async function probeDelegate(modelPath: string, delegate: DelegateDescrip
           message = `${what} could not load ${modelPath}: ${reason}`;
           if (reason.includes('edgetpu-custom-op')) message += ' (the delegate did not take the Edge TPU op: is an Edge TPU attached, and is the library the Edge TPU runtime?)';
         }
-        reject(new EdgeTpuUnavailableError(message, delegate.path));
+        reject(new EdgeTpuUnavailableError(message, delegate.path, 'device'));
       },
     );
   });

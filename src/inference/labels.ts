@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { unreadableFileError } from '../core/errors.js';
 
 /** How a labels file is laid out: one label per line (`plain`), or `<index> <label>` lines (`indexed`). */
 export type LabelsFormat = 'plain' | 'indexed';
@@ -138,10 +139,7 @@ export async function readLabelsFile(path: string): Promise<Labels> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(`cannot read the labels file ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`, {
-      cause: err,
-    });
+    throw unreadableFileError('the labels file', path, err);
   }
   return parseLabels(text, path);
 }

@@ -2,7 +2,8 @@ import { ByteBuffer } from 'flatbuffers';
 import yauzl from 'yauzl';
 import { FlatTable, FlatbufferFormatError, fileIdentifier } from './flatbuffer-table.js';
 import { parseLabels } from './labels.js';
-import type { ModelMetadata, ModelProblem, Normalization } from './types.js';
+import type { Normalization } from '../core/types.js';
+import type { ModelMetadata, ModelProblem } from './model-info.js';
 
 /*
  * Accessors for the TFLite Support metadata flatbuffer (namespace tflite,

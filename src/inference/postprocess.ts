@@ -1,17 +1,8 @@
 import { labelFor } from './labels.js';
-import type { ClassScore, TensorDetails } from './types.js';
+import type { ClassScore, TensorDetails } from '../core/types.js';
 
 /** Typed arrays an output tensor can arrive in. */
 export type OutputArray = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array;
-
-/**
- * Dequantizes one value: real = (q - zero_point) * scale (TFLite's affine
- * quantization, schema.fbs QuantizationParameters). E.g. q=200, scale
- * 0.00390625 (1/256), zero_point 0 → 0.78125.
- */
-export function dequantizeValue(q: number, scale: number, zeroPoint: number): number {
-  return (q - zeroPoint) * scale;
-}
 
 /**
  * Dequantizes a whole output tensor: real[i] = (q[i] - zero_point) * scale,

@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
+import { unreadableFileError } from '../core/errors.js';
 import { ByteBuffer } from 'flatbuffers';
 import { FlatTable, FlatbufferFormatError, fileIdentifier } from './flatbuffer-table.js';
 import { readModelMetadata } from './metadata.js';
-import type { DType, ModelInfo, ModelProblem, QuantizationParameters, TensorDetails } from './types.js';
+import type { DType, QuantizationParameters, TensorDetails } from '../core/types.js';
+import type { ModelInfo, ModelProblem } from './model-info.js';
 
 /*
  * Accessors for the few tables of TensorFlow Lite's model flatbuffer that the
@@ -301,10 +303,7 @@ export async function readModelFile(path: string): Promise<{ bytes: Buffer; info
   try {
     bytes = await readFile(path);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(`cannot read the model file ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`, {
-      cause: err,
-    });
+    throw unreadableFileError('the model file', path, err);
   }
   return { bytes, info: await parseModel(bytes, path) };
 }

@@ -1,14 +1,12 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Aedes } from 'aedes';
-import type { Logger } from '../service/log.js';
-
-/** Default port of the embedded broker: the MQTT port, 1883. */
-export const DEFAULT_EMBEDDED_PORT = 1883;
+import type { Lifecycle } from '../core/lifecycle.js';
+import type { Logger } from '../core/log.js';
 
 /** Options of `EmbeddedBroker` (config key `mqtt.embedded_port`). */
-export interface EmbeddedBrokerOptions {
-  /** TCP port on 127.0.0.1; 0 picks a free ephemeral port. Default 1883. */
-  readonly port?: number;
+interface EmbeddedBrokerOptions {
+  /** TCP port on 127.0.0.1, 0..65535; 0 picks a free ephemeral port. */
+  readonly port: number;
   readonly log: Logger;
 }
 
@@ -18,11 +16,13 @@ export interface EmbeddedBrokerOptions {
  * when no broker URL is configured. Retained messages live as long as the
  * process. Local subscribers connect to `url`.
  *
- * Lifecycle: the constructor does no I/O; `start()` creates the broker with
- * `Aedes.createBroker()` (async in aedes v1) and listens; `stop()` closes
- * the clients, the broker and the server (idempotent).
+ * Lifecycle (the one `Lifecycle`): the constructor does no I/O; `start()`
+ * creates the broker with `Aedes.createBroker()` (async in aedes v1) and
+ * listens; `stop()` closes the clients, the broker and the server
+ * (idempotent, safe after a failed start).
  */
-export class EmbeddedBroker {
+export class EmbeddedBroker implements Lifecycle {
+  readonly name = 'embedded broker';
   private readonly requestedPort: number;
   private readonly log: Logger;
   private broker: Aedes | undefined;
@@ -30,13 +30,8 @@ export class EmbeddedBroker {
   private readonly sockets = new Set<Socket>();
   private actualPort: number | undefined;
 
-  /** Throws when `port` is not an integer in 0..65535. */
   constructor(options: EmbeddedBrokerOptions) {
-    const port = options.port ?? DEFAULT_EMBEDDED_PORT;
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new Error(`embedded MQTT broker port ${port}: expected an integer 0..65535 (0 picks a free port)`);
-    }
-    this.requestedPort = port;
+    this.requestedPort = options.port;
     this.log = options.log;
   }
 

@@ -1,7 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import { redactUrl, type Logger } from '../service/log.js';
+import { invalidParameterError, unreadableFileError } from '../core/errors.js';
+import type { Lifecycle } from '../core/lifecycle.js';
+import { type Logger, LogThrottle } from '../core/log.js';
+import { redactUrl } from '../core/redact.js';
 import {
   assertPublishTopic,
   encodePayload,
@@ -14,7 +17,7 @@ import {
 } from './topics.js';
 
 /** MQTT quality of service levels. */
-export type QoS = 0 | 1 | 2;
+type QoS = 0 | 1 | 2;
 
 /** TLS material for `mqtts://` / `wss://` brokers; paths of PEM files, read by `start()`. */
 export interface MqttTlsOptions {
@@ -28,7 +31,11 @@ export interface MqttTlsOptions {
   readonly rejectUnauthorized?: boolean;
 }
 
-/** Options of `MqttPublisher`; config keys `mqtt.*` map onto them. Durations in ms except `keepalive` (s). */
+/**
+ * Options of `MqttPublisher`; config keys `mqtt.*` map onto them (in
+ * `config/options.ts`, where the schema's bounds hold). Durations in ms
+ * except `keepalive` (s).
+ */
 export interface MqttPublisherOptions {
   /** Broker URL: `mqtt://host:1883`, `mqtts://host:8883`, `ws://…`, `wss://…`. */
   readonly url: string;
@@ -36,22 +43,22 @@ export interface MqttPublisherOptions {
   readonly clientId: string;
   readonly username?: string;
   readonly password?: string;
-  /** Keepalive in seconds (MQTT PINGREQ interval; the broker drops us after 1.5×). Default 30. */
-  readonly keepalive?: number;
-  /** QoS of prediction, state and gpio messages. Availability and the last will always use QoS 1. Default 0. */
-  readonly qos?: QoS;
+  /** Keepalive in seconds (MQTT PINGREQ interval; the broker drops us after 1.5×). */
+  readonly keepalive: number;
+  /** QoS of prediction, state and gpio messages. Availability and the last will always use QoS 1. */
+  readonly qos: QoS;
   readonly tls?: MqttTlsOptions;
   /** Base topic, validated (see `validateBaseTopic`). */
   readonly baseTopic: string;
-  /** Drop predictions closer than this to the previous published one, in ms; 0 = every frame. Default 0. */
-  readonly predictionMinIntervalMs?: number;
+  /** Drop predictions closer than this to the previous published one, in ms; 0 = every frame. */
+  readonly predictionMinIntervalMs: number;
   /**
    * Wait between reconnect attempts in ms (mqtt.js `reconnectPeriod`), also
-   * after the broker refused the connection (CONNACK error). Default 5000.
+   * after the broker refused the connection (CONNACK error).
    */
-  readonly reconnectPeriodMs?: number;
-  /** Time allowed for a connection attempt (CONNACK) in ms, and for `start()` when waiting. Default 10000. */
-  readonly connectTimeoutMs?: number;
+  readonly reconnectPeriodMs: number;
+  /** Time allowed for a connection attempt (CONNACK) in ms, and for `start()` when waiting. */
+  readonly connectTimeoutMs: number;
   /**
    * `true` (default): `start()` resolves on the first connection and rejects
    * after `connectTimeoutMs` (and stops trying). `false`: `start()` resolves
@@ -139,10 +146,8 @@ const SHORT_CONNECTIONS_TO_WARN = 3;
 /** …when all of them fall within this window (ms); at least 6 × reconnectPeriodMs. */
 const SHORT_CONNECTIONS_WINDOW_MS = 60_000;
 
-function positive(name: string, value: number, allowZero: boolean): number {
-  if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
-    throw new Error(`MQTT option ${name} is ${value}: expected a ${allowZero ? 'non-negative' : 'positive'} number`);
-  }
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw invalidParameterError(`MQTT option ${name}`, 'a positive number', value);
   return value;
 }
 
@@ -151,7 +156,7 @@ async function readPem(key: string, path: string | undefined): Promise<Buffer | 
   try {
     return await readFile(path);
   } catch (err) {
-    throw new Error(`mqtt.tls.${key}: cannot read '${path}': ${(err as Error).message}`);
+    throw new Error(`mqtt.tls.${key}: ${unreadableFileError('the PEM file', path, err).message}`);
   }
 }
 
@@ -184,11 +189,14 @@ async function readPem(key: string, path: string | undefined): Promise<Buffer | 
  * (its QoS>0 store would otherwise grow without bound), `queueQoSZero` is
  * off, and at most `maxInFlight` messages are unconfirmed at a time.
  *
- * Lifecycle: the constructor validates options and does no I/O; `start()`
- * reads the TLS files and connects; `stop()` publishes `offline` (retained)
- * when connected, disconnects cleanly and is bounded by `stopTimeoutMs`.
+ * Lifecycle (the one `Lifecycle`): the constructor validates the URL and
+ * base topic and does no I/O; `start(signal)` reads the TLS files and
+ * connects (an abort of `signal` while it waits for the first connection
+ * gives up connecting); `stop()` publishes `offline` (retained) when
+ * connected, disconnects cleanly and is bounded by `stopTimeoutMs`.
  */
-export class MqttPublisher {
+export class MqttPublisher implements Lifecycle {
+  readonly name = 'mqtt publisher';
   readonly topics: Topics;
   private readonly options: MqttPublisherOptions;
   private readonly log: Logger;
@@ -203,31 +211,26 @@ export class MqttPublisher {
   private inFlight = 0;
   private lastPredictionAt = -Infinity;
   private everConnected = false;
-  private errorLogged = false;
-  /** Refusal reasons logged at warn since the last connection. */
-  private readonly refusalsLogged = new Set<string>();
+  /** Connection errors (key '') and refusal reasons logged at warn since the last connection. */
+  private readonly outageLog = new LogThrottle();
   /** `performance.now()` when the current connection was made; undefined while not connected. */
   private connectedAt: number | undefined;
   /** Connect times (`performance.now()`) of the latest short connections in a row. */
   private shortConnections: number[] = [];
-  private clientIdWarned = false;
+  private readonly clientIdWarning = new LogThrottle();
   private stopping: Promise<void> | undefined;
   private counters = { published: 0, droppedOffline: 0, droppedRateLimited: 0, droppedBackpressure: 0, reconnects: 0 };
 
-  /** Throws when the URL, base topic or a numeric option is invalid. */
+  /** Throws when the URL, the client id, the base topic, `maxInFlight` or `stopTimeoutMs` is invalid. */
   constructor(options: MqttPublisherOptions) {
     checkUrl(options.url);
-    if (options.clientId.length === 0) throw new Error('MQTT client id is empty: expected e.g. edge-classifier-<device id>');
+    if (options.clientId.length === 0) throw invalidParameterError('MQTT client id', 'e.g. edge-classifier-<device id>', '');
     this.topics = new Topics(options.baseTopic);
-    const qos = options.qos ?? 0;
-    if (qos !== 0 && qos !== 1 && qos !== 2) throw new Error(`MQTT option qos is ${String(qos)}: expected 0, 1 or 2`);
-    this.qos = qos;
-    this.minIntervalMs = positive('predictionMinIntervalMs', options.predictionMinIntervalMs ?? 0, true);
-    this.maxInFlight = positive('maxInFlight', options.maxInFlight ?? 100, false);
-    this.connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? 10_000, false);
-    this.stopTimeoutMs = positive('stopTimeoutMs', options.stopTimeoutMs ?? 2000, false);
-    positive('keepalive', options.keepalive ?? 30, true);
-    positive('reconnectPeriodMs', options.reconnectPeriodMs ?? 5000, false);
+    this.qos = options.qos;
+    this.minIntervalMs = options.predictionMinIntervalMs;
+    this.maxInFlight = positive('maxInFlight', options.maxInFlight ?? 100);
+    this.connectTimeoutMs = options.connectTimeoutMs;
+    this.stopTimeoutMs = positive('stopTimeoutMs', options.stopTimeoutMs ?? 2000);
     this.options = options;
     this.log = options.log;
   }
@@ -247,7 +250,7 @@ export class MqttPublisher {
    * resolves at once and keeps retrying, refusals included, until `stop()`.
    * Throws when a TLS file cannot be read (naming the key and file).
    */
-  async start(): Promise<void> {
+  async start(signal?: AbortSignal): Promise<void> {
     if (this.client !== undefined || this.stopping !== undefined) return;
     const o = this.options;
     const [ca, cert, key] = await Promise.all([
@@ -258,8 +261,8 @@ export class MqttPublisher {
     if (this.stopping !== undefined) return;
     const opts: IClientOptions = {
       clientId: o.clientId,
-      keepalive: o.keepalive ?? 30,
-      reconnectPeriod: o.reconnectPeriodMs ?? 5000,
+      keepalive: o.keepalive,
+      reconnectPeriod: o.reconnectPeriodMs,
       connectTimeout: this.connectTimeoutMs,
       clean: true,
       protocolVersion: 4,
@@ -288,9 +291,8 @@ export class MqttPublisher {
         return;
       }
       // One warning per outage; the rest (one per reconnect attempt) at debug.
-      if (!this.errorLogged) this.log.warn({ url, err: err.message }, 'MQTT connection error');
+      if (this.outageLog.allow()) this.log.warn({ url, err: err.message }, 'MQTT connection error');
       else this.log.debug({ url, err: err.message }, 'MQTT connection error');
-      this.errorLogged = true;
     });
     client.on('offline', () => {
       if (this.everConnected && this.stopping === undefined) this.log.warn({ url }, 'MQTT broker disconnected: reconnecting');
@@ -302,11 +304,20 @@ export class MqttPublisher {
       return;
     }
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const giveUp = (): void => {
         client.removeListener('connect', onFirst);
         client.removeListener('end', onEnd);
+        signal?.removeEventListener('abort', onAbort);
         client.end(true);
         this.client = undefined;
+      };
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        giveUp();
+        reject(signal?.reason);
+      };
+      const timer = setTimeout(() => {
+        giveUp();
         const why = lastError !== undefined ? `: ${lastError.message}` : '';
         const code = lastError !== undefined ? refusalCode(lastError) : undefined;
         const hintText = code !== undefined ? refusalHint(code, o.username !== undefined) : undefined;
@@ -316,28 +327,31 @@ export class MqttPublisher {
       const onFirst = (): void => {
         clearTimeout(timer);
         client.removeListener('end', onEnd);
+        signal?.removeEventListener('abort', onAbort);
         resolve();
       };
       const onEnd = (): void => {
         clearTimeout(timer);
         client.removeListener('connect', onFirst);
+        signal?.removeEventListener('abort', onAbort);
         reject(new Error(`MQTT publisher stopped before connecting to ${url}`));
       };
       client.once('connect', onFirst);
       client.once('end', onEnd);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
   /** A CONNACK error: warn once per distinct reason per outage (with a hint), else debug. mqtt.js retries. */
   private onRefused(err: Error, code: number): void {
     const fields = { url: redactUrl(this.options.url), client_id: this.options.clientId, username: this.options.username, code, err: err.message };
-    if (this.refusalsLogged.has(err.message)) {
+    if (!this.outageLog.allow(`refused: ${err.message}`)) {
       this.log.debug(fields, 'MQTT broker refused the connection');
       return;
     }
-    this.refusalsLogged.add(err.message);
     const hint = refusalHint(code, this.options.username !== undefined);
-    const retry = `retrying every ${this.options.reconnectPeriodMs ?? 5000} ms`;
+    const retry = `retrying every ${this.options.reconnectPeriodMs} ms`;
     this.log.warn({ ...fields, hint }, `MQTT broker refused the connection (${err.message})${hint !== undefined ? `: ${hint}` : ''}; ${retry}`);
   }
 
@@ -347,15 +361,14 @@ export class MqttPublisher {
     this.connectedAt = undefined;
     if (since === undefined || this.stopping !== undefined) return;
     const now = performance.now();
-    const period = this.options.reconnectPeriodMs ?? 5000;
+    const period = this.options.reconnectPeriodMs;
     if (now - since >= Math.max(SHORT_CONNECTION_MS, 2 * period)) {
       this.shortConnections = [];
       return;
     }
     const windowMs = Math.max(SHORT_CONNECTIONS_WINDOW_MS, 6 * period);
     this.shortConnections = [...this.shortConnections, since].filter((at) => now - at <= windowMs);
-    if (this.shortConnections.length < SHORT_CONNECTIONS_TO_WARN || this.clientIdWarned) return;
-    this.clientIdWarned = true;
+    if (this.shortConnections.length < SHORT_CONNECTIONS_TO_WARN || !this.clientIdWarning.allow()) return;
     const clientId = this.options.clientId;
     this.log.warn(
       { url: redactUrl(this.options.url), client_id: clientId, short_connections: this.shortConnections.length, window_ms: windowMs },
@@ -372,8 +385,7 @@ export class MqttPublisher {
     if (this.everConnected) this.counters.reconnects++;
     this.log.info({ url: redactUrl(this.options.url), base_topic: this.topics.base, reconnects: this.counters.reconnects }, 'connected to MQTT broker');
     this.everConnected = true;
-    this.errorLogged = false;
-    this.refusalsLogged.clear();
+    this.outageLog.reset();
     this.send(this.topics.availability, 'online' satisfies Availability, 1, true);
     for (const [topic, payload] of this.retained) this.send(topic, payload, this.qos, true);
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ClassScore, Timings } from '../inference/types.js';
+import { type ClassScore, MAX_BCM_PIN, type Timings } from '../core/types.js';
 
 /**
  * The MQTT contract of edge-classifier: topic names under one base topic and
@@ -89,8 +89,6 @@ export const MAX_TOPIC_BYTES = 65535;
 /** Longest suffix this module appends to a base topic (`/availability`). */
 const LONGEST_SUFFIX = '/availability';
 
-/** Highest BCM GPIO number on the 40-pin header. */
-export const MAX_BCM_PIN = 27;
 
 /** Default base topic for a device id: `edge-classifier/<device id>`. */
 export function defaultBaseTopic(deviceId: string): string {

@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import type { Logger } from './log.js';
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Lifecycle } from '../core/lifecycle.js';
+import { type Logger, LogThrottle } from '../core/log.js';
 
 /** Options of `SdNotifier`; all but `log` exist for tests and unusual installs. */
 export interface SdNotifierOptions {
@@ -61,12 +62,14 @@ const MAX_QUEUE = 8;
  * Silent no-op when `NOTIFY_SOCKET` is unset (not under systemd, or a unit
  * that is not `Type=notify`): nothing is spawned.
  *
- * Lifecycle: constructor does no I/O; `start()` does nothing but exists for
- * the common contract; `stop()` clears the watchdog timer and waits (at most
+ * Lifecycle (the one `Lifecycle`, owned by the supervisor for the whole
+ * process): the constructor does no I/O; `start()` logs whether messages are
+ * sent; `stop()` clears the watchdog timer and waits (at most
  * `sendTimeoutMs`) for queued messages, so a `STOPPING=1` is delivered
  * before exit. Idempotent.
  */
-export class SdNotifier {
+export class SdNotifier implements Lifecycle {
+  readonly name = 'systemd notifier';
   private readonly log: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private readonly command: string;
@@ -76,7 +79,7 @@ export class SdNotifier {
   private running: ChildProcess | undefined;
   private drained: Array<() => void> = [];
   private watchdogTimer: NodeJS.Timeout | undefined;
-  private warned = false;
+  private readonly failures = new LogThrottle();
   private closed = false;
   private counters = { sent: 0, failed: 0, coalesced: 0 };
 
@@ -112,8 +115,10 @@ export class SdNotifier {
     return Math.max(1, Math.floor(usec / 2000));
   }
 
-  /** Nothing to start: present for the common `start()`/`stop()` contract. */
-  async start(): Promise<void> {}
+  /** Nothing to acquire (each message is one short process): logs whether messages will be sent. */
+  async start(): Promise<void> {
+    if (this.enabled) this.log.debug({ notify_socket: this.env.NOTIFY_SOCKET }, 'sd_notify enabled');
+  }
 
   /** `READY=1` (and `STATUS=<status>` in the same message): start-up is complete. */
   ready(status?: string): void {
@@ -156,6 +161,12 @@ export class SdNotifier {
     this.watchdogTimer.unref();
     this.log.info({ interval_ms: interval }, 'systemd watchdog enabled');
     return interval;
+  }
+
+  /** Stops pinging `WATCHDOG=1` (a daemon being replaced by a reload); `startWatchdog` may start it again. */
+  stopWatchdog(): void {
+    clearInterval(this.watchdogTimer);
+    this.watchdogTimer = undefined;
   }
 
   /** Counters since construction. */
@@ -260,15 +271,37 @@ export class SdNotifier {
   private fail(args: string[], error: string): void {
     this.counters.failed++;
     const detail = { command: this.command, args, notify_socket: this.env.NOTIFY_SOCKET, err: error };
-    if (this.warned) {
+    if (!this.failures.allow()) {
       this.log.debug(detail, 'sd_notify failed');
       return;
     }
-    this.warned = true;
     this.log.warn(detail, `sd_notify through ${this.command} failed (${error}): systemd may not see READY/WATCHDOG; further failures are logged at debug`);
   }
 }
 
 function oneLine(text: string): string {
   return text.replace(/[\r\n]+/g, ' ');
+}
+
+/**
+ * The systemd watchdog as a part of the daemon: between `start()` and
+ * `stop()` the notifier pings `WATCHDOG=1` at half of `WatchdogSec=` while
+ * `isHealthy()` (see `SdNotifier.startWatchdog`); nothing when no watchdog is
+ * requested.
+ */
+export class SdWatchdog implements Lifecycle {
+  readonly name = 'watchdog';
+
+  constructor(
+    private readonly notifier: SdNotifier,
+    private readonly isHealthy: () => boolean,
+  ) {}
+
+  async start(): Promise<void> {
+    this.notifier.startWatchdog(this.isHealthy);
+  }
+
+  async stop(): Promise<void> {
+    this.notifier.stopWatchdog();
+  }
 }

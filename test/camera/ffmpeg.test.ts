@@ -1,45 +1,44 @@
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import {
-  ffmpegArgs,
-  ffmpegDescription,
-  jpegQualityToQscale,
-  urlRedactor,
-} from '../../src/camera/ffmpeg.js';
-import { redactUrl } from '../../src/service/log.js';
+import { ffmpegArgs, ffmpegDescription, jpegQualityToQscale } from '../../src/camera/ffmpeg.js';
+import type { CaptureOptions } from '../../src/camera/frame-source.js';
+import { redactUrl, urlRedactor } from '../../src/core/redact.js';
+
+/** What the configuration's defaults ask for, with quality 90 (ffmpeg -q:v 5). */
+const capture: CaptureOptions = { width: 640, height: 480, fps: 10, rotation: 0, hflip: false, vflip: false, jpegQuality: 90 };
 
 const head = ['-hide_banner', '-loglevel', 'warning', '-nostdin'];
 const tail = (vf: string, q = '5') => ['-map', '0:v:0', '-an', '-vf', vf, '-f', 'mjpeg', '-q:v', q, '-flush_packets', '1', '-'];
 
 t.test('V4L2 device: asks the webcam for MJPEG at the size and rate, scales to be sure', async (t) => {
-  t.same(ffmpegArgs({ kind: 'v4l2', device: '/dev/video0' }), [
+  t.same(ffmpegArgs({ kind: 'v4l2', device: '/dev/video0' }, capture), [
     ...head, '-f', 'v4l2', '-input_format', 'mjpeg', '-video_size', '640x480', '-framerate', '10', '-i', '/dev/video0',
     ...tail('fps=10,scale=640:480'),
   ]);
-  t.same(ffmpegArgs({ kind: 'v4l2', device: '/dev/video2', inputFormat: 'yuyv422' }, { width: 320, height: 240, fps: 5 }).slice(4, 14), [
+  t.same(ffmpegArgs({ kind: 'v4l2', device: '/dev/video2', inputFormat: 'yuyv422' }, { ...capture, width: 320, height: 240, fps: 5 }).slice(4, 14), [
     '-f', 'v4l2', '-input_format', 'yuyv422', '-video_size', '320x240', '-framerate', '5', '-i', '/dev/video2',
   ]);
 });
 
 t.test('RTSP over TCP with a socket timeout; HTTP with a read timeout', async (t) => {
-  t.same(ffmpegArgs({ kind: 'rtsp', url: 'rtsp://cam.local:554/stream1' }, { width: 320, height: 240, fps: 2 }), [
+  t.same(ffmpegArgs({ kind: 'rtsp', url: 'rtsp://cam.local:554/stream1' }, { ...capture, width: 320, height: 240, fps: 2 }), [
     ...head, '-rtsp_transport', 'tcp', '-timeout', '10000000', '-i', 'rtsp://cam.local:554/stream1', ...tail('fps=2,scale=320:240'),
   ]);
-  t.same(ffmpegArgs({ kind: 'http', url: 'https://cam.local/video.mjpg' }), [
+  t.same(ffmpegArgs({ kind: 'http', url: 'https://cam.local/video.mjpg' }, capture), [
     ...head, '-rw_timeout', '10000000', '-i', 'https://cam.local/video.mjpg', ...tail('fps=10,scale=640:480'),
   ]);
 });
 
 t.test('video file: native rate, looped with -stream_loop -1 when asked', async (t) => {
-  t.same(ffmpegArgs({ kind: 'file', path: '/srv/clip.mp4', loop: true }), [
+  t.same(ffmpegArgs({ kind: 'file', path: '/srv/clip.mp4', loop: true }, capture), [
     ...head, '-re', '-stream_loop', '-1', '-i', '/srv/clip.mp4', ...tail('fps=10,scale=640:480'),
   ]);
-  t.same(ffmpegArgs({ kind: 'file', path: 'clip.mkv', loop: false }).slice(4, 7), ['-re', '-i', 'clip.mkv']);
+  t.same(ffmpegArgs({ kind: 'file', path: 'clip.mkv', loop: false }, capture).slice(4, 7), ['-re', '-i', 'clip.mkv']);
 });
 
 t.test('rotation, flips and quality go into the filter chain and -q:v', async (t) => {
-  const vf = (o: Parameters<typeof ffmpegArgs>[1]) => {
-    const args = ffmpegArgs({ kind: 'v4l2', device: '/dev/video0' }, o);
+  const vf = (o: Partial<CaptureOptions>) => {
+    const args = ffmpegArgs({ kind: 'v4l2', device: '/dev/video0' }, { ...capture, ...o });
     return [args[args.indexOf('-vf') + 1], args[args.indexOf('-q:v') + 1]];
   };
   t.same(vf({ rotation: 90 }), ['fps=10,transpose=clock,scale=640:480', '5']);
@@ -47,18 +46,14 @@ t.test('rotation, flips and quality go into the filter chain and -q:v', async (t
   t.same(vf({ rotation: 270, hflip: true }), ['fps=10,transpose=cclock,hflip,scale=640:480', '5']);
   t.same(vf({ vflip: true, jpegQuality: 100 }), ['fps=10,vflip,scale=640:480', '2']);
   t.same([100, 90, 75, 50, 1].map(jpegQualityToQscale), [2, 5, 9, 17, 31]);
-  t.throws(() => ffmpegArgs({ kind: 'v4l2', device: '/dev/video0' }, { rotation: 45 }), {
-    message: "source option 'rotation' must be one of 0, 90, 180, 270, got 45",
-  });
-  t.throws(() => jpegQualityToQscale(0), /source option 'jpegQuality' must be an integer from 1 to 100, got 0/);
-  t.throws(() => ffmpegArgs({ kind: 'http', url: 'http://x/' }, { height: 10_000 }), /'height' must be an integer from 16 to 8192 \(pixels\), got 10000/);
+  // Rotation, quality and size bounds are the configuration schema's (test/config/load.test.ts).
 });
 
 t.test('passwords in URLs never reach descriptions or logs', async (t) => {
   const url = 'rtsp://admin:p%40ss@cam.local/stream';
   t.equal(redactUrl(url), 'rtsp://admin:***@cam.local/stream');
   t.equal(redactUrl('rtsp://cam.local/stream'), 'rtsp://cam.local/stream');
-  t.equal(ffmpegDescription({ kind: 'rtsp', url }), 'rtsp rtsp://admin:***@cam.local/stream 640x480@10');
+  t.equal(ffmpegDescription({ kind: 'rtsp', url }, capture), 'rtsp rtsp://admin:***@cam.local/stream 640x480@10');
   const redact = urlRedactor(url);
   t.equal(redact(`[rtsp @ 0x1] method DESCRIBE failed for ${url}: 401`), '[rtsp @ 0x1] method DESCRIBE failed for rtsp://admin:***@cam.local/stream: 401');
   t.equal(redact('password p@ss echoed decoded'), 'password *** echoed decoded');
@@ -67,10 +62,10 @@ t.test('passwords in URLs never reach descriptions or logs', async (t) => {
 
 t.test('the real ffmpeg accepts every argument array (it fails on the input, not on an option)', async (t) => {
   const cases: [string, string[], RegExp][] = [
-    ['rtsp', ffmpegArgs({ kind: 'rtsp', url: 'rtsp://127.0.0.1:9/none' }), /Connection refused/],
-    ['http', ffmpegArgs({ kind: 'http', url: 'http://127.0.0.1:9/none' }), /Connection refused/],
-    ['v4l2', ffmpegArgs({ kind: 'v4l2', device: '/dev/video-edge-classifier-missing' }), /No such file or directory/],
-    ['file', ffmpegArgs({ kind: 'file', path: '/nonexistent/clip.mp4', loop: true }, { rotation: 90, hflip: true }), /No such file or directory/],
+    ['rtsp', ffmpegArgs({ kind: 'rtsp', url: 'rtsp://127.0.0.1:9/none' }, capture), /Connection refused/],
+    ['http', ffmpegArgs({ kind: 'http', url: 'http://127.0.0.1:9/none' }, capture), /Connection refused/],
+    ['v4l2', ffmpegArgs({ kind: 'v4l2', device: '/dev/video-edge-classifier-missing' }, capture), /No such file or directory/],
+    ['file', ffmpegArgs({ kind: 'file', path: '/nonexistent/clip.mp4', loop: true }, { ...capture, rotation: 90, hflip: true }), /No such file or directory/],
   ];
   for (const [name, args, expected] of cases) {
     const r = spawnSync('ffmpeg', args, { encoding: 'utf8', timeout: 10_000 });

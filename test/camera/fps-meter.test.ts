@@ -44,8 +44,8 @@ t.test('a rate above maxSamples per window is still measured', async (t) => {
 });
 
 t.test('bad settings are refused with the value', async (t) => {
-  t.throws(() => new FpsMeter({ windowMs: 0 }), /windowMs must be a positive number of ms, got 0/);
-  t.throws(() => new FpsMeter({ maxSamples: 1 }), /maxSamples must be an integer >= 2, got 1/);
+  t.throws(() => new FpsMeter({ windowMs: 0 }), { message: 'fps meter windowMs: expected a positive number of ms, but received 0' });
+  t.throws(() => new FpsMeter({ maxSamples: 1 }), { message: 'fps meter maxSamples: expected an integer of at least 2, but received 1' });
 });
 
 t.test('default clock: real arrivals at ~50 Hz', async (t) => {

@@ -200,7 +200,7 @@ t.test('an oversized frame is discarded and counted; the next frame is intact', 
   splitter.push(full.camera.subarray(0, 80_000));
   t.equal(splitter.push(full.camera.subarray(80_000)).length, 0);
   t.equal(splitter.stats().oversizedFrames, 1);
-  t.throws(() => new MjpegSplitter({ maxFrameBytes: 0 }), /maxFrameBytes must be an integer >= 4 bytes, got 0/);
+  t.throws(() => new MjpegSplitter({ maxFrameBytes: 0 }), { message: 'maxFrameBytes: expected an integer of at least 4 bytes, but received 0' });
 });
 
 t.test('reset() drops the frame in progress and counts it', async (t) => {

@@ -6,10 +6,11 @@ import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import t from 'tap';
-import type { Frame } from '../../src/camera/frame-source.js';
+import type { Frame } from '../../src/core/types.js';
 import { ProcessSource, restartDelayMs } from '../../src/camera/process-source.js';
-import { silentLogger } from '../../src/service/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { image } from '../helpers/assets.js';
+import { startWith } from '../helpers/sources.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'process-source-'));
@@ -79,7 +80,8 @@ t.test('restartDelayMs doubles from the initial delay up to the cap', async (t) 
 t.test('ffmpeg testsrc: decodable JPEGs, increasing seq, ~10 fps, stop() leaves no process', async (t) => {
   const source = new ProcessSource({ command: 'ffmpeg', args: testsrc(10), description: 'testsrc 320x240@10', log: silentLogger() });
   const frames: Frame[] = [];
-  await source.start((f) => frames.push(f));
+  source.listen((f) => frames.push(f));
+  await source.start();
   const pid = source.pid!;
   t.ok(pid > 0 && alive(pid), 'child running');
   await waitFor(() => frames.length >= 25, 6000, '25 frames');
@@ -116,7 +118,8 @@ t.test('a dying ffmpeg is restarted with backoff; seq continues across restarts'
     initialBackoffMs: 50,
   });
   const frames: Frame[] = [];
-  await source.start((f) => frames.push(f));
+  source.listen((f) => frames.push(f));
+  await source.start();
   await waitFor(() => source.stats().restarts >= 2 && frames.length >= 15, 8000, 'two restarts');
   await source.stop();
   t.same(frames.slice(0, 15).map((f) => f.seq), Array.from({ length: 15 }, (_, i) => i + 1));
@@ -140,7 +143,8 @@ t.test('the exit warning carries the exit code and the last 20 stderr lines', as
     maxBackoffMs: 80,
   });
   const frames: Frame[] = [];
-  await source.start((f) => frames.push(f));
+  source.listen((f) => frames.push(f));
+  await source.start();
   await waitFor(() => frames.length >= 12, 8000, 'four runs of 3 frames');
   await source.stop();
   t.same(frames.slice(0, 12).map((f) => f.seq), Array.from({ length: 12 }, (_, i) => i + 1));
@@ -167,7 +171,7 @@ t.test('a child that delivered frames long enough resets the backoff', async (t)
     initialBackoffMs: 30,
     backoffResetMs: 100, // each run delivers frames over ~180 ms
   });
-  await source.start(() => {});
+  await source.start();
   await waitFor(() => source.stats().restarts >= 3, 8000, 'three restarts');
   await source.stop();
   const delays = records.filter((r) => r.level === 40).map((r) => r.restartInMs);
@@ -184,7 +188,7 @@ t.test('stop() escalates to SIGKILL when the child ignores SIGTERM', async (t) =
     log: capturingLogger(records),
     stopTimeoutMs: 300,
   });
-  await source.start(() => {});
+  await source.start();
   const pid = source.pid!;
   await waitFor(() => records.some((r) => r.msg === 'node: ready'), 5000, 'child ready');
   const started = performance.now();
@@ -204,22 +208,22 @@ t.test('a missing program is a clear error naming it and how to install it', asy
     log: silentLogger(),
     installHint: "install it with 'sudo apt install something'",
   });
-  await t.rejects(source.start(() => {}), {
+  await t.rejects(source.start(), {
     message:
       "missing: cannot start the source: 'edge-classifier-no-such-camera-app' was not found on PATH (spawn ENOENT): install it with 'sudo apt install something'",
   });
   t.equal(source.pid, undefined);
   await source.stop();
   const byPath = new ProcessSource({ command: path.join(tmp, 'nope', 'ffmpeg'), args: [], description: 'by path', log: silentLogger() });
-  await t.rejects(byPath.start(() => {}), { message: `by path: cannot start the source: '${path.join(tmp, 'nope', 'ffmpeg')}' does not exist (spawn ENOENT)` });
+  await t.rejects(byPath.start(), { message: `by path: cannot start the source: '${path.join(tmp, 'nope', 'ffmpeg')}' does not exist (spawn ENOENT)` });
   const notExec = new ProcessSource({ command: smallJpeg, args: [], description: 'not exec', log: silentLogger() });
-  await t.rejects(notExec.start(() => {}), { message: /not exec: cannot start the source: '.*small\.jpg' is not executable \(spawn EACCES\)/ });
+  await t.rejects(notExec.start(), { message: /not exec: cannot start the source: '.*small\.jpg' is not executable \(spawn EACCES\)/ });
 });
 
 t.test('start() twice is refused; a resolver error comes out of start()', async (t) => {
   const source = new ProcessSource({ command: 'ffmpeg', args: testsrc(5), description: 'twice', log: silentLogger() });
-  await source.start(() => {});
-  await t.rejects(source.start(() => {}), /twice: start\(\) called while the source is already running/);
+  await source.start();
+  await t.rejects(source.start(), /twice: start\(\) called while the source is already running/);
   await source.stop();
   const resolving = new ProcessSource({
     command: () => {
@@ -229,7 +233,7 @@ t.test('start() twice is refused; a resolver error comes out of start()', async 
     description: 'resolver',
     log: silentLogger(),
   });
-  await t.rejects(resolving.start(() => {}), /no camera program/);
+  await t.rejects(resolving.start(), /no camera program/);
 });
 
 t.test('restart: false ends the source when the child exits 0', async (t) => {
@@ -241,7 +245,7 @@ t.test('restart: false ends the source when the child exits 0', async (t) => {
     restart: false,
   });
   const frames: Frame[] = [];
-  const ended = new Promise<string>((resolve) => void source.start((f) => frames.push(f), resolve));
+  const ended = new Promise<string>((resolve) => void startWith(source, (f) => frames.push(f), resolve));
   t.equal(await ended, 'ffmpeg exited with code 0 after 6 frames');
   t.equal(frames.length, 6);
   t.equal(source.stats().restarts, 0);
@@ -251,14 +255,14 @@ t.test('restart: false ends the source when the child exits 0', async (t) => {
 t.test('the child is killed when the parent process exits without stop()', async (t) => {
   const script = path.join(tmp, 'orphan.mts');
   const moduleUrl = pathToFileURL(path.join(here, '..', '..', 'src', 'camera', 'process-source.ts')).href;
-  const logUrl = pathToFileURL(path.join(here, '..', '..', 'src', 'service', 'log.ts')).href;
+  const logUrl = pathToFileURL(path.join(here, '..', '..', 'src', 'core', 'log.ts')).href;
   writeFileSync(
     script,
     `import { ProcessSource } from '${moduleUrl}';
 import { silentLogger } from '${logUrl}';
 // A child that never writes (so no broken pipe would end it) and lives in its own process group.
 const source = new ProcessSource({ command: process.execPath, args: ['-e', 'setInterval(() => {}, 1000)'], description: 'orphan', log: silentLogger() });
-await source.start(() => {});
+await source.start();
 console.log(source.pid);
 process.exit(0);
 `,

@@ -3,10 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import type { Frame } from '../../src/camera/frame-source.js';
+import type { Frame } from '../../src/core/types.js';
 import { listReplayFiles, naturalCompare, ReplaySource } from '../../src/camera/replay.js';
-import { silentLogger } from '../../src/service/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { image } from '../helpers/assets.js';
+import { startWith } from '../helpers/sources.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'replay-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -29,8 +30,7 @@ const order = ['broken.jpg', 'frame-1.jpg', 'frame-2.webp', 'frame-3.bmp', 'fram
 function collect(source: ReplaySource, count: number): Promise<Frame[]> {
   const frames: Frame[] = [];
   return new Promise((resolve, reject) => {
-    source
-      .start((f) => {
+    startWith(source, (f) => {
         frames.push(f);
         if (frames.length === count) resolve(frames);
       })
@@ -44,7 +44,7 @@ t.test('natural order, hidden files and subdirectories skipped', async (t) => {
 });
 
 t.test('loops over the files in order at the requested rate without drift', async (t) => {
-  const source = new ReplaySource({ dir, fps: 50, log: silentLogger() });
+  const source = new ReplaySource({ dir, fps: 50, loop: true, log: silentLogger() });
   t.equal(source.description, `replay ${dir} @50 (loop)`);
   const frames = await collect(source, 26);
   const fps = source.stats().fps;
@@ -71,7 +71,7 @@ t.test('loop: false ends one period after the last file', async (t) => {
   const source = new ReplaySource({ dir, fps: 40, loop: false, log: silentLogger() });
   const frames: Frame[] = [];
   const ended = await new Promise<{ reason: string; at: number }>((resolve, reject) => {
-    source.start((f) => frames.push(f), (reason) => resolve({ reason, at: performance.now() })).catch(reject);
+    startWith(source, (f) => frames.push(f), (reason) => resolve({ reason, at: performance.now() })).catch(reject);
   });
   t.equal(ended.reason, `replayed 6 files from '${dir}'`);
   t.same(frames.map((f) => path.basename(f.file!)), order);
@@ -85,11 +85,11 @@ t.test('a file that disappears is skipped and reported; the next pass lists the 
   mkdirSync(small);
   writeFileSync(path.join(small, 'a.jpg'), files['frame-1.jpg']);
   writeFileSync(path.join(small, 'b.jpg'), files['frame-1.jpg']);
-  const source = new ReplaySource({ dir: small, fps: 50, log: silentLogger() });
+  const source = new ReplaySource({ dir: small, fps: 50, loop: true, log: silentLogger() });
   const frames: Frame[] = [];
   let endReason = '';
   const ended = new Promise<void>((resolve) => {
-    void source.start(
+    void startWith(source, 
       (f) => {
         frames.push(f);
         if (frames.length === 1) rmSync(path.join(small, 'b.jpg')); // gone before its turn in this pass
@@ -110,22 +110,20 @@ t.test('a file that disappears is skipped and reported; the next pass lists the 
 
 t.test('missing, empty or non-directory paths are clear errors at start()', async (t) => {
   const missing = path.join(tmp, 'nope');
-  await t.rejects(new ReplaySource({ dir: missing, log: silentLogger() }).start(() => {}), {
+  await t.rejects(new ReplaySource({ dir: missing, fps: 10, loop: true, log: silentLogger() }).start(), {
     message: `replay directory '${missing}' does not exist`,
   });
   const empty = path.join(tmp, 'empty');
   mkdirSync(empty);
   writeFileSync(path.join(empty, '.hidden'), 'x');
-  await t.rejects(new ReplaySource({ dir: empty, log: silentLogger() }).start(() => {}), {
+  await t.rejects(new ReplaySource({ dir: empty, fps: 10, loop: true, log: silentLogger() }).start(), {
     message: `replay directory '${empty}' holds no files to replay (images such as .jpg, .png, .webp are expected)`,
   });
   const file = path.join(dir, 'frame-1.jpg');
-  await t.rejects(new ReplaySource({ dir: file, log: silentLogger() }).start(() => {}), {
+  await t.rejects(new ReplaySource({ dir: file, fps: 10, loop: true, log: silentLogger() }).start(), {
     message: `replay directory '${file}' is not a directory`,
   });
-  t.throws(() => new ReplaySource({ dir, fps: 0, log: silentLogger() }), {
-    message: "source option 'fps' must be a number above 0 and at most 240 (frames per second), got 0",
-  });
+  // fps bounds are the configuration schema's (test/config/load.test.ts).
 });
 
 t.test('a looping replay picks up added files each pass and ends when the folder is gone', async (t) => {
@@ -135,7 +133,7 @@ t.test('a looping replay picks up added files each pass and ends when the folder
   let ended: string | undefined;
   const source = new ReplaySource({ dir, fps: 50, loop: true, log: silentLogger() });
   t.teardown(() => source.stop());
-  await source.start(
+  await startWith(source, 
     (f) => seen.push(path.basename(f.file!)),
     (reason) => (ended = reason),
   );

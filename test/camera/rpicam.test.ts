@@ -3,15 +3,19 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import type { Frame } from '../../src/camera/frame-source.js';
+import type { Frame } from '../../src/core/types.js';
 import {
   createRpicamSource,
   findOnPath,
   findRpicamProgram,
   rpicamArgs,
+  type RpicamOptions,
   rpicamDescription,
 } from '../../src/camera/rpicam.js';
-import { silentLogger } from '../../src/service/log.js';
+
+/** What the configuration's defaults ask of the Pi camera. */
+const defaults: RpicamOptions = { width: 640, height: 480, fps: 10, rotation: 0, hflip: false, vflip: false, jpegQuality: 80 };
+import { silentLogger } from '../../src/core/log.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'rpicam-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -25,11 +29,11 @@ function executable(dir: string, name: string, body: string): string {
 }
 
 t.test('default arguments: endless MJPEG on stdout, 640x480 at 10 fps, flushed per frame', async (t) => {
-  t.same(rpicamArgs(), [
+  t.same(rpicamArgs(defaults), [
     '-t', '0', '-n', '--codec', 'mjpeg', '-o', '-',
-    '--width', '640', '--height', '480', '--framerate', '10', '--flush',
+    '--width', '640', '--height', '480', '--framerate', '10', '--flush', '--quality', '80',
   ]);
-  t.equal(rpicamDescription(), 'rpicam 640x480@10');
+  t.equal(rpicamDescription(defaults), 'rpicam 640x480@10');
 });
 
 t.test('every option', async (t) => {
@@ -42,20 +46,11 @@ t.test('every option', async (t) => {
     '--camera', '1', '--rotation', '180', '--hflip', '--vflip', '--quality', '80', '--denoise', 'cdn_fast',
   ]);
   t.equal(rpicamDescription({ camera: 1, width: 320, height: 240, fps: 7.5 }), 'rpicam:1 320x240@7.5');
-  t.notOk(rpicamArgs({ rotation: 0 }).includes('--rotation'), 'rotation 0 adds nothing');
+  t.notOk(rpicamArgs({ ...defaults, rotation: 0 }).includes('--rotation'), 'rotation 0 adds nothing');
 });
 
-t.test('bad options are refused with the option name and the value', async (t) => {
-  t.throws(() => rpicamArgs({ rotation: 90 }), {
-    message:
-      "source option 'rotation' must be one of 0, 180 (rpicam-vid rotates only by flipping both axes; for 90 or 270 turn the camera, or use hflip/vflip), got 90",
-  });
-  t.throws(() => rpicamArgs({ width: 0 }), { message: "source option 'width' must be an integer from 16 to 8192 (pixels), got 0" });
-  t.throws(() => rpicamArgs({ fps: 0 }), /source option 'fps' must be a number above 0 and at most 240/);
-  t.throws(() => rpicamArgs({ jpegQuality: 101 }), /source option 'jpegQuality' must be an integer from 1 to 100, got 101/);
-  t.throws(() => rpicamArgs({ camera: -1 }), /source option 'camera' must be an integer from 0 to 15, got -1/);
-  t.throws(() => rpicamArgs({ denoise: 'max' as never }), /source option 'denoise' must be one of 'auto', 'off', 'cdn_off', 'cdn_fast', 'cdn_hq', got 'max'/);
-});
+// Bad sizes, rates and qualities are refused by the configuration schema (test/config/load.test.ts),
+// rotation 90/270 and camera indexes above 15 by parseSourceSpec (test/camera/source-spec.test.ts).
 
 t.test('program lookup: rpicam-vid first, then libcamera-vid, else a clear error', async (t) => {
   const bookworm = path.join(tmp, 'bookworm');
@@ -89,17 +84,19 @@ t.test('the Pi camera source runs the program with its arguments and splits its 
     `#!/bin/sh\nprintf '%s\\n' "$@" > '${argsFile}'\n` +
       'exec ffmpeg -hide_banner -loglevel error -nostdin -re -f lavfi -i testsrc=size=320x240:rate=20 -f mjpeg -q:v 5 -\n',
   );
-  const source = createRpicamSource({ width: 320, height: 240, fps: 20, rotation: 180, rpicamPath: fake }, silentLogger());
+  const source = createRpicamSource({ ...defaults, width: 320, height: 240, fps: 20, rotation: 180, rpicamPath: fake }, silentLogger());
   t.equal(source.description, 'rpicam 320x240@20');
   const frames: Frame[] = [];
-  await source.start((f) => frames.push(f));
+  source.listen((f) => frames.push(f));
+  await source.start();
   await new Promise<void>((resolve) => {
     const poll = setInterval(() => frames.length >= 5 && (clearInterval(poll), resolve()), 10);
   });
   await source.stop();
-  t.same(readFileSync(argsFile, 'utf8').trim().split('\n'), rpicamArgs({ width: 320, height: 240, fps: 20, rotation: 180 }));
+  t.same(readFileSync(argsFile, 'utf8').trim().split('\n'), rpicamArgs({ ...defaults, width: 320, height: 240, fps: 20, rotation: 180 }));
   const meta = await sharp(frames[4].data).metadata();
   t.same([meta.format, meta.width, meta.height], ['jpeg', 320, 240]);
-  const missing = createRpicamSource({ rpicamPath: path.join(tmp, 'none', 'rpicam-vid') }, silentLogger());
-  await t.rejects(missing.start(() => {}), /rpicamPath '.*none\/rpicam-vid' is not an executable file/);
+  const missing = createRpicamSource({ ...defaults, rpicamPath: path.join(tmp, 'none', 'rpicam-vid') }, silentLogger());
+  await t.rejects(missing.start(), /rpicamPath '.*none\/rpicam-vid' is not an executable file/);
+  await missing.stop();
 });

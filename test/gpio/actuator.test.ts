@@ -2,7 +2,7 @@ import t from 'tap';
 import { GpioActuator } from '../../src/gpio/actuator.js';
 import { VirtualBackend, type GpioBackend, type GpioOutput, type Level } from '../../src/gpio/backends.js';
 import { parseGpioFlag } from '../../src/gpio/rules.js';
-import { silentLogger } from '../../src/service/log.js';
+import { silentLogger } from '../../src/core/log.js';
 
 const log = silentLogger();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -5,7 +5,7 @@ import t from 'tap';
 import { GpioActuator } from '../../src/gpio/actuator.js';
 import { createGpioBackend, OnoffBackend, VirtualBackend, type OnoffGpioClass } from '../../src/gpio/backends.js';
 import { parseGpioFlag } from '../../src/gpio/rules.js';
-import { silentLogger } from '../../src/service/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { capturingLogger } from '../helpers/recording.js';
 
 

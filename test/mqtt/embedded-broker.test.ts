@@ -1,7 +1,7 @@
 import t from 'tap';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { MqttPublisher } from '../../src/mqtt/publisher.js';
-import { silentLogger } from '../../src/service/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { capturingLogger } from '../helpers/recording.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';

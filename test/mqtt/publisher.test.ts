@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { MqttPublisher, type MqttPublisherOptions } from '../../src/mqtt/publisher.js';
 import type { Prediction } from '../../src/mqtt/topics.js';
-import { silentLogger } from '../../src/service/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { freePort, startMosquitto, tempDir, writePasswordFile } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';
 import { capturingLogger } from '../helpers/recording.js';

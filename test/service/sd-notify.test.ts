@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { SdNotifier } from '../../src/service/sd-notify.js';
-import { silentLogger } from '../../src/service/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { startFakeNotifySocket } from '../helpers/fake-notify-socket.js';
 import { capturingLogger } from '../helpers/recording.js';
 

@@ -1,5 +1,5 @@
 import sharp, { type OutputInfo } from 'sharp';
-import type { TensorDetails } from '../inference/types.js';
+import type { TensorDetails } from '../../core/types.js';
 import {
   type InputDType,
   type InputTensorArray,

@@ -1,4 +1,5 @@
-import type { Normalization, TensorDetails } from '../inference/types.js';
+import { invalidParameterError } from '../../core/errors.js';
+import type { Normalization, TensorDetails } from '../../core/types.js';
 
 /** Integer dtypes a quantized tensor can have here. */
 export type QuantizedDType = 'uint8' | 'int8' | 'int16';
@@ -36,7 +37,7 @@ export function roundHalfAwayFromZero(x: number): number {
  */
 export function quantize(real: number, scale: number, zeroPoint: number, dtype: QuantizedDType): number {
   if (!(scale > 0) || !Number.isFinite(scale)) {
-    throw new RangeError(`quantization scale must be a positive number, got ${scale}`);
+    throw invalidParameterError('quantization scale', 'a positive number', scale);
   }
   const [lo, hi] = DTYPE_RANGES[dtype];
   const q = roundHalfAwayFromZero(real / scale) + zeroPoint;
@@ -79,6 +80,16 @@ export interface PixelMappingOptions {
 }
 
 /**
+ * The one message for a float32 input whose normalization is unknown (used by
+ * the model-compatibility check and by `resolvePixelMapping`): without mean
+ * and std the pixel values cannot be mapped onto the range the model was
+ * trained on.
+ */
+export function missingNormalizationMessage(model: string): string {
+  return `${model} has a float32 input and no normalization in its metadata: set preprocess.mean and preprocess.std (e.g. 127.5 and 127.5 for inputs in [-1,1], 0 and 255 for [0,1])`;
+}
+
+/**
  * Decides how pixels p ∈ 0..255 become the values of `input` (a uint8, int8
  * or float32 tensor), and builds the lookup table once.
  *
@@ -103,10 +114,9 @@ export interface PixelMappingOptions {
  * as given, with the same warning.
  *
  * Returns the mapping and the warnings (sentences). Throws when the input is
- * float32 and no normalization is known (`model X has a float32 input and no
- * normalization in its metadata: set preprocess.mean and preprocess.std (e.g.
- * 127.5 and 127.5 for [-1,1])`), when a mean/std has neither 1 nor 3 values or
- * a std is 0, and when the dtype is not uint8, int8 or float32.
+ * float32 and no normalization is known ({@link missingNormalizationMessage}),
+ * when a mean/std has neither 1 nor 3 values or a std is 0, and when the dtype
+ * is not uint8, int8 or float32.
  */
 export function resolvePixelMapping(
   input: TensorDetails,
@@ -126,9 +136,7 @@ export function resolvePixelMapping(
   if (dtype === 'float32') {
     const normalization = configured ?? fromMetadata;
     if (!normalization) {
-      throw new Error(
-        `model ${model} has a float32 input and no normalization in its metadata: set preprocess.mean and preprocess.std (e.g. 127.5 and 127.5 for [-1,1])`,
-      );
+      throw new Error(missingNormalizationMessage(model));
     }
     return { mapping: floatTable(normalization, configured ? 'config' : 'metadata'), warnings };
   }

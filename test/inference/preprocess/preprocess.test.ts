@@ -1,9 +1,9 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
-import type { DType, TensorDetails } from '../../src/inference/types.js';
-import { FrameDecodeError, Preprocessor, checkImageInput, sniffImageFormat } from '../../src/preprocess/preprocess.js';
-import { image } from '../helpers/assets.js';
+import type { DType, TensorDetails } from '../../../src/core/types.js';
+import { FrameDecodeError, Preprocessor, checkImageInput, sniffImageFormat } from '../../../src/inference/preprocess/preprocess.js';
+import { image } from '../../helpers/assets.js';
 
 const input = (h: number, w: number, dtype: DType = 'uint8', scale = 0.0078125, zeroPoint = 128, shape?: number[]): TensorDetails => ({
   name: 'input',

@@ -1,12 +1,12 @@
 import t from 'tap';
-import type { DType, TensorDetails } from '../../src/inference/types.js';
+import type { DType, TensorDetails } from '../../../src/core/types.js';
 import {
   applyPixelMapping,
   quantize,
   resolvePixelMapping,
   roundHalfAwayFromZero,
   type PixelMapping,
-} from '../../src/preprocess/quantize.js';
+} from '../../../src/inference/preprocess/quantize.js';
 
 const tensor = (dtype: DType, scale = 0, zeroPoint = 0, name = 'input'): TensorDetails => ({
   name,

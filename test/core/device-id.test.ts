@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { DEVICE_ID_APP_ID, deviceId, deviceIdWithSource } from '../../src/service/device-id.js';
+import { DEVICE_ID_APP_ID, deviceId, deviceIdWithSource } from '../../src/core/device-id.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'device-id-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
+import { unreadableFileError } from '../core/errors.js';
+import type { Lifecycle } from '../core/lifecycle.js';
+import { customOpMessage } from './compat.js';
 import { addonPath, type DelegateDescriptor } from './delegate.js';
-import { EDGETPU_CUSTOM_OP } from './tflite-model.js';
 import type { OutputArray } from './postprocess.js';
 
 /** A tensor as the TFLite runtime reports it after allocation. */
@@ -30,13 +32,13 @@ export interface InferResult {
   readonly input: InputArray;
 }
 
-/** Options of `InterpreterRunner.open`: give `modelPath` or `modelBytes` (bytes win; the path then names the model in messages). */
-export interface RunnerOptions {
+/** Options of `InterpreterHost`: give `modelPath` or `modelBytes` (bytes win; the path then names the model in messages). */
+export interface HostOptions {
   readonly modelPath?: string;
   /** The whole .tflite file; its buffer is transferred to the worker when it is not shared with other data. */
   readonly modelBytes?: Uint8Array;
-  /** Interpreter threads (TFLite `num_threads`); default 2. */
-  readonly threads?: number;
+  /** Interpreter threads (TFLite `num_threads`), at least 1. */
+  readonly threads: number;
   /** External delegate (see `edgeTpuDelegate`); check it before passing it here. */
   readonly delegate?: DelegateDescriptor;
 }
@@ -48,18 +50,6 @@ const TYPED_ARRAYS: Record<string, new (n: number) => InputArray> = {
   int32: Int32Array,
   float32: Float32Array,
 };
-
-/**
- * Why `model` cannot run on this runtime because of the custom op `op`: for
- * `edgetpu-custom-op`, that it was compiled for the Edge TPU and needs it;
- * for any other op, that this runtime (builtin ops only) lacks it.
- */
-export function customOpMessage(op: string, model: string): string {
-  if (op === EDGETPU_CUSTOM_OP) {
-    return `${model} was compiled for the Edge TPU (it holds the custom op ${EDGETPU_CUSTOM_OP}), so it needs the Edge TPU: set inference.delegate to edgetpu, or run the CPU version of the model (the same model before edgetpu_compiler)`;
-  }
-  return `${model} uses the custom op '${op}', which this TFLite runtime does not provide (only builtin ops are available): re-convert the model without custom ops`;
-}
 
 /**
  * Turns the binding's error text into a sentence about `model`:
@@ -80,69 +70,79 @@ export function describeLoadError(message: string, model: string): string {
 }
 
 /**
- * Runs a TFLite interpreter in a `worker_threads` worker so that the main
+ * Hosts a TFLite interpreter in a `worker_threads` worker so that the main
  * thread (MQTT keepalives, GPIO, signals) is never blocked by the synchronous
  * `infer()`. The worker is the only realm that loads the native addon.
  *
+ * Lifecycle: the constructor does no I/O; `start()` reads the model (when
+ * given a path), starts the worker, loads the model with `threads`
+ * interpreter threads and the optional delegate, and resolves once tensors
+ * are allocated. A start is never cut short: terminating a worker while the
+ * addon builds its interpreter aborts the whole process ("Entering the V8 API
+ * without proper locking"), so a cancelled start-up waits for the load to
+ * finish and then `stop()` terminates the worker. `stop()` is idempotent.
+ *
  * One inference at a time: a second `infer()` while one is running rejects.
  * If the worker dies (an uncaught error, or it exits), the pending inference
- * rejects and every later call rejects; open a new runner to recover. A
- * native crash (SIGSEGV) inside TFLite ends the whole process, which is why
+ * rejects and every later call rejects; start a new host to recover. A native
+ * crash (SIGSEGV) inside TFLite ends the whole process, which is why
  * delegates are checked before they reach here (`edgeTpuDelegate`,
  * `probeDelegate`).
  */
-export class InterpreterRunner {
+export class InterpreterHost implements Lifecycle {
+  readonly name = 'interpreter';
+  /** The model's name in messages (its path, or `model bytes`). */
+  readonly model: string;
+  private worker: Worker | undefined;
+  private tensors: { inputs: RuntimeTensorInfo[]; outputs: RuntimeTensorInfo[] } | undefined;
   private nextId = 1;
   private pending: { id: number; resolve: (r: InferResult) => void; reject: (e: Error) => void } | null = null;
   private failure: string | null = null;
-  private closed = false;
-  private readonly inputType: (new (n: number) => InputArray) | undefined;
-  private readonly inputLength: number;
+  private stopped = false;
+  private inputType: (new (n: number) => InputArray) | undefined;
+  private inputLength = 0;
 
-  private constructor(
-    private readonly worker: Worker,
-    /** The model's name in messages (its path, or `model bytes`). */
-    readonly model: string,
-    readonly inputs: RuntimeTensorInfo[],
-    readonly outputs: RuntimeTensorInfo[],
-  ) {
-    const first = inputs[0];
-    this.inputType = first ? TYPED_ARRAYS[first.dtype] : undefined;
-    this.inputLength = first ? first.shape.reduce((a, b) => a * b, 1) : 0;
-    worker.on('message', (msg: WorkerMessage) => this.onMessage(msg));
-    worker.on('error', (err) => this.fail(`the TFLite worker for ${this.model} failed: ${err.message}`));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.fail(`the TFLite worker for ${this.model} exited unexpectedly (code ${code})`);
-    });
+  constructor(private readonly options: HostOptions) {
+    this.model = options.modelPath ?? 'model bytes';
+  }
+
+  /** The interpreter's input tensors as the runtime reports them; empty before `start()`. */
+  get inputs(): readonly RuntimeTensorInfo[] {
+    return this.tensors?.inputs ?? [];
+  }
+
+  /** The interpreter's output tensors; empty before `start()`. */
+  get outputs(): readonly RuntimeTensorInfo[] {
+    return this.tensors?.outputs ?? [];
   }
 
   /**
-   * Starts a worker, loads the model with `threads` interpreter threads and
-   * the optional delegate, and resolves once tensors are allocated. Rejects
-   * with an Error whose message says what is wrong with the model (see
-   * `describeLoadError`), or that the file cannot be read.
+   * Loads the model in a new worker. Rejects with an Error whose message says
+   * what is wrong with the model (see `describeLoadError`), or that the file
+   * cannot be read.
    */
-  static async open(options: RunnerOptions): Promise<InterpreterRunner> {
-    const model = options.modelPath ?? 'model bytes';
+  async start(): Promise<void> {
+    if (this.worker || this.stopped) return;
+    const options = this.options;
+    const model = this.model;
     let bytes = options.modelBytes;
     if (!bytes) {
-      if (!options.modelPath) throw new Error('InterpreterRunner.open needs modelPath or modelBytes');
+      if (!options.modelPath) throw new Error('InterpreterHost needs modelPath or modelBytes');
       try {
         bytes = await readFile(options.modelPath);
       } catch (err) {
-        throw new Error(`cannot read the model file ${options.modelPath}: ${(err as Error).message}`, { cause: err });
+        throw unreadableFileError('the model file', options.modelPath, err);
       }
     }
     // Hand the worker an ArrayBuffer of exactly the model: transfer it when it is ours alone, else copy.
     const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
     const modelBuffer = owned ? (bytes.buffer as ArrayBuffer) : bytes.slice().buffer;
-    const threads = options.threads ?? 2;
-    if (!Number.isInteger(threads) || threads < 1) throw new Error(`inference threads must be a positive integer, got ${threads}`);
-    const url = new URL('./worker' + (import.meta.url.endsWith('.ts') ? '.ts' : '.js'), import.meta.url);
+    const url = new URL(`./worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
     const worker = new Worker(url, {
-      workerData: { addon: addonPath(), model: modelBuffer, threads, ...(options.delegate ? { delegate: options.delegate } : {}) },
+      workerData: { addon: addonPath(), model: modelBuffer, threads: options.threads, ...(options.delegate ? { delegate: options.delegate } : {}) },
       transferList: [modelBuffer],
     });
+    this.worker = worker;
     const ready = await new Promise<{ inputs: RuntimeTensorInfo[]; outputs: RuntimeTensorInfo[] }>((resolve, reject) => {
       const cleanup = (): void => {
         worker.off('message', onMessage);
@@ -155,13 +155,11 @@ export class InterpreterRunner {
           resolve(msg);
         } else if (msg.type === 'load-error') {
           cleanup();
-          void worker.terminate();
           reject(new Error(describeLoadError(msg.message, model)));
         }
       };
       const onError = (err: Error): void => {
         cleanup();
-        void worker.terminate();
         reject(new Error(`the TFLite worker for ${model} failed while loading it: ${err.message}`, { cause: err }));
       };
       const onExit = (code: number): void => {
@@ -172,12 +170,15 @@ export class InterpreterRunner {
       worker.on('error', onError);
       worker.on('exit', onExit);
     });
-    return new InterpreterRunner(worker, model, ready.inputs, ready.outputs);
-  }
-
-  /** True while an inference is running. */
-  get busy(): boolean {
-    return this.pending !== null;
+    this.tensors = ready;
+    const first = ready.inputs[0];
+    this.inputType = first ? TYPED_ARRAYS[first.dtype] : undefined;
+    this.inputLength = first ? first.shape.reduce((a, b) => a * b, 1) : 0;
+    worker.on('message', (msg: WorkerMessage) => this.onMessage(msg));
+    worker.on('error', (err) => this.fail(`the TFLite worker for ${model} failed: ${err.message}`));
+    worker.on('exit', (code) => {
+      if (!this.stopped) this.fail(`the TFLite worker for ${model} exited unexpectedly (code ${code})`);
+    });
   }
 
   /**
@@ -190,7 +191,8 @@ export class InterpreterRunner {
    * or its worker died, the input does not match, or TFLite fails.
    */
   infer(input: InputArray): Promise<InferResult> {
-    if (this.closed) return Promise.reject(new Error(`the interpreter for ${this.model} is closed`));
+    const worker = this.worker;
+    if (this.stopped || !worker || !this.tensors) return Promise.reject(new Error(`the interpreter for ${this.model} is not started or stopped`));
     if (this.failure) return Promise.reject(new Error(`the interpreter for ${this.model} is not running: ${this.failure}`));
     if (this.pending) {
       return Promise.reject(
@@ -213,7 +215,7 @@ export class InterpreterRunner {
     return new Promise<InferResult>((resolve, reject) => {
       this.pending = { id, resolve, reject };
       try {
-        this.worker.postMessage({ type: 'infer', id, input }, transferable ? [input.buffer as ArrayBuffer] : []);
+        worker.postMessage({ type: 'infer', id, input }, transferable ? [input.buffer as ArrayBuffer] : []);
       } catch (err) {
         this.pending = null;
         reject(new Error(`cannot send the input to the TFLite worker for ${this.model}: ${(err as Error).message}`));
@@ -221,14 +223,14 @@ export class InterpreterRunner {
     });
   }
 
-  /** Terminates the worker; a pending inference rejects. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+  /** Terminates the worker; a pending inference rejects. Idempotent; safe before and after a failed `start()`. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
     const pending = this.pending;
     this.pending = null;
-    pending?.reject(new Error(`the interpreter for ${this.model} was closed during inference`));
-    await this.worker.terminate();
+    pending?.reject(new Error(`the interpreter for ${this.model} was stopped during inference`));
+    await this.worker?.terminate();
   }
 
   private onMessage(msg: WorkerMessage): void {

@@ -25,14 +25,6 @@ export interface DeviceIdOptions {
   readonly hostname?: string;
 }
 
-/** Where a device id came from, for logs. */
-export interface DeviceIdResult {
-  /** 12 lower-case hex characters, e.g. `f50949f48743`. */
-  readonly id: string;
-  /** The machine-id file it was derived from, or `hostname` for the fallback. */
-  readonly from: string;
-}
-
 const MACHINE_ID_RE = /^[0-9a-f]{32}$/;
 
 /**
@@ -41,7 +33,7 @@ const MACHINE_ID_RE = /^[0-9a-f]{32}$/;
  * `uninitialized` marker of a first boot are skipped.
  * Returns `undefined` when none of the files holds a valid id.
  */
-function readMachineId(paths: readonly string[]): { id: string; path: string } | undefined {
+function readMachineId(paths: readonly string[]): { id: string } | undefined {
   for (const path of paths) {
     let text: string;
     try {
@@ -50,7 +42,7 @@ function readMachineId(paths: readonly string[]): { id: string; path: string } |
       continue;
     }
     const id = text.trim().toLowerCase();
-    if (MACHINE_ID_RE.test(id)) return { id, path };
+    if (MACHINE_ID_RE.test(id)) return { id };
   }
   return undefined;
 }
@@ -73,25 +65,18 @@ function readMachineId(paths: readonly string[]): { id: string; path: string } |
  * (`rm /etc/machine-id && systemd-machine-id-setup`), and therefore share a
  * device id, base topic and client id.
  *
+ * Returns 12 lower-case hex characters, e.g. `f50949f48743`: the default MQTT
+ * base topic is `edge-classifier/<id>`, the client id `edge-classifier-<id>`.
  * Never throws: the host name fallback always exists.
  */
-export function deviceIdWithSource(options: DeviceIdOptions = {}): DeviceIdResult {
+export function deviceId(options: DeviceIdOptions = {}): string {
   const appId = Buffer.from(DEVICE_ID_APP_ID, 'hex');
   const machine = readMachineId(options.machineIdPaths ?? MACHINE_ID_PATHS);
   if (machine !== undefined) {
     const digest = createHmac('sha256', Buffer.from(machine.id, 'hex')).update(appId).digest('hex');
-    return { id: digest.slice(0, DEVICE_ID_LENGTH), from: machine.path };
+    return digest.slice(0, DEVICE_ID_LENGTH);
   }
   const host = options.hostname ?? osHostname();
   const digest = createHmac('sha256', Buffer.from(host, 'utf8')).update(appId).digest('hex');
-  return { id: digest.slice(0, DEVICE_ID_LENGTH), from: 'hostname' };
-}
-
-/**
- * The device id alone: 12 lower-case hex characters, see `deviceIdWithSource`.
- * Used for the default MQTT base topic `edge-classifier/<id>` and client id
- * `edge-classifier-<id>`.
- */
-export function deviceId(options: DeviceIdOptions = {}): string {
-  return deviceIdWithSource(options).id;
+  return digest.slice(0, DEVICE_ID_LENGTH);
 }
