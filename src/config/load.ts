@@ -58,7 +58,7 @@ export interface ConfigOverrides {
   threads?: number;
   logLevel?: string;
   /** GPIO rules from `--gpio` flags (see `parseGpioFlag`); replace the file's rules when given. */
-  gpioRules?: GpioRuleConfig[];
+  gpioRules?: Array<Pick<GpioRuleConfig, 'pin' | 'labels'> & Partial<GpioRuleConfig>>;
 }
 
 /** Environment variables read as overrides (below flags, above the file). */

@@ -121,7 +121,7 @@ export const mqttSchema = z
 
 export const gpioRuleSchema = z.strictObject({
   pin: z.number().int().min(0).max(MAX_BCM_PIN).describe('BCM pin number (0-27), not the header pin number.'),
-  labels: z.array(z.string().min(1)).min(1).describe('Labels that switch the output on (any of them, case-insensitive).'),
+  labels: z.array(z.string().trim().min(1)).min(1).describe('Labels that switch the output on (any of them, case-insensitive).'),
   min_score: z.number().min(0).max(1).describe('Minimum score of a matching label.'),
   active_low: z.boolean().describe('Drive the pin low for "on" (relay boards that switch on a low input).'),
   hold_ms: z.number().int().min(0).describe('Keep the output on at least this long after the last match, in ms.'),

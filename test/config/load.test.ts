@@ -150,3 +150,62 @@ t.test('messages for bounds, whole numbers and empty values', async (t) => {
   t.ok(problems.includes('source.width: expected a whole number, but received 640.5 (line 3)'), problems.join('\n'));
   t.ok(problems.includes('inference.top_k: expected more than 0, but received 0 (line 5)'), problems.join('\n'));
 });
+
+t.test('the bounds of every stage are the schema\'s: one message form, the key, what came', async (t) => {
+  const file = write(
+    'stage-bounds.yaml',
+    [
+      'source:',
+      '  width: 0',
+      '  height: 8192',
+      '  fps: 1000',
+      '  rotation: 45',
+      '  hflip: yes please',
+      '  jpeg_quality: 0',
+      'mqtt:',
+      '  embedded_port: 70000',
+      '  qos: 3',
+      '  prediction_interval_ms: -1',
+      'gpio:',
+      '  rules:',
+      '    - pin: 17',
+      '      labels: [cat]',
+      '    - pin: 40',
+      '      labels: [x]',
+      '    - pin: 4',
+      '      labels: []',
+      '    - pin: 5',
+      '      labels: [a, " "]',
+      '    - pin: 6',
+      '      labels: [a]',
+      '      min_score: -0.1',
+      '    - pin: 7',
+      '      labels: [a]',
+      '      hold_ms: 1.5',
+    ].join('\n'),
+  );
+  const problems = problemsOf(() => loadConfig({ file, env: {} })).problems;
+  for (const expected of [
+    'source.width: expected at least 16, but received 0 (line 2)',
+    'source.height: expected at most 4096, but received 8192 (line 3)',
+    'source.fps: expected at most 120, but received 1000 (line 4)',
+    'source.rotation: expected 0, 90, 180 or 270, but received 45 (line 5)',
+    'source.hflip: expected true or false, but received "yes please" (line 6)',
+    'source.jpeg_quality: expected at least 1, but received 0 (line 7)',
+    'mqtt.embedded_port: expected at most 65535, but received 70000 (line 9)',
+    'mqtt.qos: expected 0, 1 or 2, but received 3 (line 10)',
+    'mqtt.prediction_interval_ms: expected at least 0, but received -1 (line 11)',
+    'gpio.rules[1].pin: expected at most 27, but received 40 (line 16)',
+    'gpio.rules[2].labels: expected at least one item, but received a list of 0 (line 19)',
+    'gpio.rules[3].labels[1]: expected a non-empty string, but received " " (line 21)',
+    'gpio.rules[4].min_score: expected at least 0, but received -0.1 (line 24)',
+    'gpio.rules[5].hold_ms: expected a whole number, but received 1.5 (line 27)',
+  ]) {
+    t.ok(problems.includes(expected), expected);
+  }
+  t.equal(problems.length, 14, 'nothing else');
+  const twice = write('pin-twice.yaml', 'gpio:\n  rules:\n    - pin: 17\n      labels: [cat]\n    - pin: 4\n      labels: [x]\n    - pin: 17\n      labels: [dog]\n');
+  t.same(problemsOf(() => loadConfig({ file: twice, env: {} })).problems, [
+    'gpio.rules[2].pin: BCM pin 17 is already used by gpio.rules[0]: expected one rule per pin, but received 17 (line 7)',
+  ]);
+});

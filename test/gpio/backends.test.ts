@@ -4,7 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { GpioActuator } from '../../src/gpio/actuator.js';
 import { createGpioBackend, OnoffBackend, VirtualBackend, type OnoffGpioClass } from '../../src/gpio/backends.js';
-import { parseGpioFlag } from '../../src/gpio/rules.js';
+import { rule } from '../helpers/gpio.js';
 import { silentLogger } from '../../src/core/log.js';
 import { capturingLogger } from '../helpers/recording.js';
 
@@ -84,7 +84,7 @@ t.test("'sysfs' refuses to fall back; 'virtual' is always virtual", async (t) =>
 t.test('OnoffBackend maps BCM to sysfs numbers and opens outputs at their level (onoff faked: no sysfs here)', async (t) => {
   const calls: string[] = [];
   const backend = new OnoffBackend({ Gpio: fakeGpioClass(calls), root: pi5Sys(t), log: silentLogger() });
-  const actuator = new GpioActuator({ rules: ['17=cat', '27=cat:active-low'].map(parseGpioFlag), backend, log: silentLogger() });
+  const actuator = new GpioActuator({ rules: ['17=cat', '27=cat:active-low'].map(rule), backend, log: silentLogger() });
   await actuator.start();
   actuator.update([{ index: 1, label: 'cat', score: 0.9 }]);
   await actuator.stop();

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { Classifier, type ClassifierOptions } from '../../src/inference/classifier.js';
-import { FrameDecodeError } from '../../src/preprocess/preprocess.js';
+import { FrameDecodeError } from '../../src/inference/preprocess/preprocess.js';
 import { image, labels, model } from '../helpers/assets.js';
 import { buildFakeDelegates } from './fixtures/fake-delegate.js';
 
@@ -17,9 +17,29 @@ const recorder = () => {
   return { log, entries };
 };
 
-const open = async (t: { teardown(fn: () => unknown): void }, options: ClassifierOptions) => {
-  const c = await Classifier.open(options);
-  t.teardown(() => c.close());
+/** The options these tests leave out: 2 threads, the CPU, top 5, no threshold, stretch. */
+const withDefaults = (options: Partial<ClassifierOptions> & { modelPath: string }): ClassifierOptions => ({
+  threads: 2,
+  delegate: 'cpu',
+  topK: 5,
+  threshold: 0,
+  resize: 'stretch',
+  ...options,
+});
+/** A started classifier; stopped again when its start fails. */
+const started = async (options: Partial<ClassifierOptions> & { modelPath: string }) => {
+  const c = new Classifier(withDefaults(options));
+  try {
+    await c.start();
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
+  return c;
+};
+const open = async (t: { teardown(fn: () => unknown): void }, options: Partial<ClassifierOptions> & { modelPath: string }) => {
+  const c = await started(options);
+  t.teardown(() => c.stop());
   return c;
 };
 const top1 = async (c: Classifier, file: string) => (await c.classify(readFileSync(image(file)), file)).classes[0]!;
@@ -65,8 +85,8 @@ t.test('float32 model with metadata, and the same model without it', async (t) =
   t.ok(Math.abs(cat.score - 0.48) < 0.03, `score ${cat.score}`);
   t.equal((await top1(c, 'bird.png')).label, 'chickadee');
   const bare = model('mobilenet_v1_0.25_224_1_default_1.tflite');
-  await t.rejects(Classifier.open({ modelPath: bare }), {
-    message: `model ${bare} has a float32 input and no normalization in its metadata: set preprocess.mean and preprocess.std (e.g. 127.5 and 127.5 for [-1,1])`,
+  await t.rejects(started({ modelPath: bare }), {
+    message: `${bare} has a float32 input and no normalization in its metadata: set preprocess.mean and preprocess.std (e.g. 127.5 and 127.5 for inputs in [-1,1], 0 and 255 for [0,1])`,
   });
   const configured = await open(t, {
     modelPath: bare,
@@ -99,16 +119,16 @@ t.test('TF2 post-training quantized model', async (t) => {
 
 t.test('models that cannot run are refused with a sentence', async (t) => {
   const edgetpu = model('mobilenet_v1_0.25_128_quant_edgetpu.tflite');
-  await t.rejects(Classifier.open({ modelPath: edgetpu }), {
-    message: `${edgetpu} was compiled for the Edge TPU (it holds the custom op edgetpu-custom-op) and cannot run on the CPU: set inference.delegate to edgetpu, or use the model's CPU version (the .tflite before edgetpu_compiler, usually the same name without _edgetpu)`,
+  await t.rejects(started({ modelPath: edgetpu }), {
+    message: `${edgetpu} is compiled for the Edge TPU and cannot run on the CPU (it holds the custom op edgetpu-custom-op): set inference.delegate to edgetpu, or use the model's CPU version (the .tflite before edgetpu_compiler, usually the same name without _edgetpu)`,
   });
   const broken = model('model_invoking_error.tflite');
-  await t.rejects(Classifier.open({ modelPath: broken }), {
+  await t.rejects(started({ modelPath: broken }), {
     message: `${broken} uses the custom op 'fake-op-double', which this TFLite runtime does not provide (only builtin ops are available): re-convert the model without custom ops`,
   });
   const text = path.join(dir, 'readme.tflite');
   writeFileSync(text, 'not a model, just words');
-  await t.rejects(Classifier.open({ modelPath: text }), { message: `${text} is not a TFLite model: expected the identifier TFL3 at byte 4, found "a mo"` });
+  await t.rejects(started({ modelPath: text }), { message: `${text} is not a TFLite model: expected the identifier TFL3 at byte 4, found "a mo"` });
   const cpu = await open(t, { modelPath: edgetpu, cpuModelPath: model('mobilenet_v1_0.25_128_quant.tflite') });
   t.equal(cpu.modelPath, model('mobilenet_v1_0.25_128_quant.tflite'), 'the CPU version named by cpuModelPath is used');
   t.equal(cpu.backend, 'cpu');
@@ -146,7 +166,7 @@ t.test('Edge TPU: missing runtime, fallback to the CPU model, and a working dele
   const edgetpu = model('mobilenet_v1_0.25_128_quant_edgetpu.tflite');
   const cpuModel = model('mobilenet_v1_0.25_128_quant.tflite');
   const missing = path.join(dir, 'no', 'libedgetpu.so.1');
-  await t.rejects(Classifier.open({ modelPath: edgetpu, delegate: 'edgetpu' }), {
+  await t.rejects(started({ modelPath: edgetpu, delegate: 'edgetpu' }), {
     name: 'EdgeTpuUnavailableError',
     message:
       "libedgetpu.so.1 not found: install the Edge TPU runtime (sudo apt install libedgetpu1-std from Coral's apt repository, https://coral.ai/docs/accelerator/get-started/) or set inference.delegate to cpu",

@@ -1,12 +1,12 @@
 import t from 'tap';
-import { dequantize, dequantizeValue, topK } from '../../src/inference/postprocess.js';
+import { dequantize, topK } from '../../src/inference/postprocess.js';
 import { Labels } from '../../src/inference/labels.js';
 
-t.test('dequantizeValue: real = (q - zero_point) * scale', async (t) => {
-  t.equal(dequantizeValue(200, 0.00390625, 0), 0.78125);
-  t.equal(dequantizeValue(0, 0.0078125, 128), -1);
-  t.equal(dequantizeValue(255, 0.0078125, 128), 0.9921875);
-  t.equal(dequantizeValue(-128, 0.5, -128), 0);
+t.test('dequantize one value: real = (q - zero_point) * scale', async (t) => {
+  t.equal(dequantize(Uint8Array.of(200), 0.00390625, 0)[0], 0.78125);
+  t.equal(dequantize(Uint8Array.of(0), 0.0078125, 128)[0], -1);
+  t.equal(dequantize(Uint8Array.of(255), 0.0078125, 128)[0], 0.9921875);
+  t.equal(dequantize(Int8Array.of(-128), 0.5, -128)[0], 0);
 });
 
 t.test('dequantize over typed arrays', async (t) => {

@@ -32,7 +32,7 @@ t.test('quantize: q = clamp(round(real / scale) + zero_point), half away from ze
   t.equal(quantize(0.78125, 0.00390625, 0, 'uint8'), 200, 'inverse of the dequantize example');
   t.equal(quantize(40000, 1, 0, 'int16'), 32767);
   t.equal(roundHalfAwayFromZero(-0.5), -1);
-  t.throws(() => quantize(1, 0, 0, 'uint8'), { message: 'quantization scale must be a positive number, got 0' });
+  t.throws(() => quantize(1, 0, 0, 'uint8'), { message: 'quantization scale: expected a positive number, but received 0' });
 });
 
 t.test('uint8 input without normalization: raw pixel bytes (identity, no table)', async (t) => {
@@ -115,7 +115,7 @@ t.test('float32 input: (pixel - mean) / std per channel', async (t) => {
 t.test('errors say what to set', async (t) => {
   t.throws(() => resolvePixelMapping(tensor('float32'), { model: 'm.tflite' }), {
     message:
-      'model m.tflite has a float32 input and no normalization in its metadata: set preprocess.mean and preprocess.std (e.g. 127.5 and 127.5 for [-1,1])',
+      'm.tflite has a float32 input and no normalization in its metadata: set preprocess.mean and preprocess.std (e.g. 127.5 and 127.5 for inputs in [-1,1], 0 and 255 for [0,1])',
   });
   t.throws(() => resolvePixelMapping(tensor('int16', 1, 0)), { message: "model input 'input' has dtype int16: expected uint8, int8 or float32" });
   t.throws(() => resolvePixelMapping(tensor('float32'), { normalization: { mean: [1, 2], std: [1] } }), {
