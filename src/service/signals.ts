@@ -30,3 +30,5 @@ class SignalInbox {
 
 /** The signals of a `run` process (undefined for other commands). */
 export const runSignals: SignalInbox | undefined = process.argv[2] === 'run' ? new SignalInbox() : undefined;
+// `ps` and `top` show the daemon by name (and /proc/PID/cmdline says the handlers above are in place).
+if (runSignals) process.title = 'edge-classifier run';

@@ -96,6 +96,7 @@ t.test('replay folder → mosquitto: availability, predictions, state, gpio, bad
   // systemd: READY once a frame is classified, STATUS with the frame rate, WATCHDOG while classifying.
   const ready = await notify.waitFor((m) => m.fields.READY === '1', 10_000, 'READY=1');
   t.match(ready.fields.STATUS, /fps/);
+  t.notMatch(ready.fields.STATUS, /0\.0 fps/, `READY's status claims no rate it could not measure: ${ready.fields.STATUS}`);
   await notify.waitFor((m) => m.fields.WATCHDOG === '1', 10_000, 'WATCHDOG=1');
 
   const killedAt = Date.now();
@@ -270,4 +271,49 @@ t.test('a looping replay folder that disappears exits 1 (systemd restarts it); S
     const e = await r.exited;
     t.equal(e.code, 0, `SIGTERM ${gapMs} ms after SIGHUP: exit 0\n${r.stderr.slice(-1500)}`);
   }
+});
+
+t.test('signals during start-up: handled from the first moment, a start is waited for or cancelled cleanly', async (t) => {
+  const { freePort } = await import('../helpers/mosquitto.js');
+  const dir = mkdtempSync(path.join(tmpdir(), 'ec-early-'));
+  copyFileSync(image('cat_720p.jpg'), path.join(dir, 'a.jpg'));
+  const config = `${dir}.yaml`;
+  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'model:', `  path: ${MODEL}`, 'mqtt:', `  embedded_port: ${await freePort()}`].join('\n'));
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  /** Waits until the process names itself (it does so right after installing its signal handlers, before loading anything). */
+  const handling = async (pid: number) => {
+    for (let i = 0; i < 1000; i++) {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('edge-classifier run')) return;
+      await sleep(2);
+    }
+    throw new Error(`process ${pid} never named itself`);
+  };
+
+  // SIGTERM as soon as the process handles it, while the program still loads: exit 0, not 143.
+  const early = startCli(t, ['run', '--config', config]);
+  await handling(early.child.pid!);
+  early.child.kill('SIGTERM');
+  const e1 = await early.exited;
+  t.same([e1.code, e1.signal], [0, null], "SIGTERM in the first second: exit 0");
+
+  // SIGTERM while the daemon starts (the model loads): the start is cancelled, everything stops, exit 0.
+  const starting = startCli(t, ['run', '--config', config]);
+  await starting.waitForLog((l) => l.component === 'inference' || l.msg === 'running', 30_000, 'the start under way');
+  starting.child.kill('SIGTERM');
+  const e2 = await starting.exited;
+  t.same([e2.code, e2.signal], [0, null], "SIGTERM during start-up: exit 0");
+  t.notOk(starting.logs.some((l) => l.msg === 'first frame classified: ready' && starting.logs.indexOf(l) > starting.logs.findIndex((x) => x.msg === 'shutting down')));
+
+  // SIGHUP while the program loads and again while it starts: no exit 129, no race; the reload follows the start.
+  const hup = startCli(t, ['run', '--config', config]);
+  await handling(hup.child.pid!);
+  hup.child.kill('SIGHUP');
+  await hup.waitForLog((l) => l.component === 'inference', 30_000, 'the start under way');
+  hup.child.kill('SIGHUP');
+  await hup.waitForLog((l) => l.msg === 'SIGHUP: new configuration running', 30_000, 'the reload after the start');
+  await hup.waitForLog((l) => l.msg === 'first frame classified: ready', 30_000, 'frames after the reload');
+  t.equal(hup.child.exitCode, null, 'still running');
+  hup.child.kill('SIGTERM');
+  const e3 = await hup.exited;
+  t.same([e3.code, e3.signal], [0, null], 'SIGTERM after the reload: exit 0');
 });
