@@ -44,7 +44,9 @@ function table(headers, rows) {
   console.log();
 }
 
-console.log(`edge-classifier benchmark — node ${process.version}, ${process.arch}, interpreter threads ${threads}, assets ${haveAssets ? 'test assets' : 'fetched samples'}\n`);
+console.log(
+  `edge-classifier benchmark — node ${process.version}, ${process.arch}, interpreter threads ${threads}, assets ${haveAssets ? 'test assets' : 'fetched samples'}\n`,
+);
 
 // 1. Frame decode + resize (sharp), the cost the Pi pays before inference.
 {
@@ -145,7 +147,18 @@ console.log(`edge-classifier benchmark — node ${process.version}, ${process.ar
   console.log(`3. daemon: replay at 30 fps into mobilenet_v2_1.0_224_quant for ${seconds} s (embedded broker, virtual GPIO)`);
   table(
     ['frames in', 'classified', 'dropped', 'classified fps', 'loop delay p50 ms', 'loop delay p99 ms', 'RSS min MiB', 'RSS max MiB'],
-    [[s.framesIn, s.classified, s.dropped, (s.classified / elapsed).toFixed(1), (loopDelay.percentile(50) / 1e6).toFixed(1), (loopDelay.percentile(99) / 1e6).toFixed(1), mb(Math.min(...rss)), mb(Math.max(...rss))]],
+    [
+      [
+        s.framesIn,
+        s.classified,
+        s.dropped,
+        (s.classified / elapsed).toFixed(1),
+        (loopDelay.percentile(50) / 1e6).toFixed(1),
+        (loopDelay.percentile(99) / 1e6).toFixed(1),
+        mb(Math.min(...rss)),
+        mb(Math.max(...rss)),
+      ],
+    ],
   );
 }
 process.exit(0);

@@ -22,7 +22,9 @@ const DOWNLOAD_TIMEOUT_MS = 120_000;
 /** sha256 of a file as lower-case hex, or null when the file does not exist. */
 async function sha256Of(file) {
   try {
-    return createHash('sha256').update(await readFile(file)).digest('hex');
+    return createHash('sha256')
+      .update(await readFile(file))
+      .digest('hex');
   } catch (err) {
     if (err.code === 'ENOENT') return null;
     throw err;

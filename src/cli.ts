@@ -244,7 +244,14 @@ async function inspect(flags: { model?: string; json?: boolean; config?: string 
     'outputs:',
     ...info.outputs.map(describeTensor),
     `normalization: ${md?.normalization ? `mean ${JSON.stringify(md.normalization.mean)} std ${JSON.stringify(md.normalization.std)}` : 'none in metadata'}`,
-    `labels: ${md?.labels ? `${md.labels.length} from ${md.labels_file ?? 'metadata'} (${md.labels.slice(0, 3).map((l) => JSON.stringify(l)).join(', ')}${md.labels.length > 3 ? ', ...' : ''})` : 'none in metadata'}`,
+    `labels: ${
+      md?.labels
+        ? `${md.labels.length} from ${md.labels_file ?? 'metadata'} (${md.labels
+            .slice(0, 3)
+            .map((l) => JSON.stringify(l))
+            .join(', ')}${md.labels.length > 3 ? ', ...' : ''})`
+        : 'none in metadata'
+    }`,
     `custom ops: ${info.custom_ops.length ? info.custom_ops.join(', ') : 'none'}`,
     `needs the Edge TPU: ${info.requires_edgetpu ? 'yes' : 'no'}`,
   ];

@@ -14,7 +14,6 @@ export type FfmpegInput =
   /** A video file read at its native rate; `loop` restarts it at the end forever. */
   | { readonly kind: 'file'; readonly path: string; readonly loop: boolean };
 
-
 /** Install instruction given when ffmpeg is missing. */
 export const FFMPEG_INSTALL_HINT = "install it with 'sudo apt install ffmpeg'";
 
@@ -80,7 +79,6 @@ export function ffmpegArgs(input: FfmpegInput, output: CaptureOptions): string[]
   args.push('-f', 'mjpeg', '-q:v', String(qscale), '-flush_packets', '1', '-');
   return args;
 }
-
 
 /** Short description of an ffmpeg source, e.g. `v4l2 /dev/video0 640x480@10`; URL passwords are hidden. */
 export function ffmpegDescription(input: FfmpegInput, output: Pick<CaptureOptions, 'width' | 'height' | 'fps'>): string {

@@ -162,7 +162,10 @@ export class MjpegSplitter {
             // EOI: the frame is complete.
             const frame = this.endFrame(chunk, start, i);
             start = -1;
-            if (frame) (out ??= []).push(frame);
+            if (frame) {
+              out ??= [];
+              out.push(frame);
+            }
           } else if (code === 0xd8) {
             // SOI before EOI: the frame in progress was truncated; the new one starts here.
             this.discardFrame(this.frameBytes + (i - start) - 2);

@@ -1,11 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../core/log.js';
 import type { Frame } from '../core/types.js';
-import type { EndListener, FrameListener, FrameSource, SourceStats } from './frame-source.js';
 import { FpsMeter } from './fps-meter.js';
-import { MjpegSplitter, DEFAULT_MAX_FRAME_BYTES } from './mjpeg-splitter.js';
+import type { EndListener, FrameListener, FrameSource, SourceStats } from './frame-source.js';
+import { DEFAULT_MAX_FRAME_BYTES, MjpegSplitter } from './mjpeg-splitter.js';
 
 /** Settings of a `ProcessSource`; only `command`, `args`, `description` and `log` are required. */
 export interface ProcessSourceOptions {
@@ -248,10 +248,13 @@ export class ProcessSource implements FrameSource {
     child.on('exit', () => {
       run.exited = true;
       // Normally stdout/stderr close right after; if a grandchild still holds them open, stop waiting.
-      run.closeTimer = setTimeout(() => {
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-      }, this.stopping ? 0 : 500);
+      run.closeTimer = setTimeout(
+        () => {
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+        },
+        this.stopping ? 0 : 500,
+      );
     });
     child.on('close', (code: number | null, signal: NodeJS.Signals | null) => this.onClose(run, code, signal));
     return run;

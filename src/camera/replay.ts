@@ -1,10 +1,11 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../core/log.js';
 import type { Frame } from '../core/types.js';
-import type { EndListener, FrameListener, FrameSource, SourceStats } from './frame-source.js';
 import { FpsMeter } from './fps-meter.js';
+import type { EndListener, FrameListener, FrameSource, SourceStats } from './frame-source.js';
 
 export interface ReplaySourceOptions {
   /** Directory whose files are replayed. */
@@ -32,7 +33,7 @@ export function naturalCompare(a: string, b: string): number {
  * directory, cannot be read, or holds no such file.
  */
 export async function listReplayFiles(dir: string): Promise<string[]> {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (err) {

@@ -24,8 +24,7 @@ export interface RpicamOptions extends Omit<CaptureOptions, 'rotation'> {
 }
 
 /** Install instruction given whenever the camera apps are missing. */
-export const RPICAM_INSTALL_HINT =
-  "install the Raspberry Pi camera apps with 'sudo apt install rpicam-apps' (or rpicam-apps-lite)";
+export const RPICAM_INSTALL_HINT = "install the Raspberry Pi camera apps with 'sudo apt install rpicam-apps' (or rpicam-apps-lite)";
 
 /**
  * Arguments for `rpicam-vid` writing an endless MJPEG stream to stdout:
@@ -99,10 +98,7 @@ export function rpicamDescription(options: Pick<RpicamOptions, 'camera' | 'width
  * A `ProcessSource` running the Pi camera. The program is looked for when the
  * source starts (`start()` rejects with `findRpicamProgram`'s error).
  */
-export function createRpicamSource(
-  options: RpicamOptions & { readonly rpicamPath?: string; readonly maxFrameBytes?: number },
-  log: Logger,
-): ProcessSource {
+export function createRpicamSource(options: RpicamOptions & { readonly rpicamPath?: string; readonly maxFrameBytes?: number }, log: Logger): ProcessSource {
   return new ProcessSource({
     command: () => findRpicamProgram(options.rpicamPath),
     args: rpicamArgs(options),

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { type Stats, statSync } from 'node:fs';
 import path from 'node:path';
 import { invalidParameterError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -94,7 +94,7 @@ export function parseSourceSpec(spec: string, rotation = 0): ParsedSource {
   if (text.startsWith('/dev/')) return { kind: 'v4l2', device: text };
 
   const full = path.resolve(text);
-  let info;
+  let info: Stats;
   try {
     info = statSync(full);
   } catch (err) {

@@ -173,7 +173,12 @@ const keyName = (keys: PropertyKey[]) =>
 function explainIssue(issue: z.core.$ZodIssue, merged: unknown, origin: (keys: PropertyKey[]) => string): string {
   const keys = issue.path;
   if (issue.code === 'unrecognized_keys') {
-    const known = Object.keys(valueAt(DEFAULTS, keys.filter((k) => typeof k === 'string')) as Plain ?? {});
+    const known = Object.keys(
+      (valueAt(
+        DEFAULTS,
+        keys.filter((k) => typeof k === 'string'),
+      ) as Plain) ?? {},
+    );
     return issue.keys
       .map((k) => `${keyName([...keys, k])}: unknown key${origin([...keys, k])}${known.length ? ` (expected one of: ${known.join(', ')})` : ''}`)
       .join('\n');
@@ -191,7 +196,14 @@ function explainIssue(issue: z.core.$ZodIssue, merged: unknown, origin: (keys: P
     }
   }
   if (issue.code === 'invalid_type') {
-    const names: Record<string, string> = { array: 'a list', object: 'a mapping', int: 'a whole number', number: 'a number', string: 'a string', boolean: 'true or false' };
+    const names: Record<string, string> = {
+      array: 'a list',
+      object: 'a mapping',
+      int: 'a whole number',
+      number: 'a number',
+      string: 'a string',
+      boolean: 'true or false',
+    };
     message = `expected ${names[issue.expected] ?? `a ${issue.expected}`}`;
   }
   return `${keyName(keys)}: ${message}, but received ${describeValue(received)}${origin(keys)}`;
@@ -260,7 +272,12 @@ export function loadConfig(options: LoadOptions = {}): Config {
   flag('mqtt.url', o.mqttUrl, '--mqtt-url');
   flag('mqtt.base_topic', o.baseTopic, '--base-topic');
   flag('log.level', o.logLevel, '--log-level');
-  if (o.gpioRules) flag('gpio.rules', o.gpioRules.map((r) => ({ ...GPIO_RULE_DEFAULTS, ...r })), '--gpio');
+  if (o.gpioRules)
+    flag(
+      'gpio.rules',
+      o.gpioRules.map((r) => ({ ...GPIO_RULE_DEFAULTS, ...r })),
+      '--gpio',
+    );
   resolvePaths(flagLayer, cwd);
 
   const merged = [fileLayer?.data, envLayer, flagLayer].reduce<unknown>((acc, layer) => merge(acc, layer), defaults);

@@ -82,11 +82,17 @@ export async function preflight(config: Config, file?: string): Promise<{ warnin
     if (!text) continue;
     const marker = key === 'key' ? /-----BEGIN [A-Z ]*PRIVATE KEY-----/ : /-----BEGIN CERTIFICATE-----/;
     if (!marker.test(text.toString('latin1'))) {
-      problems.push(`mqtt.tls.${key}: ${c.mqtt.tls[key]} holds no PEM ${key === 'key' ? 'private key' : 'certificate'}: expected a '${key === 'key' ? '-----BEGIN PRIVATE KEY-----' : '-----BEGIN CERTIFICATE-----'}' block`);
+      problems.push(
+        `mqtt.tls.${key}: ${c.mqtt.tls[key]} holds no PEM ${key === 'key' ? 'private key' : 'certificate'}: expected a '${key === 'key' ? '-----BEGIN PRIVATE KEY-----' : '-----BEGIN CERTIFICATE-----'}' block`,
+      );
       continue;
     }
     try {
-      createSecureContext({ [key]: pem[key], ...(key === 'cert' && pem.key ? { key: pem.key } : {}), ...(key === 'key' && pem.cert ? { cert: pem.cert } : {}) });
+      createSecureContext({
+        [key]: pem[key],
+        ...(key === 'cert' && pem.key ? { key: pem.key } : {}),
+        ...(key === 'key' && pem.cert ? { cert: pem.cert } : {}),
+      });
     } catch (err) {
       problems.push(`mqtt.tls.${key}: ${c.mqtt.tls[key]} is not a usable PEM ${key === 'key' ? 'private key' : 'certificate'} (${(err as Error).message})`);
     }

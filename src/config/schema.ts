@@ -46,9 +46,7 @@ export const modelSchema = z
     labels: fileOrNull.describe(
       'A labels file (one label per line, or `index label` lines); overrides the labels stored in the model. null: use the model metadata.',
     ),
-    cpu_fallback: fileOrNull.describe(
-      'A CPU model to run when `inference.delegate` is `edgetpu` and the Edge TPU cannot be used. null: exit instead.',
-    ),
+    cpu_fallback: fileOrNull.describe('A CPU model to run when `inference.delegate` is `edgetpu` and the Edge TPU cannot be used. null: exit instead.'),
   })
   .describe('The model.');
 
@@ -80,7 +78,11 @@ export const preprocessSchema = z
     // One without the other would silently pair a configured value with 0 or 1, not with the model's own.
     if ((p.mean === null) !== (p.std === null)) {
       const missing = p.mean === null ? 'mean' : 'std';
-      ctx.addIssue({ code: 'custom', path: [missing], message: `set both preprocess.mean and preprocess.std, or neither (to use the model metadata); ${missing} is missing` });
+      ctx.addIssue({
+        code: 'custom',
+        path: [missing],
+        message: `set both preprocess.mean and preprocess.std, or neither (to use the model metadata); ${missing} is missing`,
+      });
     }
   })
   .describe('How frames become input tensors.');
@@ -107,12 +109,10 @@ export const mqttSchema = z
     username: z.string().nullable().describe('Broker user name.'),
     password: z.string().nullable().describe('Broker password (prefer the EDGE_CLASSIFIER_MQTT_PASSWORD environment variable).'),
     keepalive: z.number().int().min(0).max(65535).describe('Keepalive interval in seconds.'),
-    qos: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'expected 0, 1 or 2' }).describe('QoS of prediction, state and gpio messages (0, 1 or 2).'),
-    prediction_interval_ms: z
-      .number()
-      .int()
-      .min(0)
-      .describe('Rate limit: at most one prediction message per this many ms (0: one per classified frame).'),
+    qos: z
+      .union([z.literal(0), z.literal(1), z.literal(2)], { error: 'expected 0, 1 or 2' })
+      .describe('QoS of prediction, state and gpio messages (0, 1 or 2).'),
+    prediction_interval_ms: z.number().int().min(0).describe('Rate limit: at most one prediction message per this many ms (0: one per classified frame).'),
     reconnect_period_ms: z.number().int().min(100).describe('Wait between reconnect attempts, in ms.'),
     connect_timeout_ms: z.number().int().min(100).describe('How long one connection attempt to the broker may take, in ms.'),
     tls: tlsSchema,

@@ -192,9 +192,7 @@ export async function createGpioBackend(kind: GpioBackendKind, options: CreateGp
     problem = `onoff cannot load (${(err as Error).message}): run 'npm rebuild epoll onoff'`;
   }
   if (GpioClass !== undefined && !GpioClass.accessible) {
-    problem = existsSync(classDir)
-      ? `${classDir}/export is not writable: add the service user to the 'gpio' group`
-      : `no ${classDir}`;
+    problem = existsSync(classDir) ? `${classDir}/export is not writable: add the service user to the 'gpio' group` : `no ${classDir}`;
   }
   if (problem === undefined && GpioClass !== undefined) return new OnoffBackend({ Gpio: GpioClass, root, log });
   if (kind === 'sysfs') throw new Error(`gpio.backend is 'sysfs' but ${problem}; set gpio.backend to 'virtual' to run without GPIO`);

@@ -45,9 +45,7 @@ export function listGpioChips(root = '/sys'): GpioChip[] {
       const ngpio = Number(read('ngpio'));
       if (!Number.isInteger(base) || !Number.isInteger(ngpio)) continue;
       chips.push({ name, label: read('label'), base, ngpio });
-    } catch {
-      continue;
-    }
+    } catch {}
   }
   return chips;
 }

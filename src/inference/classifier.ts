@@ -8,7 +8,7 @@ import { type DelegateDescriptor, EdgeTpuUnavailableError, edgeTpuDelegate, prob
 import { InterpreterHost } from './host.js';
 import { Labels, readLabelsFile } from './labels.js';
 import { dequantize, topK } from './postprocess.js';
-import { Preprocessor, type ResizeMode } from './preprocess/preprocess.js';
+import { type PreparedInput, Preprocessor, type ResizeMode } from './preprocess/preprocess.js';
 import type { InputTensorArray } from './preprocess/quantize.js';
 import { EDGETPU_CUSTOM_OP, readModelFile } from './tflite-model.js';
 
@@ -223,7 +223,7 @@ export class Classifier implements Lifecycle {
       const t0 = performance.now();
       const into = this.spare;
       this.spare = null;
-      let prepared;
+      let prepared: PreparedInput;
       try {
         prepared = await pre.prepare(image, file, into ?? undefined);
       } catch (err) {

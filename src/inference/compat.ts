@@ -1,7 +1,7 @@
-import { checkImageInput } from './preprocess/preprocess.js';
-import { missingNormalizationMessage } from './preprocess/quantize.js';
 import type { ModelInfo } from './model-info.js';
 import { checkScoresOutput } from './postprocess.js';
+import { checkImageInput } from './preprocess/preprocess.js';
+import { missingNormalizationMessage } from './preprocess/quantize.js';
 import { EDGETPU_CUSTOM_OP } from './tflite-model.js';
 
 /**

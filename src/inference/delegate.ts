@@ -14,7 +14,7 @@ export const EDGETPU_LIBRARY_ENV = 'EDGE_CLASSIFIER_EDGETPU_LIB';
 export const DELEGATE_PLUGIN_SYMBOLS = ['tflite_plugin_create_delegate', 'tflite_plugin_destroy_delegate'] as const;
 
 const INSTALL_HINT =
-  'install the Edge TPU runtime (sudo apt install libedgetpu1-std from Coral\'s apt repository, https://coral.ai/docs/accelerator/get-started/) or set inference.delegate to cpu';
+  "install the Edge TPU runtime (sudo apt install libedgetpu1-std from Coral's apt repository, https://coral.ai/docs/accelerator/get-started/) or set inference.delegate to cpu";
 
 /** Directories searched after LD_LIBRARY_PATH and the ld.so cache, as the dynamic loader's defaults on Debian-family systems. */
 export const STANDARD_LIBRARY_DIRS = [
@@ -105,9 +105,7 @@ export async function edgeTpuDelegate(options: EdgeTpuOptions = {}): Promise<Del
   const env = options.env ?? process.env;
   const device = options.device ?? '';
   if (!/^((usb|pci)(:\d+)?|:\d+)?$/.test(device) && !path.isAbsolute(device)) {
-    throw new Error(
-      `inference.edgetpu_device ${JSON.stringify(device)} is not an Edge TPU device: expected usb, usb:N, pci, pci:N, :N or a device path`,
-    );
+    throw new Error(`inference.edgetpu_device ${JSON.stringify(device)} is not an Edge TPU device: expected usb, usb:N, pci, pci:N, :N or a device path`);
   }
   const library = options.libraryPath || env[EDGETPU_LIBRARY_ENV] || EDGETPU_LIBRARY;
   const resolved = await findSharedLibrary(library, env);
@@ -249,7 +247,7 @@ export async function checkDelegateLibrary(file: string): Promise<string | null>
 function dlopenInChild(file: string, env: NodeJS.ProcessEnv): Promise<string | null> {
   const script =
     "try { process.dlopen({ exports: {} }, process.argv[1], require('os').constants.dlopen.RTLD_NOW); }" +
-    " catch (e) { if (/did not self-register/.test(e.message)) process.exit(0); process.stderr.write(e.message); process.exit(3); }";
+    ' catch (e) { if (/did not self-register/.test(e.message)) process.exit(0); process.stderr.write(e.message); process.exit(3); }';
   const childEnv = { ...env };
   delete childEnv.NODE_OPTIONS;
   return new Promise((resolve) => {
@@ -300,7 +298,8 @@ export async function probeDelegate(modelPath: string, delegate: DelegateDescrip
         } else {
           const reason = stderr.trim().split('\n')[0] || e.message;
           message = `${what} could not load ${modelPath}: ${reason}`;
-          if (reason.includes('edgetpu-custom-op')) message += ' (the delegate did not take the Edge TPU op: is an Edge TPU attached, and is the library the Edge TPU runtime?)';
+          if (reason.includes('edgetpu-custom-op'))
+            message += ' (the delegate did not take the Edge TPU op: is an Edge TPU attached, and is the library the Edge TPU runtime?)';
         }
         reject(new EdgeTpuUnavailableError(message, delegate.path, 'device'));
       },

@@ -1,4 +1,4 @@
-import { ByteBuffer } from 'flatbuffers';
+import type { ByteBuffer } from 'flatbuffers';
 
 /**
  * A flatbuffer whose offsets point outside the buffer, or whose file
@@ -114,9 +114,7 @@ export abstract class FlatTable {
   }
 
   protected corrupt(what: string, capacity: number): FlatbufferFormatError {
-    return new FlatbufferFormatError(
-      `${this.source} is a corrupt ${this.kind}: ${what} lies outside the ${capacity}-byte buffer`,
-    );
+    return new FlatbufferFormatError(`${this.source} is a corrupt ${this.kind}: ${what} lies outside the ${capacity}-byte buffer`);
   }
 }
 

@@ -195,9 +195,7 @@ export class InterpreterHost implements Lifecycle {
     if (this.stopped || !worker || !this.tensors) return Promise.reject(new Error(`the interpreter for ${this.model} is not started or stopped`));
     if (this.failure) return Promise.reject(new Error(`the interpreter for ${this.model} is not running: ${this.failure}`));
     if (this.pending) {
-      return Promise.reject(
-        new Error(`inference on ${this.model} requested while another is running: run one frame at a time (await the previous infer())`),
-      );
+      return Promise.reject(new Error(`inference on ${this.model} requested while another is running: run one frame at a time (await the previous infer())`));
     }
     const tensor = this.inputs[0];
     if (!tensor || !this.inputType) {

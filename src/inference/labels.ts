@@ -56,8 +56,7 @@ export function checkLabelCount(labelCount: number, classCount: number, source: 
   if (labelCount === classCount) return null;
   let message = `${source} has ${labelCount} labels but ${output} has ${classCount} classes`;
   if (labelCount === classCount - 1) {
-    message +=
-      ': it probably lacks the "background" label at index 0 that 1001-class ImageNet models have, so every label would be one class off';
+    message += ': it probably lacks the "background" label at index 0 that 1001-class ImageNet models have, so every label would be one class off';
   } else if (labelCount === classCount + 1) {
     message += ': it probably has an extra "background" label at index 0 that this model does not have, so every label would be one class off';
   } else if (labelCount < classCount) {
@@ -127,7 +126,11 @@ export function parseLabels(text: string, source: string, format: 'auto' | Label
     entries[index] = m[2]!;
   }
   // Fill holes so that `entries` is a dense array of string | undefined.
-  return new Labels(Array.from(entries, (e) => e), source, 'indexed');
+  return new Labels(
+    Array.from(entries, (e) => e),
+    source,
+    'indexed',
+  );
 }
 
 /**

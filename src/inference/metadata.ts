@@ -1,8 +1,8 @@
 import { ByteBuffer } from 'flatbuffers';
 import yauzl from 'yauzl';
-import { FlatTable, FlatbufferFormatError, fileIdentifier } from './flatbuffer-table.js';
-import { parseLabels } from './labels.js';
 import type { Normalization } from '../core/types.js';
+import { FlatbufferFormatError, FlatTable, fileIdentifier } from './flatbuffer-table.js';
+import { parseLabels } from './labels.js';
 import type { ModelMetadata, ModelProblem } from './model-info.js';
 
 /*
@@ -344,9 +344,7 @@ export async function readModelMetadata(
   if (parsed.labels_file !== undefined && associated) {
     const content = associated.contents.get(parsed.labels_file);
     if (content) {
-      labels = parseLabels(content.toString('utf8'), `${path} metadata (${parsed.labels_file})`, 'plain').entries.map(
-        (l) => l ?? '',
-      );
+      labels = parseLabels(content.toString('utf8'), `${path} metadata (${parsed.labels_file})`, 'plain').entries.map((l) => l ?? '');
     } else {
       problems.push({
         level: 'warning',

@@ -1,5 +1,5 @@
-import { labelFor } from './labels.js';
 import type { ClassScore, TensorDetails } from '../core/types.js';
+import { labelFor } from './labels.js';
 
 /** Typed arrays an output tensor can arrive in. */
 export type OutputArray = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array;

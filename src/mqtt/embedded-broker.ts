@@ -1,4 +1,4 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { Aedes } from 'aedes';
 import type { Lifecycle } from '../core/lifecycle.js';
 import type { Logger } from '../core/log.js';

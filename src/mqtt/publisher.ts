@@ -5,16 +5,7 @@ import { invalidParameterError, unreadableFileError } from '../core/errors.js';
 import type { Lifecycle } from '../core/lifecycle.js';
 import { type Logger, LogThrottle } from '../core/log.js';
 import { redactUrl } from '../core/redact.js';
-import {
-  assertPublishTopic,
-  encodePayload,
-  predictionPayload,
-  RETAIN,
-  Topics,
-  type Availability,
-  type Prediction,
-  type StatePayload,
-} from './topics.js';
+import { type Availability, assertPublishTopic, encodePayload, type Prediction, predictionPayload, RETAIN, type StatePayload, Topics } from './topics.js';
 
 /** MQTT quality of service levels. */
 type QoS = 0 | 1 | 2;
@@ -104,9 +95,7 @@ function checkUrl(url: string): void {
     throw new Error(`MQTT broker URL '${url}' is not a URL: expected e.g. mqtt://broker.local:1883 or mqtts://broker.local:8883`);
   }
   if (!URL_PROTOCOLS.has(u.protocol)) {
-    throw new Error(
-      `MQTT broker URL '${redactUrl(url)}' has protocol '${u.protocol}': expected mqtt:, mqtts:, ws: or wss: (also tcp:, tls:, ssl:)`,
-    );
+    throw new Error(`MQTT broker URL '${redactUrl(url)}' has protocol '${u.protocol}': expected mqtt:, mqtts:, ws: or wss: (also tcp:, tls:, ssl:)`);
   }
 }
 
@@ -253,11 +242,7 @@ export class MqttPublisher implements Lifecycle {
   async start(signal?: AbortSignal): Promise<void> {
     if (this.client !== undefined || this.stopping !== undefined) return;
     const o = this.options;
-    const [ca, cert, key] = await Promise.all([
-      readPem('ca', o.tls?.ca),
-      readPem('cert', o.tls?.cert),
-      readPem('key', o.tls?.key),
-    ]);
+    const [ca, cert, key] = await Promise.all([readPem('ca', o.tls?.ca), readPem('cert', o.tls?.cert), readPem('key', o.tls?.key)]);
     if (this.stopping !== undefined) return;
     const opts: IClientOptions = {
       clientId: o.clientId,
@@ -403,7 +388,7 @@ export class MqttPublisher implements Lifecycle {
   }
 
   private canSend(): boolean {
-    return this.client !== undefined && this.client.connected && this.stopping === undefined;
+    return this.client?.connected === true && this.stopping === undefined;
   }
 
   /**

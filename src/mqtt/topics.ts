@@ -89,7 +89,6 @@ export const MAX_TOPIC_BYTES = 65535;
 /** Longest suffix this module appends to a base topic (`/availability`). */
 const LONGEST_SUFFIX = '/availability';
 
-
 /** Default base topic for a device id: `edge-classifier/<device id>`. */
 export function defaultBaseTopic(deviceId: string): string {
   return `${BASE_TOPIC_PREFIX}/${deviceId}`;

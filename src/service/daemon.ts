@@ -18,7 +18,7 @@ import { FrameDecodeError } from '../inference/preprocess/preprocess.js';
 import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
 import { MqttPublisher } from '../mqtt/publisher.js';
 import { StateTracker } from '../mqtt/state.js';
-import { SdWatchdog, type SdNotifier } from './sd-notify.js';
+import { type SdNotifier, SdWatchdog } from './sd-notify.js';
 
 /** How often `STATUS=` and the stats log line are refreshed, in ms. */
 export const STATUS_INTERVAL_MS = 10_000;
@@ -183,7 +183,15 @@ export class Daemon implements Lifecycle {
       },
     );
     this.source = source;
-    await this.parts.start(new FrameLoop(this.slot, (frame) => this.handleFrame(frame), () => this.loopEnded(), this.log), signal);
+    await this.parts.start(
+      new FrameLoop(
+        this.slot,
+        (frame) => this.handleFrame(frame),
+        () => this.loopEnded(),
+        this.log,
+      ),
+      signal,
+    );
     await this.parts.start(source, signal);
 
     this.lastStatusAt = performance.now();

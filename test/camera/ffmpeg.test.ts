@@ -12,26 +12,63 @@ const tail = (vf: string, q = '5') => ['-map', '0:v:0', '-an', '-vf', vf, '-f', 
 
 t.test('V4L2 device: asks the webcam for MJPEG at the size and rate, scales to be sure', async (t) => {
   t.same(ffmpegArgs({ kind: 'v4l2', device: '/dev/video0' }, capture), [
-    ...head, '-f', 'v4l2', '-input_format', 'mjpeg', '-video_size', '640x480', '-framerate', '10', '-i', '/dev/video0',
+    ...head,
+    '-f',
+    'v4l2',
+    '-input_format',
+    'mjpeg',
+    '-video_size',
+    '640x480',
+    '-framerate',
+    '10',
+    '-i',
+    '/dev/video0',
     ...tail('fps=10,scale=640:480'),
   ]);
   t.same(ffmpegArgs({ kind: 'v4l2', device: '/dev/video2', inputFormat: 'yuyv422' }, { ...capture, width: 320, height: 240, fps: 5 }).slice(4, 14), [
-    '-f', 'v4l2', '-input_format', 'yuyv422', '-video_size', '320x240', '-framerate', '5', '-i', '/dev/video2',
+    '-f',
+    'v4l2',
+    '-input_format',
+    'yuyv422',
+    '-video_size',
+    '320x240',
+    '-framerate',
+    '5',
+    '-i',
+    '/dev/video2',
   ]);
 });
 
 t.test('RTSP over TCP with a socket timeout; HTTP with a read timeout', async (t) => {
   t.same(ffmpegArgs({ kind: 'rtsp', url: 'rtsp://cam.local:554/stream1' }, { ...capture, width: 320, height: 240, fps: 2 }), [
-    ...head, '-rtsp_transport', 'tcp', '-timeout', '10000000', '-i', 'rtsp://cam.local:554/stream1', ...tail('fps=2,scale=320:240'),
+    ...head,
+    '-rtsp_transport',
+    'tcp',
+    '-timeout',
+    '10000000',
+    '-i',
+    'rtsp://cam.local:554/stream1',
+    ...tail('fps=2,scale=320:240'),
   ]);
   t.same(ffmpegArgs({ kind: 'http', url: 'https://cam.local/video.mjpg' }, capture), [
-    ...head, '-rw_timeout', '10000000', '-i', 'https://cam.local/video.mjpg', ...tail('fps=10,scale=640:480'),
+    ...head,
+    '-rw_timeout',
+    '10000000',
+    '-i',
+    'https://cam.local/video.mjpg',
+    ...tail('fps=10,scale=640:480'),
   ]);
 });
 
 t.test('video file: native rate, looped with -stream_loop -1 when asked', async (t) => {
   t.same(ffmpegArgs({ kind: 'file', path: '/srv/clip.mp4', loop: true }, capture), [
-    ...head, '-re', '-stream_loop', '-1', '-i', '/srv/clip.mp4', ...tail('fps=10,scale=640:480'),
+    ...head,
+    '-re',
+    '-stream_loop',
+    '-1',
+    '-i',
+    '/srv/clip.mp4',
+    ...tail('fps=10,scale=640:480'),
   ]);
   t.same(ffmpegArgs({ kind: 'file', path: 'clip.mkv', loop: false }, capture).slice(4, 7), ['-re', '-i', 'clip.mkv']);
 });

@@ -49,7 +49,11 @@ t.test('a busy consumer sees only the newest frame', async (t) => {
   t.equal(taken, seen.length);
   t.equal(offered, taken + dropped, 'every frame is either taken or dropped');
   t.ok(dropped > 0, `dropped ${dropped} while busy`);
-  t.same(seen, [...seen].sort((a, b) => a - b), 'frames are taken in order');
+  t.same(
+    seen,
+    [...seen].sort((a, b) => a - b),
+    'frames are taken in order',
+  );
   t.equal(seen[seen.length - 1], 20, 'the last frame offered is the last one taken');
 });
 

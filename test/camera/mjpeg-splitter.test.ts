@@ -64,8 +64,31 @@ function withThumbnail(jpeg: Buffer, thumbnail: Buffer): Buffer {
 
 /** A JPEG with restart markers (DRI + RSTn), encoded by ffmpeg's MJPEG encoder with slices. */
 function jpegWithRestarts(file: string, width: number): Buffer {
-  const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', file, '-vf', `scale=${width}:-2`,
-    '-threads', '4', '-slices', '4', '-frames:v', '1', '-f', 'mjpeg', '-q:v', '5', '-'], { maxBuffer: 1 << 24 });
+  const r = spawnSync(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-nostdin',
+      '-i',
+      file,
+      '-vf',
+      `scale=${width}:-2`,
+      '-threads',
+      '4',
+      '-slices',
+      '4',
+      '-frames:v',
+      '1',
+      '-f',
+      'mjpeg',
+      '-q:v',
+      '5',
+      '-',
+    ],
+    { maxBuffer: 1 << 24 },
+  );
   if (r.status !== 0) throw new Error(`ffmpeg failed: ${String(r.stderr)}`);
   return r.stdout;
 }
@@ -83,10 +106,20 @@ function split(stream: Buffer, sizes: () => number, splitter = new MjpegSplitter
 
 async function makeFrames(width?: number) {
   const resize = (s: Sharp) => (width ? s.resize(width) : s);
-  const camera = width ? await resize(sharp(image('cat_720p.jpg'))).jpeg({ quality: 85 }).toBuffer() : readFileSync(image('cat_720p.jpg'));
-  const baseline = await resize(sharp(image('cat.png'))).jpeg({ quality: 70 }).toBuffer();
-  const progressive = await resize(sharp(image('grace_hopper.png'))).jpeg({ progressive: true }).toBuffer();
-  const main = await resize(sharp(image('bird.png'))).jpeg().toBuffer();
+  const camera = width
+    ? await resize(sharp(image('cat_720p.jpg')))
+        .jpeg({ quality: 85 })
+        .toBuffer()
+    : readFileSync(image('cat_720p.jpg'));
+  const baseline = await resize(sharp(image('cat.png')))
+    .jpeg({ quality: 70 })
+    .toBuffer();
+  const progressive = await resize(sharp(image('grace_hopper.png')))
+    .jpeg({ progressive: true })
+    .toBuffer();
+  const main = await resize(sharp(image('bird.png')))
+    .jpeg()
+    .toBuffer();
   const thumb = await sharp(image('bird.png')).resize(40).jpeg().toBuffer();
   const exif = withThumbnail(main, thumb);
   const restarts = jpegWithRestarts(image('owl.jpg'), width ?? 640);
@@ -123,11 +156,20 @@ t.test('one chunk: every frame exactly, junk counted', async (t) => {
   const out = splitter.push(stream);
   splitter.reset();
   t.equal(out.length, frames.length);
-  out.forEach((f, i) => t.ok(f.equals(frames[i]), `frame ${i} byte-identical`));
+  for (const [i, f] of out.entries()) t.ok(f.equals(frames[i]!), `frame ${i} byte-identical`);
   t.same(splitter.stats(), { frames: 5, discardedFrames: 0, oversizedFrames: 0, discardedBytes: junkBytes });
   t.equal(splitter.pendingBytes, 0);
   const sizes = await Promise.all(out.map(async (f) => sharp(f).metadata()));
-  t.same(sizes.map((m) => [m.width, m.height]), [[1280, 720], [512, 341], [512, 600], [512, 343], [640, 480]]);
+  t.same(
+    sizes.map((m) => [m.width, m.height]),
+    [
+      [1280, 720],
+      [512, 341],
+      [512, 600],
+      [512, 343],
+      [640, 480],
+    ],
+  );
   // Decode every pixel too: a frame cut at the thumbnail's EOI or at an RST marker would fail here.
   for (const f of out) t.ok((await sharp(f).raw().toBuffer()).length > 0);
 });
@@ -139,8 +181,11 @@ t.test('every chunk size from 1 to 400 bytes', async (t) => {
   for (let size = 1; size <= 400; size += 1) {
     const splitter = new MjpegSplitter();
     const out = split(stream, () => size, splitter);
-    const ok = out.length === frames.length && out.every((f, i) => f.equals(frames[i])) &&
-      splitter.stats().discardedBytes === junkBytes && splitter.stats().discardedFrames === 0;
+    const ok =
+      out.length === frames.length &&
+      out.every((f, i) => f.equals(frames[i])) &&
+      splitter.stats().discardedBytes === junkBytes &&
+      splitter.stats().discardedFrames === 0;
     if (!ok) {
       bad += 1;
       t.fail(`chunk size ${size}: ${out.length} frames, stats ${JSON.stringify(splitter.stats())}`);
@@ -158,7 +203,10 @@ t.test('random chunking (seeded) of the full-size stream', async (t) => {
     const splitter = new MjpegSplitter();
     const out = split(stream, sizes, splitter);
     t.equal(out.length, frames.length, `seed ${seed}: frame count`);
-    t.ok(out.every((f, i) => f.equals(frames[i])), `seed ${seed}: frames byte-identical`);
+    t.ok(
+      out.every((f, i) => f.equals(frames[i])),
+      `seed ${seed}: frames byte-identical`,
+    );
     t.equal(splitter.stats().discardedBytes, junkBytes, `seed ${seed}: junk counted`);
   }
 });

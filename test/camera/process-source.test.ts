@@ -6,9 +6,9 @@ import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import t from 'tap';
-import type { Frame } from '../../src/core/types.js';
 import { ProcessSource, restartDelayMs } from '../../src/camera/process-source.js';
 import { silentLogger } from '../../src/core/log.js';
+import type { Frame } from '../../src/core/types.js';
 import { image } from '../helpers/assets.js';
 import { startWith } from '../helpers/sources.js';
 
@@ -37,8 +37,21 @@ function capturingLogger(records: Record<string, unknown>[]) {
 }
 
 const testsrc = (rate: number, extra: string[] = []) => [
-  '-hide_banner', '-loglevel', 'warning', '-nostdin', '-re', '-f', 'lavfi', '-i', `testsrc=size=320x240:rate=${rate}`,
-  ...extra, '-f', 'mjpeg', '-q:v', '5', '-',
+  '-hide_banner',
+  '-loglevel',
+  'warning',
+  '-nostdin',
+  '-re',
+  '-f',
+  'lavfi',
+  '-i',
+  `testsrc=size=320x240:rate=${rate}`,
+  ...extra,
+  '-f',
+  'mjpeg',
+  '-q:v',
+  '5',
+  '-',
 ];
 
 function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -73,7 +86,10 @@ const smallJpeg = path.join(tmp, 'small.jpg');
 writeFileSync(smallJpeg, await sharp(image('cat.png')).resize(64).jpeg().toBuffer());
 
 t.test('restartDelayMs doubles from the initial delay up to the cap', async (t) => {
-  t.same([0, 1, 2, 3, 4, 5, 6].map((n) => restartDelayMs(n)), [1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+  t.same(
+    [0, 1, 2, 3, 4, 5, 6].map((n) => restartDelayMs(n)),
+    [1000, 2000, 4000, 8000, 16000, 30000, 30000],
+  );
   t.equal(restartDelayMs(3, 50, 300), 300);
 });
 
@@ -87,8 +103,15 @@ t.test('ffmpeg testsrc: decodable JPEGs, increasing seq, ~10 fps, stop() leaves 
   await waitFor(() => frames.length >= 25, 6000, '25 frames');
   const fps = source.stats().fps;
   t.ok(fps > 8 && fps < 12, `measured ${fps.toFixed(2)} fps`);
-  t.same(frames.map((f) => f.seq), frames.map((_, i) => i + 1), 'seq 1, 2, 3, ...');
-  t.ok(frames.every((f, i) => i === 0 || f.arrivedAt > frames[i - 1].arrivedAt), 'arrival times increase');
+  t.same(
+    frames.map((f) => f.seq),
+    frames.map((_, i) => i + 1),
+    'seq 1, 2, 3, ...',
+  );
+  t.ok(
+    frames.every((f, i) => i === 0 || f.arrivedAt > frames[i - 1].arrivedAt),
+    'arrival times increase',
+  );
   for (const f of [frames[0], frames[frames.length - 1]]) {
     const meta = await sharp(f.data).metadata();
     t.same([meta.format, meta.width, meta.height], ['jpeg', 320, 240]);
@@ -122,7 +145,10 @@ t.test('a dying ffmpeg is restarted with backoff; seq continues across restarts'
   await source.start();
   await waitFor(() => source.stats().restarts >= 2 && frames.length >= 15, 8000, 'two restarts');
   await source.stop();
-  t.same(frames.slice(0, 15).map((f) => f.seq), Array.from({ length: 15 }, (_, i) => i + 1));
+  t.same(
+    frames.slice(0, 15).map((f) => f.seq),
+    Array.from({ length: 15 }, (_, i) => i + 1),
+  );
   const meta = await sharp(frames[14].data).metadata();
   t.same([meta.width, meta.height], [320, 240], 'frames after a restart decode');
   const warnings = records.filter((r) => r.level === 40);
@@ -147,7 +173,10 @@ t.test('the exit warning carries the exit code and the last 20 stderr lines', as
   await source.start();
   await waitFor(() => frames.length >= 12, 8000, 'four runs of 3 frames');
   await source.stop();
-  t.same(frames.slice(0, 12).map((f) => f.seq), Array.from({ length: 12 }, (_, i) => i + 1));
+  t.same(
+    frames.slice(0, 12).map((f) => f.seq),
+    Array.from({ length: 12 }, (_, i) => i + 1),
+  );
   t.ok(frames[0].data.equals(readFileSync(smallJpeg)));
   const warnings = records.filter((r) => r.level === 40);
   t.match(warnings[0], { code: 3, signal: null, msg: /^node exited with code 3 after 3 frames; restarting in 40 ms$/ });
@@ -155,8 +184,15 @@ t.test('the exit warning carries the exit code and the last 20 stderr lines', as
   t.equal(stderr.length, 20);
   t.equal(stderr[0], 'line 7');
   t.equal(stderr[19], 'fatal: camera unplugged');
-  t.same(warnings.slice(0, 3).map((w) => w.restartInMs), [40, 80, 80], 'doubling, capped at maxBackoffMs');
-  t.ok(records.some((r) => r.level === 20 && r.msg === 'node: line 1'), 'stderr lines logged at debug');
+  t.same(
+    warnings.slice(0, 3).map((w) => w.restartInMs),
+    [40, 80, 80],
+    'doubling, capped at maxBackoffMs',
+  );
+  t.ok(
+    records.some((r) => r.level === 20 && r.msg === 'node: line 1'),
+    'stderr lines logged at debug',
+  );
   t.equal(source.stats().lastError, 'node exited with code 3: fatal: camera unplugged');
   t.ok(source.stats().restarts >= 3);
 });

@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import type { Frame } from '../../src/core/types.js';
 import { listReplayFiles, naturalCompare, ReplaySource } from '../../src/camera/replay.js';
 import { silentLogger } from '../../src/core/log.js';
+import type { Frame } from '../../src/core/types.js';
 import { image } from '../helpers/assets.js';
 import { startWith } from '../helpers/sources.js';
 
@@ -31,15 +31,17 @@ function collect(source: ReplaySource, count: number): Promise<Frame[]> {
   const frames: Frame[] = [];
   return new Promise((resolve, reject) => {
     startWith(source, (f) => {
-        frames.push(f);
-        if (frames.length === count) resolve(frames);
-      })
-      .catch(reject);
+      frames.push(f);
+      if (frames.length === count) resolve(frames);
+    }).catch(reject);
   });
 }
 
 t.test('natural order, hidden files and subdirectories skipped', async (t) => {
-  t.same((await listReplayFiles(dir)).map((f) => path.basename(f)), order);
+  t.same(
+    (await listReplayFiles(dir)).map((f) => path.basename(f)),
+    order,
+  );
   t.same(['img10.jpg', 'img2.jpg', 'IMG1.jpg', 'img1.jpg'].sort(naturalCompare), ['img1.jpg', 'IMG1.jpg', 'img2.jpg', 'img10.jpg']);
 });
 
@@ -49,7 +51,10 @@ t.test('loops over the files in order at the requested rate without drift', asyn
   const frames = await collect(source, 26);
   const fps = source.stats().fps;
   await source.stop();
-  t.same(frames.map((f) => f.seq), Array.from({ length: 26 }, (_, i) => i + 1));
+  t.same(
+    frames.map((f) => f.seq),
+    Array.from({ length: 26 }, (_, i) => i + 1),
+  );
   t.same(
     frames.map((f) => path.basename(f.file!)),
     Array.from({ length: 26 }, (_, i) => order[i % order.length]),
@@ -71,10 +76,17 @@ t.test('loop: false ends one period after the last file', async (t) => {
   const source = new ReplaySource({ dir, fps: 40, loop: false, log: silentLogger() });
   const frames: Frame[] = [];
   const ended = await new Promise<{ reason: string; at: number }>((resolve, reject) => {
-    startWith(source, (f) => frames.push(f), (reason) => resolve({ reason, at: performance.now() })).catch(reject);
+    startWith(
+      source,
+      (f) => frames.push(f),
+      (reason) => resolve({ reason, at: performance.now() }),
+    ).catch(reject);
   });
   t.equal(ended.reason, `replayed 6 files from '${dir}'`);
-  t.same(frames.map((f) => path.basename(f.file!)), order);
+  t.same(
+    frames.map((f) => path.basename(f.file!)),
+    order,
+  );
   const after = ended.at - frames[5].arrivedAt;
   t.ok(after > 20 && after < 60, `ended ${after.toFixed(1)} ms after the last frame`);
   await source.stop();
@@ -89,7 +101,8 @@ t.test('a file that disappears is skipped and reported; the next pass lists the 
   const frames: Frame[] = [];
   let endReason = '';
   const ended = new Promise<void>((resolve) => {
-    void startWith(source, 
+    void startWith(
+      source,
       (f) => {
         frames.push(f);
         if (frames.length === 1) rmSync(path.join(small, 'b.jpg')); // gone before its turn in this pass
@@ -103,7 +116,11 @@ t.test('a file that disappears is skipped and reported; the next pass lists the 
   });
   await ended;
   t.match(source.stats().lastError, /^cannot read replay file '.*b\.jpg': ENOENT/);
-  t.same(frames.map((f) => path.basename(f.file!)), ['a.jpg', 'a.jpg'], 'b.jpg is not tried again once the folder is listed again');
+  t.same(
+    frames.map((f) => path.basename(f.file!)),
+    ['a.jpg', 'a.jpg'],
+    'b.jpg is not tried again once the folder is listed again',
+  );
   t.match(endReason, new RegExp(`replay directory '${small.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' holds no files to replay`));
   await source.stop();
 });
@@ -133,7 +150,8 @@ t.test('a looping replay picks up added files each pass and ends when the folder
   let ended: string | undefined;
   const source = new ReplaySource({ dir, fps: 50, loop: true, log: silentLogger() });
   t.teardown(() => source.stop());
-  await startWith(source, 
+  await startWith(
+    source,
     (f) => seen.push(path.basename(f.file!)),
     (reason) => (ended = reason),
   );

@@ -3,18 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
+import { createRpicamSource, findOnPath, findRpicamProgram, type RpicamOptions, rpicamArgs, rpicamDescription } from '../../src/camera/rpicam.js';
 import type { Frame } from '../../src/core/types.js';
-import {
-  createRpicamSource,
-  findOnPath,
-  findRpicamProgram,
-  rpicamArgs,
-  type RpicamOptions,
-  rpicamDescription,
-} from '../../src/camera/rpicam.js';
 
 /** What the configuration's defaults ask of the Pi camera. */
 const defaults: RpicamOptions = { width: 640, height: 480, fps: 10, rotation: 0, hflip: false, vflip: false, jpegQuality: 80 };
+
 import { silentLogger } from '../../src/core/log.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'rpicam-'));
@@ -30,20 +24,63 @@ function executable(dir: string, name: string, body: string): string {
 
 t.test('default arguments: endless MJPEG on stdout, 640x480 at 10 fps, flushed per frame', async (t) => {
   t.same(rpicamArgs(defaults), [
-    '-t', '0', '-n', '--codec', 'mjpeg', '-o', '-',
-    '--width', '640', '--height', '480', '--framerate', '10', '--flush', '--quality', '80',
+    '-t',
+    '0',
+    '-n',
+    '--codec',
+    'mjpeg',
+    '-o',
+    '-',
+    '--width',
+    '640',
+    '--height',
+    '480',
+    '--framerate',
+    '10',
+    '--flush',
+    '--quality',
+    '80',
   ]);
   t.equal(rpicamDescription(defaults), 'rpicam 640x480@10');
 });
 
 t.test('every option', async (t) => {
   const args = rpicamArgs({
-    width: 320, height: 240, fps: 7.5, camera: 1, rotation: 180, hflip: true, vflip: true, jpegQuality: 80, denoise: 'cdn_fast',
+    width: 320,
+    height: 240,
+    fps: 7.5,
+    camera: 1,
+    rotation: 180,
+    hflip: true,
+    vflip: true,
+    jpegQuality: 80,
+    denoise: 'cdn_fast',
   });
   t.same(args, [
-    '-t', '0', '-n', '--codec', 'mjpeg', '-o', '-',
-    '--width', '320', '--height', '240', '--framerate', '7.5', '--flush',
-    '--camera', '1', '--rotation', '180', '--hflip', '--vflip', '--quality', '80', '--denoise', 'cdn_fast',
+    '-t',
+    '0',
+    '-n',
+    '--codec',
+    'mjpeg',
+    '-o',
+    '-',
+    '--width',
+    '320',
+    '--height',
+    '240',
+    '--framerate',
+    '7.5',
+    '--flush',
+    '--camera',
+    '1',
+    '--rotation',
+    '180',
+    '--hflip',
+    '--vflip',
+    '--quality',
+    '80',
+    '--denoise',
+    'cdn_fast',
   ]);
   t.equal(rpicamDescription({ camera: 1, width: 320, height: 240, fps: 7.5 }), 'rpicam:1 320x240@7.5');
   t.notOk(rpicamArgs({ ...defaults, rotation: 0 }).includes('--rotation'), 'rotation 0 adds nothing');
@@ -90,7 +127,11 @@ t.test('the Pi camera source runs the program with its arguments and splits its 
   source.listen((f) => frames.push(f));
   await source.start();
   await new Promise<void>((resolve) => {
-    const poll = setInterval(() => frames.length >= 5 && (clearInterval(poll), resolve()), 10);
+    const poll = setInterval(() => {
+      if (frames.length < 5) return;
+      clearInterval(poll);
+      resolve();
+    }, 10);
   });
   await source.stop();
   t.same(readFileSync(argsFile, 'utf8').trim().split('\n'), rpicamArgs({ ...defaults, width: 320, height: 240, fps: 20, rotation: 180 }));

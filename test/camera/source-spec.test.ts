@@ -8,11 +8,11 @@ import { pino } from 'pino';
 import sharp from 'sharp';
 import t from 'tap';
 import type { FrameSource } from '../../src/camera/frame-source.js';
-import type { Frame } from '../../src/core/types.js';
 import { ProcessSource } from '../../src/camera/process-source.js';
 import { ReplaySource } from '../../src/camera/replay.js';
 import { createFrameSource, parseSourceSpec, SOURCE_SPEC_FORMS, type SourceOptions } from '../../src/camera/source-spec.js';
 import { silentLogger } from '../../src/core/log.js';
+import type { Frame } from '../../src/core/types.js';
 import { image } from '../helpers/assets.js';
 import { startWith } from '../helpers/sources.js';
 
@@ -42,13 +42,12 @@ function frames(source: FrameSource, count: number, timeoutMs = 8000): Promise<F
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${source.description}: only ${got.length} of ${count} frames`)), timeoutMs);
     startWith(source, (f) => {
-        got.push(f);
-        if (got.length === count) {
-          clearTimeout(timer);
-          resolve(got);
-        }
-      })
-      .catch(reject);
+      got.push(f);
+      if (got.length === count) {
+        clearTimeout(timer);
+        resolve(got);
+      }
+    }).catch(reject);
   });
 }
 
@@ -119,7 +118,10 @@ t.test('a directory of images replays its files', async (t) => {
   const source = createFrameSource(imagesDir, { ...defaults, fps: 30 }, silentLogger());
   const got = await frames(source, 3);
   await source.stop();
-  t.same(got.map((f) => path.basename(f.file!)), ['1.jpg', '2.jpg', '1.jpg']);
+  t.same(
+    got.map((f) => path.basename(f.file!)),
+    ['1.jpg', '2.jpg', '1.jpg'],
+  );
 });
 
 t.test('a video file without loop ends after its frames, at the requested size and rate', async (t) => {
@@ -142,13 +144,16 @@ t.test('a looping video file keeps going past its end without a restart', async 
   const got = await frames(source, 30, 8000);
   const stats = source.stats();
   await source.stop();
-  t.same(got.map((f) => f.seq), Array.from({ length: 30 }, (_, i) => i + 1));
+  t.same(
+    got.map((f) => f.seq),
+    Array.from({ length: 30 }, (_, i) => i + 1),
+  );
   t.equal(stats.restarts, 0, 'looped by ffmpeg (-stream_loop -1), not by restarting it');
 });
 
 t.test('an HTTP stream through ffmpeg; the URL password stays out of the logs', async (t) => {
   const body = readFileSync(mjpeg);
-  const server = createServer((req, res) => {
+  const server = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'video/x-motion-jpeg', 'content-length': body.length });
     res.end(body);
   });
@@ -164,5 +169,8 @@ t.test('an HTTP stream through ffmpeg; the URL password stays out of the logs', 
   const meta = await sharp(got[19].data).metadata();
   t.same([meta.format, meta.width, meta.height], ['jpeg', 200, 150]);
   t.ok(records.length > 0, 'something was logged');
-  t.notOk(records.some((line) => line.includes('s3cret')), 'no log record holds the password');
+  t.notOk(
+    records.some((line) => line.includes('s3cret')),
+    'no log record holds the password',
+  );
 });

@@ -15,13 +15,17 @@ t.test('flag grammar: PIN=LABEL[|LABEL…], then @MIN_SCORE, :active-low, :hold=
     hold_ms: 2000,
   });
   t.same(parseGpioFlag('4=cat:hold=1500ms:active-low'), { pin: 4, labels: ['cat'], min_score: 0.5, active_low: true, hold_ms: 1500 }, 'options in any order');
-  t.same(parseGpioFlag(' 5 = great white shark, white shark, man-eater '), {
-    pin: 5,
-    labels: ['great white shark, white shark, man-eater'],
-    min_score: 0.5,
-    active_low: false,
-    hold_ms: 0,
-  }, 'commas belong to the label; spaces around are trimmed');
+  t.same(
+    parseGpioFlag(' 5 = great white shark, white shark, man-eater '),
+    {
+      pin: 5,
+      labels: ['great white shark, white shark, man-eater'],
+      min_score: 0.5,
+      active_low: false,
+      hold_ms: 0,
+    },
+    'commas belong to the label; spaces around are trimmed',
+  );
   t.equal(parseGpioFlag('0=x').pin, 0);
   // The options after the labels come in any order: none of them is ever read as part of a label.
   const expected = { pin: 17, labels: ['Egyptian cat'], min_score: 0.6, active_low: true, hold_ms: 2000 };
@@ -51,5 +55,7 @@ t.test('flag errors quote the flag, say what is wrong and give the grammar', asy
   t.throws(() => parseGpioFlag('17=cat:hold=1:hold=2'), /':hold=' given twice/);
   t.throws(() => parseGpioFlag('17=cat:active-low:active-low'), /':active-low' given twice/);
   t.throws(() => parseGpioFlag('17=cat@0.5:active-low@0.6'), /'@' given twice/);
-  t.throws(() => parseGpioFlag('17=cat:active-lo:hold=5@0.6'), { message: `--gpio '17=cat:active-lo:hold=5@0.6': unknown option ':active-lo' (known: :active-low, :hold=MS); ${grammar}` });
+  t.throws(() => parseGpioFlag('17=cat:active-lo:hold=5@0.6'), {
+    message: `--gpio '17=cat:active-lo:hold=5@0.6': unknown option ':active-lo' (known: :active-low, :hold=MS); ${grammar}`,
+  });
 });

@@ -1,8 +1,8 @@
-import t from 'tap';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { loadConfig, ConfigError, EX_CONFIG, packageRoot } from '../../src/config/load.js';
+import t from 'tap';
+import { ConfigError, EX_CONFIG, loadConfig, packageRoot } from '../../src/config/load.js';
 import { configSchema, DEFAULTS } from '../../src/config/schema.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'ec-config-'));
@@ -79,9 +79,18 @@ t.test('precedence: defaults < file < environment < flags', async (t) => {
 t.test('every problem is reported with its key, line, expectation and value', async (t) => {
   const file = write(
     'bad.yaml',
-    ['source: /dev/video0', 'mqtt:', '  qos: 3', '  bogus: 1', 'inference:', '  delegate: tpu', 'gpio:', '  rules:', '    - pin: 40', '      labels: [cat]'].join(
-      '\n',
-    ),
+    [
+      'source: /dev/video0',
+      'mqtt:',
+      '  qos: 3',
+      '  bogus: 1',
+      'inference:',
+      '  delegate: tpu',
+      'gpio:',
+      '  rules:',
+      '    - pin: 40',
+      '      labels: [cat]',
+    ].join('\n'),
   );
   const err = problemsOf(() => loadConfig({ file, env: {}, overrides: { threshold: 2 } }));
   t.equal(err.exitCode, EX_CONFIG);
@@ -104,7 +113,10 @@ t.test('environment values are named when wrong', async (t) => {
 
 t.test('unknown top-level keys and wrong types', async (t) => {
   const err = problemsOf(() => loadConfig({ file: write('typo.yaml', 'modle:\n  path: x\nsource:\n  fps: fast\n'), env: {} }));
-  t.ok(err.problems.some((p) => /^modle: unknown key \(line 1\) \(expected one of: source, model, inference/.test(p)), err.problems.join('\n'));
+  t.ok(
+    err.problems.some((p) => /^modle: unknown key \(line 1\) \(expected one of: source, model, inference/.test(p)),
+    err.problems.join('\n'),
+  );
   t.ok(err.problems.includes('source.fps: expected a number, but received "fast" (line 4)'), err.problems.join('\n'));
 });
 
@@ -151,7 +163,7 @@ t.test('messages for bounds, whole numbers and empty values', async (t) => {
   t.ok(problems.includes('inference.top_k: expected more than 0, but received 0 (line 5)'), problems.join('\n'));
 });
 
-t.test('the bounds of every stage are the schema\'s: one message form, the key, what came', async (t) => {
+t.test("the bounds of every stage are the schema's: one message form, the key, what came", async (t) => {
   const file = write(
     'stage-bounds.yaml',
     [
@@ -204,7 +216,10 @@ t.test('the bounds of every stage are the schema\'s: one message form, the key, 
     t.ok(problems.includes(expected), expected);
   }
   t.equal(problems.length, 14, 'nothing else');
-  const twice = write('pin-twice.yaml', 'gpio:\n  rules:\n    - pin: 17\n      labels: [cat]\n    - pin: 4\n      labels: [x]\n    - pin: 17\n      labels: [dog]\n');
+  const twice = write(
+    'pin-twice.yaml',
+    'gpio:\n  rules:\n    - pin: 17\n      labels: [cat]\n    - pin: 4\n      labels: [x]\n    - pin: 17\n      labels: [dog]\n',
+  );
   t.same(problemsOf(() => loadConfig({ file: twice, env: {} })).problems, [
     'gpio.rules[2].pin: BCM pin 17 is already used by gpio.rules[0]: expected one rule per pin, but received 17 (line 7)',
   ]);

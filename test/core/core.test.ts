@@ -27,7 +27,8 @@ t.test('Parts: start in order, stop in reverse, each stop isolated, the first fa
   const { log, lines } = capturingLogger('debug');
   const parts = new Parts(log);
   const signal = new AbortController().signal;
-  for (const p of [part('a', journal), part('b', journal, { failStop: true }), part('c', journal, { failStop: true }), part('d', journal)]) await parts.start(p, signal);
+  for (const p of [part('a', journal), part('b', journal, { failStop: true }), part('c', journal, { failStop: true }), part('d', journal)])
+    await parts.start(p, signal);
   t.same(parts.names(), ['a', 'b', 'c', 'd']);
   await t.rejects(parts.stop(), { message: 'c cannot stop' }, 'the first failure in stop order');
   t.same(journal, ['start a', 'start b', 'start c', 'start d', 'stop d', 'stop c', 'stop b', 'stop a'], 'every part stopped');
@@ -62,10 +63,15 @@ t.test('Parts: a part whose start fails is stopped too; an aborted signal stops 
 t.test('IntervalTimer: ticks between start and stop, survives a throwing tick', async (t) => {
   let ticks = 0;
   const { log, lines } = capturingLogger();
-  const timer = new IntervalTimer('test timer', 10, () => {
-    ticks += 1;
-    if (ticks === 1) throw new Error('first tick fails');
-  }, log);
+  const timer = new IntervalTimer(
+    'test timer',
+    10,
+    () => {
+      ticks += 1;
+      if (ticks === 1) throw new Error('first tick fails');
+    },
+    log,
+  );
   await timer.start();
   await new Promise((r) => setTimeout(r, 80));
   await timer.stop();
@@ -90,7 +96,10 @@ t.test('LogThrottle: once per key, or at most every N ms; reset forgets', async 
 });
 
 t.test('error helpers: one phrasing for a bad option, one for an unreadable file', async (t) => {
-  t.equal(invalidParameterError('fps meter windowMs', 'a positive number of ms', 0).message, 'fps meter windowMs: expected a positive number of ms, but received 0');
+  t.equal(
+    invalidParameterError('fps meter windowMs', 'a positive number of ms', 0).message,
+    'fps meter windowMs: expected a positive number of ms, but received 0',
+  );
   t.type(invalidParameterError('x', 'y', 1), RangeError);
   t.same(['tpu', 3, null, undefined, [1, 2], {}, Number.NaN, 'x'.repeat(70)].map(describeValue), [
     '"tpu"',

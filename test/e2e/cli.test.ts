@@ -1,8 +1,9 @@
 /** The command line as a user runs it: classify, inspect, exit codes, bad input, Edge TPU fallback. */
-import t from 'tap';
+
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import t from 'tap';
 import { image, labels, model } from '../helpers/assets.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -20,12 +21,24 @@ t.test('classify --json: one object per image, the top-1 of SOURCES.md', async (
   const files = ['cat.png', 'grace_hopper.png', 'bird.png', 'dragonfly.png'].map(image);
   const r = await runCli(['classify', '--model', V2, '--json', '--top-k', '2', ...files]);
   t.equal(r.code, 0, r.stderr);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as ClassifyLine);
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as ClassifyLine);
   t.equal(lines.length, 4);
-  t.same(lines.map((l) => l.file), files);
-  t.same(lines.slice(0, 3).map((l) => l.classes[0]!.label), ['Egyptian cat', 'military uniform', 'chickadee']);
+  t.same(
+    lines.map((l) => l.file),
+    files,
+  );
+  t.same(
+    lines.slice(0, 3).map((l) => l.classes[0]!.label),
+    ['Egyptian cat', 'military uniform', 'chickadee'],
+  );
   t.match(lines[3]!.classes[0]!.label, /^dragonfly/);
-  t.ok(lines.every((l) => l.classes.length >= 1 && l.classes.length <= 2), 'top-k 2 above the 0.1 threshold');
+  t.ok(
+    lines.every((l) => l.classes.length >= 1 && l.classes.length <= 2),
+    'top-k 2 above the 0.1 threshold',
+  );
   t.equal(lines[0]!.classes.length, 2, 'the cat has a runner-up above 0.1');
   t.ok(lines[0]!.classes[0]!.score > 0.6 && lines[0]!.classes[0]!.score < 0.9, `cat score ${lines[0]!.classes[0]!.score} near 0.75`);
   t.ok(lines[0]!.classes[0]!.score >= lines[0]!.classes[1]!.score, 'highest first');
@@ -56,7 +69,17 @@ t.test('a float model with no normalization refuses to start and says why', asyn
   t.match(r.stderr, /mean/);
   const cfg = path.join(tmp, 'float.yaml');
   writeFileSync(cfg, 'preprocess:\n  mean: 127.5\n  std: 127.5\n');
-  const withCfg = await runCli(['classify', '--config', cfg, '--model', model('mobilenet_v1_0.25_224_1_default_1.tflite'), '--labels', labels('imagenet_labels.txt'), '--json', image('cat.png')]);
+  const withCfg = await runCli([
+    'classify',
+    '--config',
+    cfg,
+    '--model',
+    model('mobilenet_v1_0.25_224_1_default_1.tflite'),
+    '--labels',
+    labels('imagenet_labels.txt'),
+    '--json',
+    image('cat.png'),
+  ]);
   t.equal(withCfg.code, 0, withCfg.stderr);
   t.match((JSON.parse(withCfg.stdout) as ClassifyLine).classes[0]!.label, /cat/);
 });
@@ -96,7 +119,19 @@ t.test('Edge TPU without libedgetpu: exit with the install hint, or fall back to
   t.equal(refused.code, 78, 'a missing runtime is a configuration that cannot work, as for run');
   t.match(refused.stderr, /libedgetpu\.so\.1 not found: install the Edge TPU runtime/);
   const fallback = await runCli(
-    ['classify', '--model', tpuModel, '--delegate', 'edgetpu', '--cpu-model', model('mobilenet_v1_0.25_128_quant.tflite'), '--json', '--log-level', 'warn', image('cat.png')],
+    [
+      'classify',
+      '--model',
+      tpuModel,
+      '--delegate',
+      'edgetpu',
+      '--cpu-model',
+      model('mobilenet_v1_0.25_128_quant.tflite'),
+      '--json',
+      '--log-level',
+      'warn',
+      image('cat.png'),
+    ],
     { env: noTpu },
   );
   t.equal(fallback.code, 0, fallback.stderr);
@@ -131,7 +166,16 @@ t.test('--check-config checks what the configuration refers to', async (t) => {
   const cfg = path.join(tmp, 'refs.yaml');
   writeFileSync(
     cfg,
-    ['source: /no/such/folder', 'model:', `  path: ${image('cat.png')}`, `  labels: ${path.join(tmp, 'no-labels.txt')}`, 'mqtt:', "  base_topic: 'a/#/b'", '  tls:', `    ca: ${path.join(tmp, 'no-ca.pem')}`].join('\n'),
+    [
+      'source: /no/such/folder',
+      'model:',
+      `  path: ${image('cat.png')}`,
+      `  labels: ${path.join(tmp, 'no-labels.txt')}`,
+      'mqtt:',
+      "  base_topic: 'a/#/b'",
+      '  tls:',
+      `    ca: ${path.join(tmp, 'no-ca.pem')}`,
+    ].join('\n'),
   );
   const r = await runCli(['run', '--check-config', '--config', cfg]);
   t.equal(r.code, 78);
@@ -148,7 +192,11 @@ t.test('--check-config checks what the configuration refers to', async (t) => {
   const broken = await runCli(['run', '--check-config', '--model', model('model_invoking_error.tflite'), '--source', tmp]);
   t.equal(broken.code, 78, 'a model the daemon cannot feed is refused before start');
   t.match(broken.stderr, /model\.path: model input '.*' has shape \[1,3\] and dtype uint8: expected an RGB image tensor of shape \[1,H,W,3\]/);
-  t.match(broken.stderr, /model\.path: .*model_invoking_error\.tflite uses the custom op 'fake-op-double'/, 'every problem of the model is named, not only the first');
+  t.match(
+    broken.stderr,
+    /model\.path: .*model_invoking_error\.tflite uses the custom op 'fake-op-double'/,
+    'every problem of the model is named, not only the first',
+  );
   const tpu = await runCli(['run', '--check-config', '--model', model('mobilenet_v1_0.25_128_quant_edgetpu.tflite'), '--source', tmp]);
   t.equal(tpu.code, 78);
   t.match(tpu.stderr, /compiled for the Edge TPU and cannot run on the CPU/);
@@ -156,7 +204,9 @@ t.test('--check-config checks what the configuration refers to', async (t) => {
 
 t.test('--check-config: camera programs, empty folders, TLS contents, half-set normalization, hidden passwords', async (t) => {
   const empty = mkdtempSync(path.join(tmpdir(), 'ec-empty-'));
-  const noRpicam = await runCli(['run', '--check-config', '--model', V2, '--source', 'rpicam'], { env: { ...process.env, PATH: path.dirname(process.execPath) } });
+  const noRpicam = await runCli(['run', '--check-config', '--model', V2, '--source', 'rpicam'], {
+    env: { ...process.env, PATH: path.dirname(process.execPath) },
+  });
   t.equal(noRpicam.code, 78);
   t.match(noRpicam.stderr, /source\.spec: .*needs rpicam-vid \(or libcamera-vid\).*sudo apt install rpicam-apps/);
   const emptyFolder = await runCli(['run', '--check-config', '--model', V2, '--source', empty]);
@@ -181,7 +231,18 @@ t.test('--check-config: camera programs, empty folders, TLS contents, half-set n
 });
 
 t.test('flags as a user types them: --gpio options in any order, decimal numbers only, resolved identity and label warnings', async (t) => {
-  const r = await runCli(['run', '--check-config', '--model', V2, '--source', tmp, '--gpio', '17=Egyptian cat:active-low:hold=2000@0.6', '--gpio', '27=kitty|tabby, tabby cat']);
+  const r = await runCli([
+    'run',
+    '--check-config',
+    '--model',
+    V2,
+    '--source',
+    tmp,
+    '--gpio',
+    '17=Egyptian cat:active-low:hold=2000@0.6',
+    '--gpio',
+    '27=kitty|tabby, tabby cat',
+  ]);
   t.equal(r.code, 0, r.stderr);
   const c = JSON.parse(r.stdout);
   t.same(c.gpio.rules, [
@@ -194,8 +255,17 @@ t.test('flags as a user types them: --gpio options in any order, decimal numbers
   t.notMatch(r.stderr, /GPIO 17/, 'a known label gives no warning');
   const unknown = await runCli(['run', '--check-config', '--model', V2, '--source', tmp, '--gpio', '17=cat:activelow@0.6']);
   t.equal(unknown.code, 78);
-  t.match(unknown.stderr, /--gpio '17=cat:activelow@0\.6': unknown option ':activelow'.*expected PIN=LABEL\[\|LABEL…\]\[@MIN_SCORE\]\[:active-low\]\[:hold=MS\]/);
-  for (const args of [['--top-k', ''], ['--top-k', '0x10'], ['--threshold', '0x1'], ['--threshold', ''], ['--threads', '1.5']]) {
+  t.match(
+    unknown.stderr,
+    /--gpio '17=cat:activelow@0\.6': unknown option ':activelow'.*expected PIN=LABEL\[\|LABEL…\]\[@MIN_SCORE\]\[:active-low\]\[:hold=MS\]/,
+  );
+  for (const args of [
+    ['--top-k', ''],
+    ['--top-k', '0x10'],
+    ['--threshold', '0x1'],
+    ['--threshold', ''],
+    ['--threads', '1.5'],
+  ]) {
     const bad = await runCli(['classify', ...args, image('cat.png')]);
     t.equal(bad.code, 2, `${args.join(' ')}: usage error`);
     t.match(bad.stderr, /expects a (whole )?number, got/);

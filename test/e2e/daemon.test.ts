@@ -4,11 +4,12 @@
  * real mosquitto started here, a subscriber checking the topics, and a
  * stand-in systemd notification socket.
  */
-import t from 'tap';
+
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import t from 'tap';
 import { image, model } from '../helpers/assets.js';
 import { startCli } from '../helpers/cli.js';
 import { startFakeNotifySocket } from '../helpers/fake-notify-socket.js';
@@ -46,7 +47,20 @@ t.test('replay folder → mosquitto: availability, predictions, state, gpio, bad
   const base = 'ec-test/replay';
   const rec = await recordMqtt(t, broker.url, `${base}/#`);
   const config = path.join(dir, '..', `${path.basename(dir)}.yaml`);
-  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'gpio:', '  backend: virtual', '  rules:', '    - pin: 17', '      labels: [Egyptian cat, tabby]', '      min_score: 0.5'].join('\n'));
+  writeFileSync(
+    config,
+    [
+      'source:',
+      `  spec: ${dir}`,
+      '  fps: 5',
+      'gpio:',
+      '  backend: virtual',
+      '  rules:',
+      '    - pin: 17',
+      '      labels: [Egyptian cat, tabby]',
+      '      min_score: 0.5',
+    ].join('\n'),
+  );
 
   const d = startCli(t, ['run', '--config', config, '--model', MODEL, '--mqtt-url', broker.url, '--base-topic', base], {
     env: { ...process.env, NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '1000000' },
@@ -133,7 +147,11 @@ t.test('ffmpeg MJPEG stream from a video file → predictions; the stream ending
   for (const p of predictions) t.equal(p.classes[0]!.label, 'Egyptian cat', `seq ${p.seq}`);
   t.match(predictions[0]!.source, /ffmpeg|cat\.mkv/);
   const seqs = predictions.map((p) => p.seq);
-  t.same(seqs, [...seqs].sort((a, b) => a - b), 'sequence numbers increase');
+  t.same(
+    seqs,
+    [...seqs].sort((a, b) => a - b),
+    'sequence numbers increase',
+  );
   await rec.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'offline', 5000, 'offline');
 });
 
@@ -162,7 +180,18 @@ t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU m
   writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'mqtt:', `  embedded_port: ${await freePort()}`].join('\n'));
   const d = startCli(
     t,
-    ['run', '--config', config, '--model', model('mobilenet_v1_0.25_128_quant_edgetpu.tflite'), '--delegate', 'edgetpu', '--cpu-model', model('mobilenet_v1_0.25_128_quant.tflite'), '--log-predictions'],
+    [
+      'run',
+      '--config',
+      config,
+      '--model',
+      model('mobilenet_v1_0.25_128_quant_edgetpu.tflite'),
+      '--delegate',
+      'edgetpu',
+      '--cpu-model',
+      model('mobilenet_v1_0.25_128_quant.tflite'),
+      '--log-predictions',
+    ],
     { env: { ...process.env, EDGE_CLASSIFIER_EDGETPU_LIB: path.join(dir, 'libedgetpu.so.1') } },
   );
   await d.waitForLog((l) => l.msg === 'first frame classified: ready', 30_000, 'ready');
@@ -216,7 +245,10 @@ t.test('SIGHUP reloads a good configuration and keeps the running one when the n
   copyFileSync(image('cat_720p.jpg'), path.join(dir, 'cat.jpg'));
   const config = `${dir}.yaml`;
   const write = (base: string, extra: string[] = []) =>
-    writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'model:', `  path: ${MODEL}`, 'mqtt:', `  url: ${broker.url}`, `  base_topic: ${base}`, ...extra].join('\n'));
+    writeFileSync(
+      config,
+      ['source:', `  spec: ${dir}`, '  fps: 5', 'model:', `  path: ${MODEL}`, 'mqtt:', `  url: ${broker.url}`, `  base_topic: ${base}`, ...extra].join('\n'),
+    );
   write('ec-test/hup1');
   const rec = await recordMqtt(t, broker.url, 'ec-test/#');
   const d = startCli(t, ['run', '--config', config]);
@@ -230,7 +262,11 @@ t.test('SIGHUP reloads a good configuration and keeps the running one when the n
   write('ec-test/hup1', []);
   writeFileSync(config, readFileSync(config, 'utf8').replace(MODEL, path.join(dir, 'missing.tflite')));
   d.child.kill('SIGHUP');
-  await d.waitForLog((l) => /SIGHUP: .*model\.path: cannot read the model file .*missing\.tflite.*keeping the running configuration/s.test(l.msg), 10_000, 'missing model refused');
+  await d.waitForLog(
+    (l) => /SIGHUP: .*model\.path: cannot read the model file .*missing\.tflite.*keeping the running configuration/s.test(l.msg),
+    10_000,
+    'missing model refused',
+  );
   const before = rec.on('ec-test/hup1/prediction').length;
   await rec.waitFor(() => rec.on('ec-test/hup1/prediction').length > before, 10_000, 'still predicting on hup1');
 
@@ -294,15 +330,19 @@ t.test('signals during start-up: handled from the first moment, a start is waite
   await handling(early.child.pid!);
   early.child.kill('SIGTERM');
   const e1 = await early.exited;
-  t.same([e1.code, e1.signal], [0, null], "SIGTERM in the first second: exit 0");
+  t.same([e1.code, e1.signal], [0, null], 'SIGTERM in the first second: exit 0');
 
   // SIGTERM while the daemon starts (the model loads): the start is cancelled, everything stops, exit 0.
   const starting = startCli(t, ['run', '--config', config]);
   await starting.waitForLog((l) => l.component === 'inference' || l.msg === 'running', 30_000, 'the start under way');
   starting.child.kill('SIGTERM');
   const e2 = await starting.exited;
-  t.same([e2.code, e2.signal], [0, null], "SIGTERM during start-up: exit 0");
-  t.notOk(starting.logs.some((l) => l.msg === 'first frame classified: ready' && starting.logs.indexOf(l) > starting.logs.findIndex((x) => x.msg === 'shutting down')));
+  t.same([e2.code, e2.signal], [0, null], 'SIGTERM during start-up: exit 0');
+  t.notOk(
+    starting.logs.some(
+      (l) => l.msg === 'first frame classified: ready' && starting.logs.indexOf(l) > starting.logs.findIndex((x) => x.msg === 'shutting down'),
+    ),
+  );
 
   // SIGHUP while the program loads and again while it starts: no exit 129, no race; the reload follows the start.
   const hup = startCli(t, ['run', '--config', config]);

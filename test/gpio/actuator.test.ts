@@ -1,8 +1,8 @@
 import t from 'tap';
-import { GpioActuator } from '../../src/gpio/actuator.js';
-import { VirtualBackend, type GpioBackend, type GpioOutput, type Level } from '../../src/gpio/backends.js';
-import { rule } from '../helpers/gpio.js';
 import { silentLogger } from '../../src/core/log.js';
+import { GpioActuator } from '../../src/gpio/actuator.js';
+import { type GpioBackend, type GpioOutput, type Level, VirtualBackend } from '../../src/gpio/backends.js';
+import { rule } from '../helpers/gpio.js';
 
 const log = silentLogger();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -23,7 +23,14 @@ t.test('outputs open at their safe level and follow the rules, writing only on c
   await actuator.start();
   t.equal(backend.level(17), 0, 'active-high safe level: low');
   t.equal(backend.level(27), 1, 'active-low safe level: high');
-  t.same(changes, [[17, 0], [27, 0]], 'initial logical 0 reported for every pin');
+  t.same(
+    changes,
+    [
+      [17, 0],
+      [27, 0],
+    ],
+    'initial logical 0 reported for every pin',
+  );
   t.same(actuator.levels(), { 17: 0, 27: 0 });
   changes.length = 0;
   const writes = backend.writes;
@@ -41,7 +48,12 @@ t.test('outputs open at their safe level and follow the rules, writing only on c
   t.same(actuator.levels(), { 17: 0, 27: 1 }, 'levels() are logical');
   actuator.update([]);
   t.equal(backend.level(27), 1);
-  t.same(changes, [[17, 1], [17, 0], [27, 1], [27, 0]]);
+  t.same(changes, [
+    [17, 1],
+    [17, 0],
+    [27, 1],
+    [27, 0],
+  ]);
   t.equal(backend.writes - writes, 4);
 });
 
@@ -60,7 +72,10 @@ t.test('holdMs keeps an output on after the last match, then a timer turns it of
   t.equal(backend.level(5), 1, 'a new match restarts the hold');
   actuator.update([], 1380);
   t.equal(backend.level(5), 0, 'off at the first frame 200 ms after the last match');
-  t.same(changes, [[5, 1], [5, 0]]);
+  t.same(changes, [
+    [5, 1],
+    [5, 0],
+  ]);
 
   // No more frames: the timer turns it off on time.
   changes.length = 0;
@@ -71,7 +86,10 @@ t.test('holdMs keeps an output on after the last match, then a timer turns it of
   t.equal(backend.level(5), 1, 'held at 120 ms');
   await sleep(200);
   t.equal(backend.level(5), 0, 'off by the timer after 200 ms without frames');
-  t.same(changes, [[5, 1], [5, 0]]);
+  t.same(changes, [
+    [5, 1],
+    [5, 0],
+  ]);
 });
 
 t.test('stop(): every output to its safe level, released, once', async (t) => {
@@ -98,7 +116,10 @@ t.test('stop(): every output to its safe level, released, once', async (t) => {
 class RecordingBackend implements GpioBackend {
   readonly name = 'recording';
   readonly log: string[] = [];
-  constructor(private readonly failOpen?: number, private readonly failWrite?: number) {}
+  constructor(
+    private readonly failOpen?: number,
+    private readonly failWrite?: number,
+  ) {}
   open(pin: number, initialLevel: Level): GpioOutput {
     if (pin === this.failOpen) throw new Error(`cannot open GPIO BCM ${pin}: EBUSY`);
     this.log.push(`open ${pin} ${initialLevel}`);

@@ -2,12 +2,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { GpioActuator } from '../../src/gpio/actuator.js';
-import { createGpioBackend, OnoffBackend, VirtualBackend, type OnoffGpioClass } from '../../src/gpio/backends.js';
-import { rule } from '../helpers/gpio.js';
 import { silentLogger } from '../../src/core/log.js';
+import { GpioActuator } from '../../src/gpio/actuator.js';
+import { createGpioBackend, OnoffBackend, type OnoffGpioClass, VirtualBackend } from '../../src/gpio/backends.js';
+import { rule } from '../helpers/gpio.js';
 import { capturingLogger } from '../helpers/recording.js';
-
 
 function tempRoot(t: { teardown(fn: () => void): void }): string {
   const root = mkdtempSync(path.join(tmpdir(), 'fake-sys-'));
@@ -34,7 +33,12 @@ function pi5Sys(t: { teardown(fn: () => void): void }): string {
 function fakeGpioClass(calls: string[], fail?: NodeJS.ErrnoException): OnoffGpioClass {
   class FakeGpio {
     static accessible = true;
-    constructor(private readonly gpio: number, direction: string, edge: string, options: { activeLow?: boolean; reconfigureDirection?: boolean }) {
+    constructor(
+      private readonly gpio: number,
+      direction: string,
+      edge: string,
+      options: { activeLow?: boolean; reconfigureDirection?: boolean },
+    ) {
       if (fail !== undefined) throw fail;
       calls.push(`new ${gpio} ${direction} ${edge} activeLow=${String(options.activeLow)}`);
     }
@@ -55,7 +59,10 @@ t.test('auto picks the virtual backend on this machine (real onoff: Gpio.accessi
   const backend = await createGpioBackend('auto', { log });
   t.equal(backend.name, 'virtual');
   t.ok(backend instanceof VirtualBackend);
-  t.same(lines.map((l) => [l.level, l.msg]), [[30, 'no /sys/class/gpio: using virtual GPIO']]);
+  t.same(
+    lines.map((l) => [l.level, l.msg]),
+    [[30, 'no /sys/class/gpio: using virtual GPIO']],
+  );
 });
 
 t.test('auto warns when /sys/class/gpio exists but is not usable', async (t) => {
@@ -63,9 +70,15 @@ t.test('auto warns when /sys/class/gpio exists but is not usable', async (t) => 
   const { log, lines } = capturingLogger();
   const backend = await createGpioBackend('auto', { log, root });
   t.equal(backend.name, 'virtual');
-  t.same(lines.map((l) => [l.level, l.msg]), [
-    [40, `${path.join(root, 'class', 'gpio')}/export is not writable: add the service user to the 'gpio' group: using virtual GPIO (outputs will not change)`],
-  ]);
+  t.same(
+    lines.map((l) => [l.level, l.msg]),
+    [
+      [
+        40,
+        `${path.join(root, 'class', 'gpio')}/export is not writable: add the service user to the 'gpio' group: using virtual GPIO (outputs will not change)`,
+      ],
+    ],
+  );
   const broken = await createGpioBackend('auto', { log, root, loadOnoff: () => Promise.reject(new Error('Cannot find module epoll.node')) });
   t.equal(broken.name, 'virtual');
   t.match(lines.at(-1)?.msg, /^onoff cannot load \(Cannot find module epoll\.node\): run 'npm rebuild epoll onoff': using virtual GPIO/);

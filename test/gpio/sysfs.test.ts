@@ -73,7 +73,9 @@ t.test('errors list the chips found', async (t) => {
   const empty = fakeSys(t, []);
   t.throws(() => findHeaderGpioChip(empty), /found none$/);
   const missing = path.join(empty, 'nothing');
-  t.throws(() => sysfsGpioNumber(17, missing), { message: `cannot list ${path.join(missing, 'class', 'gpio')}: ENOENT: no such file or directory, scandir '${path.join(missing, 'class', 'gpio')}' (is this a Raspberry Pi with the sysfs GPIO interface?)` });
+  t.throws(() => sysfsGpioNumber(17, missing), {
+    message: `cannot list ${path.join(missing, 'class', 'gpio')}: ENOENT: no such file or directory, scandir '${path.join(missing, 'class', 'gpio')}' (is this a Raspberry Pi with the sysfs GPIO interface?)`,
+  });
   const pi4 = fakeSys(t, [['pinctrl-bcm2711', 512, 58]]);
   t.throws(() => sysfsGpioNumber(58, pi4), { message: "BCM GPIO 58: expected 0..57 on gpiochip512 ('pinctrl-bcm2711')" });
 });

@@ -13,10 +13,7 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
  */
 export const assetsDir = path.resolve(process.env.EDGE_CLASSIFIER_ASSETS ?? path.join(repoRoot, '..', 'shared', 'assets'));
 if (!existsSync(path.join(assetsDir, 'models'))) {
-  throw new Error(
-    `test assets not found at ${assetsDir}: expected a folder with models/, labels/ and images/ ` +
-      '(set EDGE_CLASSIFIER_ASSETS to point at it)',
-  );
+  throw new Error(`test assets not found at ${assetsDir}: expected a folder with models/, labels/ and images/ (set EDGE_CLASSIFIER_ASSETS to point at it)`);
 }
 
 /** Path of a model in the assets, e.g. model('mobilenet_v2_1.0_224_quant.tflite'). */

@@ -12,7 +12,7 @@
  * `stderr` for failure messages. With `t`, a still-running child is killed in
  * teardown.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './assets.js';

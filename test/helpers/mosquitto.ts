@@ -24,10 +24,10 @@
  * Its output is kept in `output` for failure messages (with a config file,
  * the log lines too, e.g. "Client <unknown> disconnected, not authorised.").
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { type AddressInfo, createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -143,7 +143,7 @@ export async function startMosquitto(t?: TeardownTarget, portOrOptions?: number 
     const dir = await tempDir(t);
     const file = path.join(dir, 'mosquitto.conf');
     const lines = [`listener ${p} 127.0.0.1`, 'log_dest stderr', `user ${userInfo().username}`, ...options.config];
-    await writeFile(file, lines.join('\n') + '\n');
+    await writeFile(file, `${lines.join('\n')}\n`);
     args = ['-c', file];
   }
 

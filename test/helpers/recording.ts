@@ -3,7 +3,7 @@
  * (MQTT messages, sd_notify datagrams, log lines).
  */
 import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 /**
  * An append-only list that can be waited on: `waitFor(match)` resolves with

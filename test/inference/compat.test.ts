@@ -15,7 +15,10 @@ t.test('every problem of a model is named, not only the first', async (t) => {
   t.equal(problems.length, 3, 'input, output and custom op');
   t.match(problems[0], /^model input '.*' has shape \[1,3\] and dtype uint8: expected an RGB image tensor of shape \[1,H,W,3\]/);
   t.match(problems[1], /^model output '.*' has shape \[\] and dtype float32: expected class scores of shape \[1,N\] or \[N\]/);
-  t.equal(problems[2], `${broken} uses the custom op 'fake-op-double', which this TFLite runtime does not provide (only builtin ops are available): re-convert the model without custom ops`);
+  t.equal(
+    problems[2],
+    `${broken} uses the custom op 'fake-op-double', which this TFLite runtime does not provide (only builtin ops are available): re-convert the model without custom ops`,
+  );
 });
 
 t.test('the Edge TPU op: allowed with the delegate or a CPU fallback, else the one Edge TPU message', async (t) => {

@@ -1,5 +1,5 @@
-import t from 'tap';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import t from 'tap';
 import { describeLoadError, type HostOptions, InterpreterHost } from '../../src/inference/host.js';
 
 /** A started host; stopped again when its start fails. */
@@ -13,6 +13,7 @@ async function started(options: Partial<HostOptions>): Promise<InterpreterHost> 
   }
   return host;
 }
+
 import sharp from 'sharp';
 import { image, model } from '../helpers/assets.js';
 
@@ -87,7 +88,10 @@ t.test('load errors become sentences about the model', async (t) => {
   await never.stop();
   await never.stop();
   t.pass('stop() before start() does nothing, twice');
-  t.equal(describeLoadError('Failed to invoke interpreter: boom\nmore', 'm.tflite'), 'm.tflite could not be loaded by TFLite: Failed to invoke interpreter: boom');
+  t.equal(
+    describeLoadError('Failed to invoke interpreter: boom\nmore', 'm.tflite'),
+    'm.tflite could not be loaded by TFLite: Failed to invoke interpreter: boom',
+  );
 });
 
 t.test('the main thread stays responsive while the worker infers', async (t) => {

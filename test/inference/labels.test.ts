@@ -1,7 +1,7 @@
-import t from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import t from 'tap';
 import { checkLabelCount, labelFor, parseLabels, readLabelsFile } from '../../src/inference/labels.js';
 import { labels as labelsAsset } from '../helpers/assets.js';
 

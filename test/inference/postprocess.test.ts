@@ -1,6 +1,6 @@
 import t from 'tap';
-import { dequantize, topK } from '../../src/inference/postprocess.js';
 import { Labels } from '../../src/inference/labels.js';
+import { dequantize, topK } from '../../src/inference/postprocess.js';
 
 t.test('dequantize one value: real = (q - zero_point) * scale', async (t) => {
   t.equal(dequantize(Uint8Array.of(200), 0.00390625, 0)[0], 0.78125);
@@ -27,31 +27,50 @@ t.test('dequantize over typed arrays', async (t) => {
 
 t.test('topK: highest first, ties by lower index, threshold, k > N', async (t) => {
   const scores = [0.1, 0.5, 0.3, 0.5, 0.05, 0.3];
+  t.same(topK(scores, 3, 0, ['a', 'b', 'c', 'd', 'e', 'f']), [
+    { index: 1, label: 'b', score: 0.5 },
+    { index: 3, label: 'd', score: 0.5 },
+    { index: 2, label: 'c', score: 0.3 },
+  ]);
   t.same(
-    topK(scores, 3, 0, ['a', 'b', 'c', 'd', 'e', 'f']),
-    [
-      { index: 1, label: 'b', score: 0.5 },
-      { index: 3, label: 'd', score: 0.5 },
-      { index: 2, label: 'c', score: 0.3 },
-    ],
+    topK(scores, 10, 0.3).map((c) => c.index),
+    [1, 3, 2, 5],
+    'threshold is inclusive; k > N returns all above it',
   );
-  t.same(topK(scores, 10, 0.3).map((c) => c.index), [1, 3, 2, 5], 'threshold is inclusive; k > N returns all above it');
   t.same(topK(scores, 0, 0), [], 'k = 0');
   t.same(topK(scores, 2, 0.9), [], 'nothing above the threshold');
-  t.same(topK([NaN, 0.2, NaN], 3, 0).map((c) => c.index), [1], 'NaN never selected');
+  t.same(
+    topK([NaN, 0.2, NaN], 3, 0).map((c) => c.index),
+    [1],
+    'NaN never selected',
+  );
   t.same(topK(scores, 1, 0)[0]!.label, 'class 1', 'no labels: class <index>');
-  t.same(topK(scores, 2, 0, ['only']).map((c) => c.label), ['class 1', 'class 3'], 'labels shorter than the output');
-  t.same(topK(scores, 1, 0, new Labels(['x', 'y'], 'test')).map((c) => c.label), ['y'], 'a Labels object');
+  t.same(
+    topK(scores, 2, 0, ['only']).map((c) => c.label),
+    ['class 1', 'class 3'],
+    'labels shorter than the output',
+  );
+  t.same(
+    topK(scores, 1, 0, new Labels(['x', 'y'], 'test')).map((c) => c.label),
+    ['y'],
+    'a Labels object',
+  );
 });
 
 t.test('topK agrees with a full sort on 1001 random scores', async (t) => {
   let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rand = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
   const scores = new Float32Array(1001);
   for (let i = 0; i < scores.length; i++) scores[i] = Math.floor(rand() * 50) / 50; // many ties
   const expected = Array.from(scores, (s, i) => ({ s, i }))
     .sort((a, b) => b.s - a.s || a.i - b.i)
     .slice(0, 5)
     .map((x) => x.i);
-  t.same(topK(scores, 5, 0).map((c) => c.index), expected);
+  t.same(
+    topK(scores, 5, 0).map((c) => c.index),
+    expected,
+  );
 });

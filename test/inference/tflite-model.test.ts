@@ -1,7 +1,7 @@
-import t from 'tap';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import t from 'tap';
 import { parseModel, readModelInfo } from '../../src/inference/tflite-model.js';
 import { model } from '../helpers/assets.js';
 
@@ -71,7 +71,10 @@ t.test('float model with metadata: normalization 127.5/127.5, labels.txt, author
     [['input', 87, 'float32', [0, 0]]],
   );
   t.same(info.inputs[0]!.quantization_parameters, { scales: [], zero_points: [], quantized_dimension: 0 });
-  t.same(info.outputs.map((o) => [o.name, o.index, o.shape]), [['MobilenetV1/Predictions/Reshape_1', 86, [1, 1001]]]);
+  t.same(
+    info.outputs.map((o) => [o.name, o.index, o.shape]),
+    [['MobilenetV1/Predictions/Reshape_1', 86, [1, 1001]]],
+  );
   const m = info.metadata!;
   t.equal(m.name, 'MobileNetV1 image classifier');
   t.equal(m.version, 'v1');
@@ -94,10 +97,14 @@ t.test('AutoML flowers model: 5 labels from the embedded labels.txt', async (t) 
   const info = await readModelInfo(model('automl_labeler_model.tflite'));
   t.same(info.metadata!.labels, ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips']);
   t.same(info.metadata!.normalization, { mean: [0], std: [1] });
-  t.same(info.inputs.map((i) => [i.name, i.index, i.shape, i.dtype, i.quantization]), [
-    ['image', 172, [1, 224, 224, 3], 'uint8', [Math.fround(1 / 127), 128]],
-  ]);
-  t.same(info.outputs.map((o) => [o.name, o.index, o.shape, o.quantization]), [['scores', 173, [1, 5], [0.00390625, 0]]]);
+  t.same(
+    info.inputs.map((i) => [i.name, i.index, i.shape, i.dtype, i.quantization]),
+    [['image', 172, [1, 224, 224, 3], 'uint8', [Math.fround(1 / 127), 128]]],
+  );
+  t.same(
+    info.outputs.map((o) => [o.name, o.index, o.shape, o.quantization]),
+    [['scores', 173, [1, 5], [0.00390625, 0]]],
+  );
 });
 
 t.test('Edge TPU model: custom op edgetpu-custom-op, requires_edgetpu', async (t) => {
@@ -113,8 +120,14 @@ t.test('broken model: its only op is the custom op fake-op-double', async (t) =>
   const info = await readModelInfo(model('model_invoking_error.tflite'));
   t.same(info.custom_ops, ['fake-op-double']);
   t.equal(info.requires_edgetpu, false);
-  t.same(info.inputs.map((i) => [i.name, i.shape, i.dtype]), [['', [1, 3], 'uint8']]);
-  t.same(info.outputs.map((o) => [o.shape, o.dtype]), [[[], 'float32']]);
+  t.same(
+    info.inputs.map((i) => [i.name, i.shape, i.dtype]),
+    [['', [1, 3], 'uint8']],
+  );
+  t.same(
+    info.outputs.map((o) => [o.shape, o.dtype]),
+    [[[], 'float32']],
+  );
   t.equal(info.description, 'programmatic model');
 });
 
@@ -133,7 +146,10 @@ t.test('a file that is not a TFLite model gets a sentence', async (t) => {
 
 t.test('a truncated model is reported as corrupt, not read as garbage', async (t) => {
   const bytes = readFileSync(model('mobilenet_v2_1.0_224_quant.tflite')).subarray(0, 2000);
-  await t.rejects(parseModel(bytes, 'cut.tflite'), { name: 'FlatbufferFormatError', message: /^cut\.tflite is a corrupt TFLite model: .* lies outside the 2000-byte buffer$/ });
+  await t.rejects(parseModel(bytes, 'cut.tflite'), {
+    name: 'FlatbufferFormatError',
+    message: /^cut\.tflite is a corrupt TFLite model: .* lies outside the 2000-byte buffer$/,
+  });
 });
 
 t.test('a malformed metadata buffer is a warning, not a failure', async (t) => {
@@ -159,7 +175,8 @@ t.test('metadata naming a labels file without the appended zip: labels missing, 
   const info = await parseModel(cut, 'nozip.tflite');
   t.equal(info.metadata!.labels, undefined);
   t.same(info.metadata!.associated_files, []);
-  t.same(info.problems.map((p) => p.message), [
-    'nozip.tflite: the metadata names the labels file labels.txt, but no zip archive of metadata files is appended to the model',
-  ]);
+  t.same(
+    info.problems.map((p) => p.message),
+    ['nozip.tflite: the metadata names the labels file labels.txt, but no zip archive of metadata files is appended to the model'],
+  );
 });

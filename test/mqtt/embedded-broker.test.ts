@@ -1,11 +1,10 @@
 import t from 'tap';
+import { silentLogger } from '../../src/core/log.js';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { MqttPublisher } from '../../src/mqtt/publisher.js';
-import { silentLogger } from '../../src/core/log.js';
-import { capturingLogger } from '../helpers/recording.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';
-
+import { capturingLogger } from '../helpers/recording.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

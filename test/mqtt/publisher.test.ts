@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
+import { silentLogger } from '../../src/core/log.js';
 import { MqttPublisher, type MqttPublisherOptions } from '../../src/mqtt/publisher.js';
 import type { Prediction } from '../../src/mqtt/topics.js';
-import { silentLogger } from '../../src/core/log.js';
 import { startAedes, type TestBroker } from '../helpers/aedes.js';
 import { freePort, startMosquitto, tempDir, writePasswordFile } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';
@@ -57,7 +57,17 @@ async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promi
 
 t.test('constructor validates options', async (t) => {
   const log = silentLogger();
-  const ok = { url: 'mqtt://127.0.0.1:1883', clientId: 'x', baseTopic: 'a/b', keepalive: 30, qos: 0 as const, predictionMinIntervalMs: 0, reconnectPeriodMs: 100, connectTimeoutMs: 1000, log };
+  const ok = {
+    url: 'mqtt://127.0.0.1:1883',
+    clientId: 'x',
+    baseTopic: 'a/b',
+    keepalive: 30,
+    qos: 0 as const,
+    predictionMinIntervalMs: 0,
+    reconnectPeriodMs: 100,
+    connectTimeoutMs: 1000,
+    log,
+  };
   t.throws(() => new MqttPublisher({ ...ok, url: 'localhost:1883' }), /MQTT broker URL 'localhost:1883' has protocol 'localhost:': expected mqtt:/);
   t.throws(() => new MqttPublisher({ ...ok, url: 'broker' }), /MQTT broker URL 'broker' is not a URL/);
   const err = (() => {
@@ -81,166 +91,195 @@ const BROKERS: Record<string, (t: Test, port?: number) => Promise<TestBroker>> =
   aedes: (t, port) => startAedes(t, port),
 };
 
-for (const [name, startBroker] of Object.entries(BROKERS)) t.test(`against ${name}`, async (t) => {
-  const broker = await startBroker(t);
+for (const [name, startBroker] of Object.entries(BROKERS))
+  t.test(`against ${name}`, async (t) => {
+    const broker = await startBroker(t);
 
-  t.test('online retained on connect, state and gpio retained, offline on clean stop', async (t) => {
-    const base = uniqueBase();
-    const pub = publisher(t, broker.url, base, { qos: 1 });
-    await pub.start();
-    t.equal(pub.connected, true);
-    pub.publishState({ label: 'Egyptian cat', index: 286, score: 0.754, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
-    pub.publishGpio(17, 1);
-    t.equal(pub.publishPrediction(prediction(1)), true);
-    await until('3 messages confirmed', () => pub.stats().published >= 4);
+    t.test('online retained on connect, state and gpio retained, offline on clean stop', async (t) => {
+      const base = uniqueBase();
+      const pub = publisher(t, broker.url, base, { qos: 1 });
+      await pub.start();
+      t.equal(pub.connected, true);
+      pub.publishState({ label: 'Egyptian cat', index: 286, score: 0.754, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+      pub.publishGpio(17, 1);
+      t.equal(pub.publishPrediction(prediction(1)), true);
+      await until('3 messages confirmed', () => pub.stats().published >= 4);
 
-    // A subscriber that arrives later gets the retained ones, not the prediction.
-    const late = await recordMqtt(t, broker.url, `${base}/#`);
-    const online = await late.waitFor((m) => m.topic === `${base}/availability`);
-    t.same([online.payload, online.retain], ['online', true]);
-    const state = await late.waitFor((m) => m.topic === `${base}/state`);
-    t.equal(state.retain, true);
-    t.same(JSON.parse(state.payload), { label: 'Egyptian cat', index: 286, score: 0.754, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
-    const gpio = await late.waitFor((m) => m.topic === `${base}/gpio/17`);
-    t.same([gpio.payload, gpio.retain], ['1', true]);
-    t.same(late.on(`${base}/prediction`), [], 'predictions are not retained');
+      // A subscriber that arrives later gets the retained ones, not the prediction.
+      const late = await recordMqtt(t, broker.url, `${base}/#`);
+      const online = await late.waitFor((m) => m.topic === `${base}/availability`);
+      t.same([online.payload, online.retain], ['online', true]);
+      const state = await late.waitFor((m) => m.topic === `${base}/state`);
+      t.equal(state.retain, true);
+      t.same(JSON.parse(state.payload), {
+        label: 'Egyptian cat',
+        index: 286,
+        score: 0.754,
+        since: '2026-11-29T20:00:00.000Z',
+        time: '2026-11-29T20:00:00.000Z',
+      });
+      const gpio = await late.waitFor((m) => m.topic === `${base}/gpio/17`);
+      t.same([gpio.payload, gpio.retain], ['1', true]);
+      t.same(late.on(`${base}/prediction`), [], 'predictions are not retained');
 
-    await pub.stop();
-    const offline = await late.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'offline');
-    t.equal(offline.qos, 1);
-    t.equal(pub.connected, false);
-    await pub.stop(); // idempotent
-    const after = await recordMqtt(t, broker.url, `${base}/availability`);
-    const retained = await after.waitFor(() => true);
-    t.same([retained.payload, retained.retain], ['offline', true], 'offline stays retained after a clean stop');
-    t.equal(pub.publishPrediction(prediction(2)), false, 'nothing is published after stop');
-  });
-
-  t.test('predictions: JSON on <base>/prediction, rate limit drops and counts', async (t) => {
-    const base = uniqueBase();
-    const rec = await recordMqtt(t, broker.url, `${base}/prediction`);
-    const pub = publisher(t, broker.url, base, { predictionMinIntervalMs: 200 });
-    await pub.start();
-    const sent: boolean[] = [];
-    for (let i = 1; i <= 5; i++) sent.push(pub.publishPrediction(prediction(i)));
-    t.same(sent, [true, false, false, false, false], 'only the first of a burst within 200 ms');
-    await sleep(230);
-    t.equal(pub.publishPrediction(prediction(6)), true, 'allowed again after the interval');
-    await until('2 predictions', () => rec.messages.length >= 2);
-    t.same(rec.messages.map((m) => JSON.parse(m.payload).seq), [1, 6]);
-    const first = JSON.parse(rec.messages[0]!.payload);
-    t.same(first.classes, [{ index: 286, label: 'Egyptian cat', score: 0.7539 }]);
-    t.equal(first.model, 'mobilenet_v2_1.0_224_quant');
-    t.match(first.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    t.equal(rec.messages[0]!.retain, false);
-    t.equal(pub.stats().droppedRateLimited, 4);
-  });
-
-  t.test('maxInFlight bounds unconfirmed messages: extra predictions are dropped and counted', async (t) => {
-    const base = uniqueBase();
-    const rec = await recordMqtt(t, broker.url, `${base}/prediction`);
-    const pub = publisher(t, broker.url, base, { qos: 1, maxInFlight: 1 });
-    await pub.start();
-    await until('online acknowledged', () => pub.stats().published >= 1);
-    // PUBACKs arrive asynchronously, so within one tick only the first is in flight.
-    t.same([1, 2, 3].map((i) => pub.publishPrediction(prediction(i))), [true, false, false]);
-    t.equal(pub.stats().droppedBackpressure, 2);
-    await rec.waitFor(() => true);
-    await until('PUBACK', () => pub.stats().published >= 2);
-    t.equal(pub.publishPrediction(prediction(4)), true, 'accepted again once acknowledged');
-    await until('second prediction', () => rec.messages.length >= 2);
-    t.same(rec.messages.map((m) => [JSON.parse(m.payload).seq, m.qos]), [[1, 1], [4, 1]]);
-  });
-
-  t.test('last will: offline when the client dies without DISCONNECT', async (t) => {
-    const base = uniqueBase();
-    const rec = await recordMqtt(t, broker.url, `${base}/availability`);
-    const loader = process.execArgv.filter((a) => a.includes('typescript'));
-    const child = spawn(process.execPath, [...(loader.length > 0 ? loader : process.execArgv), path.join(here, 'fixtures', 'publisher-child.ts'), broker.url, base], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      await pub.stop();
+      const offline = await late.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'offline');
+      t.equal(offline.qos, 1);
+      t.equal(pub.connected, false);
+      await pub.stop(); // idempotent
+      const after = await recordMqtt(t, broker.url, `${base}/availability`);
+      const retained = await after.waitFor(() => true);
+      t.same([retained.payload, retained.retain], ['offline', true], 'offline stays retained after a clean stop');
+      t.equal(pub.publishPrediction(prediction(2)), false, 'nothing is published after stop');
     });
-    t.teardown(() => {
-      if (child.exitCode === null) child.kill('SIGKILL');
+
+    t.test('predictions: JSON on <base>/prediction, rate limit drops and counts', async (t) => {
+      const base = uniqueBase();
+      const rec = await recordMqtt(t, broker.url, `${base}/prediction`);
+      const pub = publisher(t, broker.url, base, { predictionMinIntervalMs: 200 });
+      await pub.start();
+      const sent: boolean[] = [];
+      for (let i = 1; i <= 5; i++) sent.push(pub.publishPrediction(prediction(i)));
+      t.same(sent, [true, false, false, false, false], 'only the first of a burst within 200 ms');
+      await sleep(230);
+      t.equal(pub.publishPrediction(prediction(6)), true, 'allowed again after the interval');
+      await until('2 predictions', () => rec.messages.length >= 2);
+      t.same(
+        rec.messages.map((m) => JSON.parse(m.payload).seq),
+        [1, 6],
+      );
+      const first = JSON.parse(rec.messages[0]!.payload);
+      t.same(first.classes, [{ index: 286, label: 'Egyptian cat', score: 0.7539 }]);
+      t.equal(first.model, 'mobilenet_v2_1.0_224_quant');
+      t.match(first.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      t.equal(rec.messages[0]!.retain, false);
+      t.equal(pub.stats().droppedRateLimited, 4);
     });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const [line] = (await Promise.race([
-      once(child.stdout!, 'data'),
-      once(child, 'exit').then(() => {
-        throw new Error(`publisher child exited: ${stderr}`);
-      }),
-    ])) as [Buffer];
-    t.equal(line.toString().trim(), 'connected');
-    await rec.waitFor((m) => m.payload === 'online', 5000, 'online from the child');
-    child.kill('SIGKILL');
-    const will = await rec.waitFor((m) => m.payload === 'offline', 5000, 'the last will');
-    t.equal(will.topic, `${base}/availability`);
-    const later = await recordMqtt(t, broker.url, `${base}/availability`);
-    const retained = await later.waitFor(() => true);
-    t.same([retained.payload, retained.retain], ['offline', true], 'the last will is retained');
+
+    t.test('maxInFlight bounds unconfirmed messages: extra predictions are dropped and counted', async (t) => {
+      const base = uniqueBase();
+      const rec = await recordMqtt(t, broker.url, `${base}/prediction`);
+      const pub = publisher(t, broker.url, base, { qos: 1, maxInFlight: 1 });
+      await pub.start();
+      await until('online acknowledged', () => pub.stats().published >= 1);
+      // PUBACKs arrive asynchronously, so within one tick only the first is in flight.
+      t.same(
+        [1, 2, 3].map((i) => pub.publishPrediction(prediction(i))),
+        [true, false, false],
+      );
+      t.equal(pub.stats().droppedBackpressure, 2);
+      await rec.waitFor(() => true);
+      await until('PUBACK', () => pub.stats().published >= 2);
+      t.equal(pub.publishPrediction(prediction(4)), true, 'accepted again once acknowledged');
+      await until('second prediction', () => rec.messages.length >= 2);
+      t.same(
+        rec.messages.map((m) => [JSON.parse(m.payload).seq, m.qos]),
+        [
+          [1, 1],
+          [4, 1],
+        ],
+      );
+    });
+
+    t.test('last will: offline when the client dies without DISCONNECT', async (t) => {
+      const base = uniqueBase();
+      const rec = await recordMqtt(t, broker.url, `${base}/availability`);
+      const loader = process.execArgv.filter((a) => a.includes('typescript'));
+      const child = spawn(
+        process.execPath,
+        [...(loader.length > 0 ? loader : process.execArgv), path.join(here, 'fixtures', 'publisher-child.ts'), broker.url, base],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      t.teardown(() => {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      });
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      const [line] = (await Promise.race([
+        once(child.stdout!, 'data'),
+        once(child, 'exit').then(() => {
+          throw new Error(`publisher child exited: ${stderr}`);
+        }),
+      ])) as [Buffer];
+      t.equal(line.toString().trim(), 'connected');
+      await rec.waitFor((m) => m.payload === 'online', 5000, 'online from the child');
+      child.kill('SIGKILL');
+      const will = await rec.waitFor((m) => m.payload === 'offline', 5000, 'the last will');
+      t.equal(will.topic, `${base}/availability`);
+      const later = await recordMqtt(t, broker.url, `${base}/availability`);
+      const retained = await later.waitFor(() => true);
+      t.same([retained.payload, retained.retain], ['offline', true], 'the last will is retained');
+    });
+
+    t.test('broker restart: predictions dropped while offline, latest state and gpio sent on reconnect, online again', async (t) => {
+      const restartable = await startBroker(t);
+      const base = uniqueBase();
+      const pub = publisher(t, restartable.url, base, { qos: 1 });
+      await pub.start();
+      const rec = await recordMqtt(t, restartable.url, `${base}/#`);
+      await rec.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'online');
+      pub.publishGpio(4, 1);
+      await rec.waitFor((m) => m.topic === `${base}/gpio/4`);
+
+      await restartable.stop();
+      await until('publisher to notice the disconnect', () => !pub.connected);
+      for (let i = 1; i <= 7; i++) t.equal(pub.publishPrediction(prediction(i)), false);
+      t.equal(pub.stats().droppedOffline, 7, 'dropped predictions are counted');
+      const s = (label: string) => ({ label, index: 1, score: 0.9, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+      pub.publishState(s('goldfish, Carassius auratus'));
+      pub.publishState(s('tench, Tinca tinca'));
+      pub.publishGpio(4, 0);
+      pub.publishGpio(17, 1);
+
+      rec.clear();
+      await restartable.start();
+      await until('publisher to reconnect', () => pub.connected, 5000);
+      t.equal(pub.stats().reconnects, 1);
+      const online = await rec.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'online', 5000, 'online after reconnect');
+      t.ok(online);
+      await rec.waitFor((m) => m.topic === `${base}/gpio/17`, 5000, 'gpio/17 after reconnect');
+      await sleep(200);
+      t.same(
+        rec.on(`${base}/state`).map((m) => JSON.parse(m.payload).label),
+        ['tench, Tinca tinca'],
+        'only the latest state made while offline is sent',
+      );
+      t.same(
+        rec.on(`${base}/gpio/4`).map((m) => m.payload),
+        ['0'],
+      );
+      t.same(rec.on(`${base}/prediction`), [], 'no prediction from the offline period arrives');
+
+      // The restarted broker had lost every retained message; they are back.
+      const fresh = await recordMqtt(t, restartable.url, `${base}/#`);
+      await fresh.waitFor((m) => m.topic === `${base}/gpio/17`);
+      t.same(
+        fresh.messages
+          .filter((m) => m.retain)
+          .map((m) => `${m.topic.slice(base.length)}=${m.payload.startsWith('{') ? JSON.parse(m.payload).label : m.payload}`)
+          .sort(),
+        ['/availability=online', '/gpio/17=1', '/gpio/4=0', '/state=tench, Tinca tinca'],
+      );
+    });
+
+    t.test('waitForConnect false: start resolves offline and connects when the broker appears', async (t) => {
+      const port = await freePort();
+      const base = uniqueBase();
+      const pub = publisher(t, `mqtt://127.0.0.1:${port}`, base, { waitForConnect: false });
+      await pub.start();
+      t.equal(pub.connected, false);
+      pub.publishState({ label: 'Egyptian cat', index: 286, score: 0.7, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+      t.equal(pub.publishPrediction(prediction(1)), false);
+      const late = await startBroker(t, port);
+      await until('publisher to connect', () => pub.connected, 5000);
+      t.equal(pub.stats().reconnects, 0, 'the first connection is not a reconnect');
+      const rec = await recordMqtt(t, late.url, `${base}/state`);
+      const state = await rec.waitFor(() => true);
+      t.equal(JSON.parse(state.payload).label, 'Egyptian cat');
+    });
   });
-
-  t.test('broker restart: predictions dropped while offline, latest state and gpio sent on reconnect, online again', async (t) => {
-    const restartable = await startBroker(t);
-    const base = uniqueBase();
-    const pub = publisher(t, restartable.url, base, { qos: 1 });
-    await pub.start();
-    const rec = await recordMqtt(t, restartable.url, `${base}/#`);
-    await rec.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'online');
-    pub.publishGpio(4, 1);
-    await rec.waitFor((m) => m.topic === `${base}/gpio/4`);
-
-    await restartable.stop();
-    await until('publisher to notice the disconnect', () => !pub.connected);
-    for (let i = 1; i <= 7; i++) t.equal(pub.publishPrediction(prediction(i)), false);
-    t.equal(pub.stats().droppedOffline, 7, 'dropped predictions are counted');
-    const s = (label: string) => ({ label, index: 1, score: 0.9, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
-    pub.publishState(s('goldfish, Carassius auratus'));
-    pub.publishState(s('tench, Tinca tinca'));
-    pub.publishGpio(4, 0);
-    pub.publishGpio(17, 1);
-
-    rec.clear();
-    await restartable.start();
-    await until('publisher to reconnect', () => pub.connected, 5000);
-    t.equal(pub.stats().reconnects, 1);
-    const online = await rec.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'online', 5000, 'online after reconnect');
-    t.ok(online);
-    await rec.waitFor((m) => m.topic === `${base}/gpio/17`, 5000, 'gpio/17 after reconnect');
-    await sleep(200);
-    t.same(
-      rec.on(`${base}/state`).map((m) => JSON.parse(m.payload).label),
-      ['tench, Tinca tinca'],
-      'only the latest state made while offline is sent',
-    );
-    t.same(rec.on(`${base}/gpio/4`).map((m) => m.payload), ['0']);
-    t.same(rec.on(`${base}/prediction`), [], 'no prediction from the offline period arrives');
-
-    // The restarted broker had lost every retained message; they are back.
-    const fresh = await recordMqtt(t, restartable.url, `${base}/#`);
-    await fresh.waitFor((m) => m.topic === `${base}/gpio/17`);
-    t.same(
-      fresh.messages.filter((m) => m.retain).map((m) => `${m.topic.slice(base.length)}=${m.payload.startsWith('{') ? JSON.parse(m.payload).label : m.payload}`).sort(),
-      ['/availability=online', '/gpio/17=1', '/gpio/4=0', '/state=tench, Tinca tinca'],
-    );
-  });
-
-  t.test('waitForConnect false: start resolves offline and connects when the broker appears', async (t) => {
-    const port = await freePort();
-    const base = uniqueBase();
-    const pub = publisher(t, `mqtt://127.0.0.1:${port}`, base, { waitForConnect: false });
-    await pub.start();
-    t.equal(pub.connected, false);
-    pub.publishState({ label: 'Egyptian cat', index: 286, score: 0.7, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
-    t.equal(pub.publishPrediction(prediction(1)), false);
-    const late = await startBroker(t, port);
-    await until('publisher to connect', () => pub.connected, 5000);
-    t.equal(pub.stats().reconnects, 0, 'the first connection is not a reconnect');
-    const rec = await recordMqtt(t, late.url, `${base}/state`);
-    const state = await rec.waitFor(() => true);
-    t.equal(JSON.parse(state.payload).label, 'Egyptian cat');
-  });
-});
 
 t.test('start() rejects after connectTimeout naming the URL', async (t) => {
   const port = await freePort();
@@ -341,7 +380,10 @@ t.test('two publishers with the same client id knock each other off: one warning
   const taken = (): number => broker.output.split(`Client ${clientId} already connected, closing old connection.`).length - 1;
   const before = taken();
   await until('more takeovers', () => taken() >= before + 6, 10_000);
-  for (const [name, lines] of [['first', a.lines], ['second', b.lines]] as const) {
+  for (const [name, lines] of [
+    ['first', a.lines],
+    ['second', b.lines],
+  ] as const) {
     t.ok(warning(lines).length <= 1, `${name}: at most one warning (${warning(lines).length})`);
   }
   const [w] = [...warning(a.lines), ...warning(b.lines)];
@@ -368,5 +410,9 @@ t.test('two broker restarts in a row do not make a duplicate client id warning (
   t.equal(pub.stats().reconnects, 2);
   const warnings = lines.filter((l) => l.level === 40).map((l) => String(l.msg));
   t.equal(warnings.filter((m) => m === 'MQTT broker disconnected: reconnecting').length, 2, 'each disconnect is logged');
-  t.same(warnings.filter((m) => m.includes('client id')), [], 'no duplicate client id warning');
+  t.same(
+    warnings.filter((m) => m.includes('client id')),
+    [],
+    'no duplicate client id warning',
+  );
 });

@@ -1,13 +1,5 @@
 import t from 'tap';
-import {
-  assertPublishTopic,
-  defaultBaseTopic,
-  defaultClientId,
-  encodePayload,
-  predictionPayload,
-  Topics,
-  validateBaseTopic,
-} from '../../src/mqtt/topics.js';
+import { assertPublishTopic, defaultBaseTopic, defaultClientId, encodePayload, predictionPayload, Topics, validateBaseTopic } from '../../src/mqtt/topics.js';
 
 t.test('topic names under a base topic', async (t) => {
   const topics = new Topics('edge-classifier/front-door');

@@ -1,9 +1,10 @@
 /** The quick start's asset fetch: a local mirror, sha256 checks, clear failures. */
-import t from 'tap';
+
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import t from 'tap';
 import { assetsDir, repoRoot } from '../helpers/assets.js';
 
 interface Entry {
@@ -22,11 +23,20 @@ t.test('from a mirror: every file fetched with its sha256, then left alone', asy
   const lines: string[] = [];
   await fetchAssets({ mirror: assetsDir, dest, log: (l) => lines.push(l) });
   for (const e of manifest.files) t.equal(sha(path.join(dest, e.file)), e.sha256, e.file);
-  t.ok(lines.every((l) => l.startsWith('fetched')), 'all fetched');
-  t.ok(manifest.files.some((e) => e.file.endsWith('.tflite')), 'the default model is among them');
+  t.ok(
+    lines.every((l) => l.startsWith('fetched')),
+    'all fetched',
+  );
+  t.ok(
+    manifest.files.some((e) => e.file.endsWith('.tflite')),
+    'the default model is among them',
+  );
   const again: string[] = [];
   await fetchAssets({ mirror: path.join(dest, 'nowhere'), dest, log: (l) => again.push(l) });
-  t.ok(again.every((l) => l.startsWith('ok')), 'present files with the right sha256 are not fetched again');
+  t.ok(
+    again.every((l) => l.startsWith('ok')),
+    'present files with the right sha256 are not fetched again',
+  );
 });
 
 t.test('a file whose sha256 differs is refused and not kept', async (t) => {
@@ -49,6 +59,7 @@ t.test('a mirror without the files says what to set', async (t) => {
   const dest = mkdtempSync(path.join(tmpdir(), 'ec-fetch-'));
   const empty = mkdtempSync(path.join(tmpdir(), 'ec-empty-'));
   await t.rejects(fetchAssets({ mirror: empty, dest, log: () => {} }), {
-    message: /^cannot fetch models\/mobilenet_v2_1\.0_224_quant\.tflite from .*: no such file \(is EDGE_CLASSIFIER_MIRROR .* a folder holding models\/mobilenet_v2_1\.0_224_quant\.tflite\?\)$/,
+    message:
+      /^cannot fetch models\/mobilenet_v2_1\.0_224_quant\.tflite from .*: no such file \(is EDGE_CLASSIFIER_MIRROR .* a folder holding models\/mobilenet_v2_1\.0_224_quant\.tflite\?\)$/,
   });
 });

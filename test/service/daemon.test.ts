@@ -37,9 +37,17 @@ function build(t: Test, options: { config?: Config; source?: ArraySource } & Par
   const { log, lines } = capturingLogger('debug');
   const source = options.source ?? new ArraySource([CAT, HOTDOG]);
   const backend = new VirtualBackend({ log });
-  const daemon = new Daemon({ config: options.config ?? config(), log, createSource: () => source, gpioBackend: backend, deviceId: '0123456789ab', ...options });
+  const daemon = new Daemon({
+    config: options.config ?? config(),
+    log,
+    createSource: () => source,
+    gpioBackend: backend,
+    deviceId: '0123456789ab',
+    ...options,
+  });
   t.teardown(() => daemon.stop().catch(() => {}));
-  const messages = (prefix: string) => lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(prefix)).map((l) => String(l.msg).slice(prefix.length));
+  const messages = (prefix: string) =>
+    lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(prefix)).map((l) => String(l.msg).slice(prefix.length));
   return { daemon, source, backend, lines, started: () => messages('started '), stopped: () => messages('stopped ') };
 }
 
@@ -70,7 +78,10 @@ t.test('parts start in order, frames flow to MQTT and GPIO, parts stop in revers
   t.same(stopped(), [...PARTS].reverse(), 'stop order: the reverse');
   t.equal(backend.level(17), undefined, 'the pin is released');
   t.same(source.calls, ['start', 'stop']);
-  t.ok(rec.on(`${BASE}/availability`).some((m) => m.payload === 'offline'), 'offline published before the broker went');
+  t.ok(
+    rec.on(`${BASE}/availability`).some((m) => m.payload === 'offline'),
+    'offline published before the broker went',
+  );
   await daemon.stop();
   t.same(source.calls, ['start', 'stop'], 'stop is idempotent');
 });
@@ -83,7 +94,10 @@ t.test('a part that fails to stop: the others still stop, the first failure is t
   await t.rejects(daemon.stop(), boom);
   t.same(stopped(), ['stall timer', 'status timer', 'frame loop', 'gpio', 'mqtt publisher', 'embedded broker', 'classifier'], 'every other part stopped');
   t.equal(backend.level(17), undefined, 'GPIO released although the source failed');
-  t.ok(lines.some((l) => l.level === 50 && l.msg === 'stopping source failed: the camera would not let go'), 'the failure is logged');
+  t.ok(
+    lines.some((l) => l.level === 50 && l.msg === 'stopping source failed: the camera would not let go'),
+    'the failure is logged',
+  );
 });
 
 t.test('stop during start cancels the start between parts and stops what had started', async (t) => {
@@ -105,10 +119,17 @@ t.test('once stop has begun, the frame in flight reaches neither GPIO nor MQTT',
   source.push(CAT);
   await new Promise((r) => setImmediate(r)); // the loop has taken the frame: it is being classified
   await daemon.stop();
-  t.notOk(lines.some((l) => l.msg === 'GPIO 17 on (pin high)'), 'the output never switched on');
+  t.notOk(
+    lines.some((l) => l.msg === 'GPIO 17 on (pin high)'),
+    'the output never switched on',
+  );
   t.notOk(backend.writes > 0 && lines.some((l) => String(l.msg).includes('→ 1')), 'no write of the on level');
   t.same(rec.on(`${BASE}/prediction`), [], 'no prediction published');
-  t.same(rec.on(`${BASE}/gpio/17`).map((m) => m.payload), ['0'], 'only the safe level');
+  t.same(
+    rec.on(`${BASE}/gpio/17`).map((m) => m.payload),
+    ['0'],
+    'only the safe level',
+  );
 });
 
 t.test('a stalled source switches GPIO outputs off; frames coming back are classified again', async (t) => {
@@ -119,7 +140,10 @@ t.test('a stalled source switches GPIO outputs off; frames coming back are class
   const at = Date.now();
   await until('the stall warning', () => lines.some((l) => /^no frame classified for \d+\.\d s: GPIO outputs off/.test(String(l.msg))), 8000);
   t.ok(Date.now() - at >= 2500, `stalled after ${Date.now() - at} ms (3 s at least)`);
-  t.ok(lines.some((l) => l.msg === 'GPIO 17 off (pin low)'), 'the output switched off');
+  t.ok(
+    lines.some((l) => l.msg === 'GPIO 17 off (pin low)'),
+    'the output switched off',
+  );
   source.push(CAT);
   await until('classified again', () => lines.some((l) => l.msg === 'frames are being classified again'));
   await until('GPIO 17 on again', () => lines.filter((l) => l.msg === 'GPIO 17 on (pin high)').length === 2);

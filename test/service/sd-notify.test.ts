@@ -2,8 +2,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { SdNotifier } from '../../src/service/sd-notify.js';
 import { silentLogger } from '../../src/core/log.js';
+import { SdNotifier } from '../../src/service/sd-notify.js';
 import { startFakeNotifySocket } from '../helpers/fake-notify-socket.js';
 import { capturingLogger } from '../helpers/recording.js';
 
@@ -21,7 +21,6 @@ function script(dir: string, name: string, body: string): string {
   writeFileSync(file, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
   return file;
 }
-
 
 t.test('READY, STATUS, WATCHDOG and STOPPING arrive in order through systemd-notify', async (t) => {
   const sock = await startFakeNotifySocket(t);
@@ -59,7 +58,10 @@ t.test('watchdog pings at half WATCHDOG_USEC, only while healthy, and stop() cle
   t.teardown(() => notifier.stop());
   t.equal(notifier.watchdogIntervalMs(), 150);
   let healthy = false;
-  t.equal(notifier.startWatchdog(() => healthy), 150);
+  t.equal(
+    notifier.startWatchdog(() => healthy),
+    150,
+  );
   await sleep(500);
   t.same(sock.notifications(), [], 'no WATCHDOG=1 while unhealthy');
   healthy = true;
@@ -86,7 +88,10 @@ t.test('watchdog interval: WATCHDOG_USEC, WATCHDOG_PID and NOTIFY_SOCKET', async
   t.equal(interval({ NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: 'abc' }), undefined);
   t.equal(interval({ WATCHDOG_USEC: '30000000' }), undefined, 'not under systemd');
   const notifier = new SdNotifier({ log, env: {} });
-  t.equal(notifier.startWatchdog(() => true), undefined);
+  t.equal(
+    notifier.startWatchdog(() => true),
+    undefined,
+  );
   await notifier.stop();
 });
 
@@ -160,7 +165,12 @@ t.test('repeated WATCHDOG and STATUS coalesce while a send is in flight', async 
   notifier.stopping();
   notifier.status('c');
   await notifier.stop();
-  const got = sock.notifications().map((m) => Object.keys(m.fields).filter((k) => k !== 'MAINPID').map((k) => `${k}=${m.fields[k]}`).join(' '));
+  const got = sock.notifications().map((m) =>
+    Object.keys(m.fields)
+      .filter((k) => k !== 'MAINPID')
+      .map((k) => `${k}=${m.fields[k]}`)
+      .join(' '),
+  );
   t.same(got, ['READY=1', 'WATCHDOG=1', 'STOPPING=1', 'STATUS=c']);
   t.same(notifier.stats(), { sent: 4, failed: 0, coalesced: 6 });
 });

@@ -26,7 +26,12 @@ function config(base: string, change: (c: Config) => Config = (c) => c): Config 
 }
 
 /** A supervisor whose daemons use array sources (kept in `daemons`); `load` answers reloads. */
-function build(t: Test, initial: Config, load: () => Promise<Config>, extra: Partial<SupervisorOptions> & { daemon?: Partial<DaemonOptions>; source?: () => ArraySource } = {}) {
+function build(
+  t: Test,
+  initial: Config,
+  load: () => Promise<Config>,
+  extra: Partial<SupervisorOptions> & { daemon?: Partial<DaemonOptions>; source?: () => ArraySource } = {},
+) {
   const { log, lines } = capturingLogger('debug');
   const daemons: Array<{ config: Config; source: ArraySource }> = [];
   const supervisor = new Supervisor({
@@ -67,10 +72,18 @@ t.test('SIGHUP: a working configuration replaces the running one; one that fails
   await supervisor.reload();
   t.equal(supervisor.current, b, 'the new configuration runs');
   t.same(supervisor.stats(), { reloads: 1, rejected: 0, rollbacks: 0, starts: 2 });
-  t.same(daemons.map((d) => d.source.calls), [['start', 'stop'], ['start']], 'the old daemon stopped before the new one started');
+  t.same(
+    daemons.map((d) => d.source.calls),
+    [['start', 'stop'], ['start']],
+    'the old daemon stopped before the new one started',
+  );
 
   await supervisor.reload();
-  t.ok(logged(new RegExp(`^SIGHUP: the new configuration failed to start \\(cannot start the embedded MQTT broker on 127\\.0\\.0\\.1:${port}: the port is in use`)));
+  t.ok(
+    logged(
+      new RegExp(`^SIGHUP: the new configuration failed to start \\(cannot start the embedded MQTT broker on 127\\.0\\.0\\.1:${port}: the port is in use`),
+    ),
+  );
   t.equal(supervisor.current, b, 'the last working configuration is kept');
   t.same(supervisor.stats(), { reloads: 1, rejected: 0, rollbacks: 1, starts: 4 });
   t.equal(daemons[3]?.config, b, 'and started again');
@@ -112,7 +125,7 @@ t.test('SIGHUP during start-up waits for the start, then reloads; a second one d
   t.equal(supervisor.stats().reloads, 2);
 });
 
-t.test('SIGTERM during start-up cancels the start and exits with the signal\'s code', async (t) => {
+t.test("SIGTERM during start-up cancels the start and exits with the signal's code", async (t) => {
   const { supervisor, daemons } = build(t, config('ec-test/term'), async () => config('x'));
   const starting = supervisor.start();
   void supervisor.shutdown('SIGTERM', 0);
@@ -129,7 +142,9 @@ t.test(`a classifier failing ${MAX_CONSECUTIVE_FAILURES} frames in a row exits 1
       throw new Error('the TFLite worker exited unexpectedly (code 1)');
     }
   }
-  const { supervisor, daemons, logged } = build(t, config('ec-test/dead'), async () => config('x'), { daemon: { createClassifier: (o) => new DeadInterpreter(o) } });
+  const { supervisor, daemons, logged } = build(t, config('ec-test/dead'), async () => config('x'), {
+    daemon: { createClassifier: (o) => new DeadInterpreter(o) },
+  });
   await supervisor.start();
   const source = daemons[0]!.source;
   const failing = (async () => {

@@ -1,13 +1,6 @@
 import sharp, { type OutputInfo } from 'sharp';
 import type { TensorDetails } from '../../core/types.js';
-import {
-  type InputDType,
-  type InputTensorArray,
-  type PixelMapping,
-  type PixelMappingOptions,
-  applyPixelMapping,
-  resolvePixelMapping,
-} from './quantize.js';
+import { applyPixelMapping, type InputDType, type InputTensorArray, type PixelMapping, type PixelMappingOptions, resolvePixelMapping } from './quantize.js';
 
 /**
  * How a frame is fitted to the model's H×W input:
@@ -49,8 +42,7 @@ export class FrameDecodeError extends Error {
   }
 }
 
-const ascii = (bytes: Uint8Array, start: number, length: number): string =>
-  String.fromCharCode(...bytes.subarray(start, start + length));
+const ascii = (bytes: Uint8Array, start: number, length: number): string => String.fromCharCode(...bytes.subarray(start, start + length));
 
 /**
  * Recognises an image format from its first bytes (magic numbers):
@@ -69,7 +61,11 @@ export function sniffImageFormat(bytes: Uint8Array): ImageFormat | null {
   }
   if (n >= 6 && (ascii(bytes, 0, 6) === 'GIF87a' || ascii(bytes, 0, 6) === 'GIF89a')) return 'gif';
   if (n >= 12 && ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 4) === 'WEBP') return 'webp';
-  if (n >= 4 && ((bytes[0] === 0x49 && bytes[1] === 0x49 && bytes[2] === 0x2a && bytes[3] === 0) || (bytes[0] === 0x4d && bytes[1] === 0x4d && bytes[2] === 0 && bytes[3] === 0x2a))) {
+  if (
+    n >= 4 &&
+    ((bytes[0] === 0x49 && bytes[1] === 0x49 && bytes[2] === 0x2a && bytes[3] === 0) ||
+      (bytes[0] === 0x4d && bytes[1] === 0x4d && bytes[2] === 0 && bytes[3] === 0x2a))
+  ) {
     return 'tiff';
   }
   if (n >= 12 && ascii(bytes, 4, 4) === 'ftyp') {
@@ -197,12 +193,7 @@ export class Preprocessor {
       );
     }
     if (format === 'bmp') {
-      throw new FrameDecodeError(
-        'unsupported-format',
-        `${subject} is a BMP image, which this decoder does not read: use ${READABLE_FORMATS}`,
-        subject,
-        format,
-      );
+      throw new FrameDecodeError('unsupported-format', `${subject} is a BMP image, which this decoder does not read: use ${READABLE_FORMATS}`, subject, format);
     }
     if (format === 'heic') {
       throw new FrameDecodeError(

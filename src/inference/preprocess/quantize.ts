@@ -41,7 +41,7 @@ export function quantize(real: number, scale: number, zeroPoint: number, dtype: 
   }
   const [lo, hi] = DTYPE_RANGES[dtype];
   const q = roundHalfAwayFromZero(real / scale) + zeroPoint;
-  return q < lo ? lo : q > hi ? hi : q;
+  return q < lo ? lo : Math.min(q, hi);
 }
 
 /** Where the mean/std of a pixel mapping came from. */
@@ -118,10 +118,7 @@ export function missingNormalizationMessage(model: string): string {
  * when a mean/std has neither 1 nor 3 values or a std is 0, and when the dtype
  * is not uint8, int8 or float32.
  */
-export function resolvePixelMapping(
-  input: TensorDetails,
-  options: PixelMappingOptions = {},
-): { mapping: PixelMapping; warnings: string[] } {
+export function resolvePixelMapping(input: TensorDetails, options: PixelMappingOptions = {}): { mapping: PixelMapping; warnings: string[] } {
   const model = options.model ?? 'the model';
   const warnings: string[] = [];
   const dtype = input.dtype;
@@ -129,9 +126,7 @@ export function resolvePixelMapping(
     throw new Error(`model input '${input.name}' has dtype ${dtype}: expected uint8, int8 or float32`);
   }
   const configured = options.normalization ? perChannel(options.normalization, 'preprocess.mean/std') : undefined;
-  const fromMetadata = options.metadataNormalization
-    ? perChannel(options.metadataNormalization, `the metadata NormalizationOptions of ${model}`)
-    : undefined;
+  const fromMetadata = options.metadataNormalization ? perChannel(options.metadataNormalization, `the metadata NormalizationOptions of ${model}`) : undefined;
 
   if (dtype === 'float32') {
     const normalization = configured ?? fromMetadata;
@@ -205,14 +200,7 @@ function saturatedPixelValues(n: Normalization, scale: number, zeroPoint: number
   return count;
 }
 
-function saturationMessage(
-  model: string,
-  input: TensorDetails,
-  n: Normalization,
-  what: string,
-  saturated: number,
-  ignored: boolean,
-): string {
+function saturationMessage(model: string, input: TensorDetails, n: Normalization, what: string, saturated: number, ignored: boolean): string {
   const [scale, zeroPoint] = input.quantization;
   const [lo, hi] = DTYPE_RANGES[input.dtype as QuantizedDType];
   const fmt = (x: number): string => String(Number(x.toPrecision(4)));
@@ -237,13 +225,7 @@ function floatTable(n: Normalization, source: NormalizationSource): PixelMapping
   return { kind: 'table', dtype: 'float32', source, normalization: n, lut };
 }
 
-function quantizedMapping(
-  dtype: 'uint8' | 'int8',
-  scale: number,
-  zeroPoint: number,
-  n: Normalization,
-  source: NormalizationSource,
-): PixelMapping {
+function quantizedMapping(dtype: 'uint8' | 'int8', scale: number, zeroPoint: number, n: Normalization, source: NormalizationSource): PixelMapping {
   const lut = dtype === 'uint8' ? new Uint8Array(768) : new Int8Array(768);
   let identity = dtype === 'uint8';
   for (let c = 0; c < 3; c++) {
@@ -276,9 +258,7 @@ export function applyPixelMapping(rgb: Uint8Array, mapping: PixelMapping, out?: 
   if (out) {
     const expected = mapping.dtype === 'uint8' ? Uint8Array : mapping.dtype === 'int8' ? Int8Array : Float32Array;
     if (!(out instanceof expected) || out.length < n) {
-      throw new RangeError(
-        `input tensor buffer is a ${out.constructor.name} of ${out.length} elements: expected a ${expected.name} of at least ${n}`,
-      );
+      throw new RangeError(`input tensor buffer is a ${out.constructor.name} of ${out.length} elements: expected a ${expected.name} of at least ${n}`);
     }
   }
   if (mapping.kind === 'identity') {

@@ -1,8 +1,8 @@
-import t from 'tap';
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
+import t from 'tap';
 import type { DType, TensorDetails } from '../../../src/core/types.js';
-import { FrameDecodeError, Preprocessor, checkImageInput, sniffImageFormat } from '../../../src/inference/preprocess/preprocess.js';
+import { checkImageInput, FrameDecodeError, Preprocessor, sniffImageFormat } from '../../../src/inference/preprocess/preprocess.js';
 import { image } from '../../helpers/assets.js';
 
 const input = (h: number, w: number, dtype: DType = 'uint8', scale = 0.0078125, zeroPoint = 128, shape?: number[]): TensorDetails => ({
@@ -36,7 +36,13 @@ t.test('format sniffing recognises every magic number', async (t) => {
   t.equal(sniffImageFormat(readFileSync(image('rgb6X4.bmp'))), 'bmp', 'the BMP asset');
   t.equal(sniffImageFormat(Buffer.from([0x4d, 0x4d, 0x00, 0x2a, 0, 0, 0, 8])), 'tiff', 'big-endian TIFF');
   const ftyp = (...brands: string[]) =>
-    Buffer.concat([Buffer.from([0, 0, 0, 8 + 4 * (brands.length + 1)]), Buffer.from('ftyp'), Buffer.from(brands[0]!), Buffer.alloc(4), Buffer.from(brands.slice(1).join(''))]);
+    Buffer.concat([
+      Buffer.from([0, 0, 0, 8 + 4 * (brands.length + 1)]),
+      Buffer.from('ftyp'),
+      Buffer.from(brands[0]!),
+      Buffer.alloc(4),
+      Buffer.from(brands.slice(1).join('')),
+    ]);
   t.equal(sniffImageFormat(ftyp('heic', 'mif1', 'heic')), 'heic');
   t.equal(sniffImageFormat(ftyp('mif1', 'mif1', 'avif')), 'avif', 'AVIF by compatible brand');
   t.equal(sniffImageFormat(ftyp('mif1', 'mif1')), 'heif');
@@ -76,7 +82,10 @@ t.test('decode failures are FrameDecodeErrors by kind, naming the file', async (
     kind: 'not-an-image',
     message: 'frame 3 is not an image: its first bytes (0d 97 26 b0 3f c9 58 e2) match no image format; expected JPEG, PNG, WebP, GIF, TIFF or AVIF',
   });
-  await t.rejects(pre.prepare(Buffer.alloc(0)), { kind: 'not-an-image', message: 'frame is empty (0 bytes): expected a JPEG, PNG, WebP, GIF, TIFF or AVIF image' });
+  await t.rejects(pre.prepare(Buffer.alloc(0)), {
+    kind: 'not-an-image',
+    message: 'frame is empty (0 bytes): expected a JPEG, PNG, WebP, GIF, TIFF or AVIF image',
+  });
   const heic = Buffer.concat([Buffer.from([0, 0, 0, 20]), Buffer.from('ftypheic'), Buffer.alloc(4), Buffer.from('mif1')]);
   await t.rejects(pre.prepare(heic, 'photo.heic'), { kind: 'unsupported-format', message: /^photo\.heic is a HEIC image/ });
   const err = await pre.prepare(readFileSync(image('rgb6X4.bmp'))).catch((e: unknown) => e);
@@ -87,7 +96,10 @@ t.test('decode failures are FrameDecodeErrors by kind, naming the file', async (
 t.test('EXIF orientation is applied before resizing', async (t) => {
   // Stored 64x32: left half red, right half blue; orientation 6 = rotate 90° clockwise to display,
   // which puts the left half on top of a 32x64 picture.
-  const jpeg = await raw(64, 32, (x) => (x < 32 ? [255, 0, 0] : [0, 0, 255])).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer();
+  const jpeg = await raw(64, 32, (x) => (x < 32 ? [255, 0, 0] : [0, 0, 255]))
+    .jpeg({ quality: 95 })
+    .withMetadata({ orientation: 6 })
+    .toBuffer();
   const { tensor } = await new Preprocessor(input(16, 8)).prepare(jpeg, 'rotated.jpg');
   t.ok(near(px(tensor, 8, 4, 2), [255, 0, 0]), 'top is red');
   t.ok(near(px(tensor, 8, 4, 13), [0, 0, 255]), 'bottom is blue');
@@ -96,7 +108,9 @@ t.test('EXIF orientation is applied before resizing', async (t) => {
 
 t.test('resize modes: stretch keeps everything, crop keeps the centre, letterbox adds black bars', async (t) => {
   // 64x32: red band x<16, green 16..47, blue x>=48.
-  const png = await raw(64, 32, (x) => (x < 16 ? [255, 0, 0] : x < 48 ? [0, 255, 0] : [0, 0, 255])).png().toBuffer();
+  const png = await raw(64, 32, (x) => (x < 16 ? [255, 0, 0] : x < 48 ? [0, 255, 0] : [0, 0, 255]))
+    .png()
+    .toBuffer();
   const stretch = (await new Preprocessor(input(16, 16)).prepare(png)).tensor;
   t.same(px(stretch, 16, 0, 8), [255, 0, 0]);
   t.same(px(stretch, 16, 15, 8), [0, 0, 255]);
@@ -110,17 +124,24 @@ t.test('resize modes: stretch keeps everything, crop keeps the centre, letterbox
 });
 
 t.test('grayscale and alpha become 3-channel RGB', async (t) => {
-  const gray = await raw(8, 8, () => [90, 90, 90]).toColourspace('b-w').png().toBuffer();
+  const gray = await raw(8, 8, () => [90, 90, 90])
+    .toColourspace('b-w')
+    .png()
+    .toBuffer();
   t.equal((await sharp(gray).metadata()).channels, 1, 'a real 1-channel PNG');
   t.same(px((await new Preprocessor(input(4, 4)).prepare(gray)).tensor, 4, 1, 1), [90, 90, 90]);
   const rgba = Buffer.alloc(8 * 8 * 4);
   for (let i = 0; i < 64; i++) rgba.set([10, 120, 230, 128], i * 4);
-  const png = await sharp(rgba, { raw: { width: 8, height: 8, channels: 4 } }).png().toBuffer();
+  const png = await sharp(rgba, { raw: { width: 8, height: 8, channels: 4 } })
+    .png()
+    .toBuffer();
   t.ok(near(px((await new Preprocessor(input(4, 4)).prepare(png)).tensor, 4, 2, 2), [10, 120, 230], 2), 'alpha dropped, colour kept');
 });
 
 t.test('tensor dtypes and buffer reuse', async (t) => {
-  const png = await raw(4, 4, () => [0, 128, 255]).png().toBuffer();
+  const png = await raw(4, 4, () => [0, 128, 255])
+    .png()
+    .toBuffer();
   const u8 = await new Preprocessor(input(4, 4)).prepare(png);
   t.ok(u8.tensor instanceof Uint8Array);
   t.same(px(u8.tensor, 4, 0, 0), [0, 128, 255], 'uint8: raw pixel bytes');
@@ -139,7 +160,8 @@ t.test('tensor dtypes and buffer reuse', async (t) => {
 t.test('the input tensor must be [1,H,W,3] uint8/int8/float32', async (t) => {
   t.same(checkImageInput(input(224, 160)), { height: 224, width: 160, dtype: 'uint8' });
   t.throws(() => new Preprocessor(input(0, 0, 'float32', 0, 0, [1, 3, 224, 224])), {
-    message: "model input 'input' has shape [1,3,224,224] and dtype float32: expected an RGB image tensor of shape [1,H,W,3] (NHWC) with dtype uint8, int8 or float32",
+    message:
+      "model input 'input' has shape [1,3,224,224] and dtype float32: expected an RGB image tensor of shape [1,H,W,3] (NHWC) with dtype uint8, int8 or float32",
   });
   t.throws(() => checkImageInput(input(8, 8, 'int16')), { message: /has shape \[1,8,8,3\] and dtype int16: expected/ });
   t.throws(() => checkImageInput(input(0, 0, 'uint8', 1, 0, [1, 3])), { message: /has shape \[1,3\]/ });
