@@ -21,7 +21,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { Classifier } = await import(path.join(root, 'dist', 'inference', 'classifier.js'));
 const { Daemon } = await import(path.join(root, 'dist', 'service', 'daemon.js'));
 const { loadConfig } = await import(path.join(root, 'dist', 'config', 'load.js'));
-const { silentLogger } = await import(path.join(root, 'dist', 'service', 'log.js'));
+const { silentLogger } = await import(path.join(root, 'dist', 'core', 'log.js'));
+const { readModelInfo } = await import(path.join(root, 'dist', 'inference', 'tflite-model.js'));
 
 const assets = path.resolve(process.env.EDGE_CLASSIFIER_ASSETS ?? path.join(root, '..', 'shared', 'assets'));
 const haveAssets = existsSync(path.join(assets, 'models'));
@@ -84,7 +85,8 @@ console.log(
   const rows = [];
   for (const [name, extra] of models) {
     const rssBefore = process.memoryUsage().rss;
-    const classifier = await Classifier.open({ modelPath: modelFile(name), threads, topK: 3, threshold: 0.1, log: silentLogger(), ...extra });
+    const classifier = new Classifier({ modelPath: modelFile(name), threads, delegate: 'cpu', resize: 'stretch', topK: 3, threshold: 0.1, log: silentLogger(), ...extra });
+    await classifier.start();
     const pre = [];
     const inf = [];
     const total = [];
@@ -101,8 +103,8 @@ console.log(
       top = r.classes[0] ? `${r.classes[0].label.split(',')[0]} ${r.classes[0].score.toFixed(2)}` : '-';
     }
     const rss = process.memoryUsage().rss;
-    await classifier.close();
-    const input = classifier.info.inputs[0];
+    await classifier.stop();
+    const input = (await readModelInfo(modelFile(name))).inputs[0];
     rows.push([
       name.replace('.tflite', ''),
       `${input.shape.slice(1, 3).join('x')} ${input.dtype}`,

@@ -18,7 +18,7 @@ export type FfmpegInput =
 export const FFMPEG_INSTALL_HINT = "install it with 'sudo apt install ffmpeg'";
 
 /** Socket and read timeout handed to ffmpeg for network inputs, in microseconds (10 s): a dead camera ends ffmpeg, which is then restarted. */
-export const NETWORK_TIMEOUT_US = 10_000_000;
+const NETWORK_TIMEOUT_US = 10_000_000;
 
 /**
  * Maps a JPEG quality 1..100 (100 best, as libjpeg and rpicam-vid count) to

@@ -8,8 +8,8 @@ export const MAX_FRAME_SIDE = 4096;
 /** Highest frame rate asked of a camera or a replay, in Hz (`source.fps`). */
 export const MAX_FPS = 120;
 /** Rotations ffmpeg sources apply, in clockwise degrees (`source.rotation`); the Pi camera only 0 and 180. */
-export const ROTATIONS = [0, 90, 180, 270] as const;
-export type Rotation = (typeof ROTATIONS)[number];
+const ROTATIONS = [0, 90, 180, 270] as const;
+type Rotation = (typeof ROTATIONS)[number];
 
 /** Counters a source reports; `fps` is measured over recent arrivals, not the configured rate. */
 export interface SourceStats {

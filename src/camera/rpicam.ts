@@ -24,7 +24,7 @@ export interface RpicamOptions extends Omit<CaptureOptions, 'rotation'> {
 }
 
 /** Install instruction given whenever the camera apps are missing. */
-export const RPICAM_INSTALL_HINT = "install the Raspberry Pi camera apps with 'sudo apt install rpicam-apps' (or rpicam-apps-lite)";
+const RPICAM_INSTALL_HINT = "install the Raspberry Pi camera apps with 'sudo apt install rpicam-apps' (or rpicam-apps-lite)";
 
 /**
  * Arguments for `rpicam-vid` writing an endless MJPEG stream to stdout:

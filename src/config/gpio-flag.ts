@@ -2,10 +2,10 @@ import { MAX_BCM_PIN } from '../core/types.js';
 import { GPIO_RULE_DEFAULTS, type GpioRuleConfig } from './schema.js';
 
 /** The grammar of `--gpio` flags, for help texts and errors; the options after the labels come in any order. */
-export const GPIO_FLAG_GRAMMAR = 'PIN=LABEL[|LABEL…][@MIN_SCORE][:active-low][:hold=MS]';
+const GPIO_FLAG_GRAMMAR = 'PIN=LABEL[|LABEL…][@MIN_SCORE][:active-low][:hold=MS]';
 
 /** An example `--gpio` flag. */
-export const GPIO_FLAG_EXAMPLE = '17=Egyptian cat|tabby, tabby cat@0.6:active-low:hold=2000';
+const GPIO_FLAG_EXAMPLE = '17=Egyptian cat|tabby, tabby cat@0.6:active-low:hold=2000';
 
 /**
  * Parses a `--gpio` flag into a `gpio.rules[]` entry (the configuration's

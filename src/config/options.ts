@@ -13,10 +13,10 @@ import type { Config } from './schema.js';
  */
 
 /** Least time without a classified frame after which GPIO outputs switch off, in ms. */
-export const MIN_STALL_MS = 3_000;
+const MIN_STALL_MS = 3_000;
 
 /** The frame source options a configuration asks for (`source:` section). */
-export function sourceOptions(c: Config): SourceOptions {
+function sourceOptions(c: Config): SourceOptions {
   const s = c.source;
   return { width: s.width, height: s.height, fps: s.fps, rotation: s.rotation, hflip: s.hflip, vflip: s.vflip, loop: s.loop, jpegQuality: s.jpeg_quality };
 }
@@ -54,7 +54,7 @@ export function mqttIdentity(c: Config, deviceId: string): { baseTopic: string; 
 }
 
 /** The publisher's options but the broker URL (`mqtt:`), for the device `deviceId`. */
-export function publisherOptions(c: Config, deviceId: string): Omit<MqttPublisherOptions, 'url' | 'log'> {
+function publisherOptions(c: Config, deviceId: string): Omit<MqttPublisherOptions, 'url' | 'log'> {
   const m = c.mqtt;
   const tls = m.tls;
   return {

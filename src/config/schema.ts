@@ -19,7 +19,7 @@ const channelValues = z.union([z.number(), z.array(z.number()).length(3)], {
   error: 'expected a number or a list of 3 numbers (R, G, B)',
 });
 
-export const sourceSchema = z
+const sourceSchema = z
   .strictObject({
     spec: z
       .string()
@@ -40,7 +40,7 @@ export const sourceSchema = z
   })
   .describe('The frame source.');
 
-export const modelSchema = z
+const modelSchema = z
   .strictObject({
     path: z.string().min(1).describe('The .tflite classifier to run (uint8, int8 or float32 input).'),
     labels: fileOrNull.describe(
@@ -50,7 +50,7 @@ export const modelSchema = z
   })
   .describe('The model.');
 
-export const inferenceSchema = z
+const inferenceSchema = z
   .strictObject({
     delegate: z.enum(['cpu', 'edgetpu']).describe('`cpu`, or `edgetpu` for a Coral Edge TPU through libedgetpu.so.1.'),
     edgetpu_device: z
@@ -64,7 +64,7 @@ export const inferenceSchema = z
   })
   .describe('How the classifier runs.');
 
-export const preprocessSchema = z
+const preprocessSchema = z
   .strictObject({
     resize: z
       .enum(['stretch', 'crop', 'letterbox'])
@@ -87,7 +87,7 @@ export const preprocessSchema = z
   })
   .describe('How frames become input tensors.');
 
-export const tlsSchema = z
+const tlsSchema = z
   .strictObject({
     ca: fileOrNull.describe('PEM file of the certificate authority that signed the broker certificate.'),
     cert: fileOrNull.describe('PEM client certificate, for brokers that require one.'),
@@ -96,7 +96,7 @@ export const tlsSchema = z
   })
   .describe('TLS for `mqtts://` URLs.');
 
-export const mqttSchema = z
+const mqttSchema = z
   .strictObject({
     url: z
       .string()
@@ -119,7 +119,7 @@ export const mqttSchema = z
   })
   .describe('MQTT output.');
 
-export const gpioRuleSchema = z.strictObject({
+const gpioRuleSchema = z.strictObject({
   pin: z.number().int().min(0).max(MAX_BCM_PIN).describe('BCM pin number (0-27), not the header pin number.'),
   labels: z.array(z.string().trim().min(1)).min(1).describe('Labels that switch the output on (any of them, case-insensitive).'),
   min_score: z.number().min(0).max(1).describe('Minimum score of a matching label.'),
@@ -127,7 +127,7 @@ export const gpioRuleSchema = z.strictObject({
   hold_ms: z.number().int().min(0).describe('Keep the output on at least this long after the last match, in ms.'),
 });
 
-export const gpioSchema = z
+const gpioSchema = z
   .strictObject({
     backend: z
       .enum(['auto', 'sysfs', 'virtual'])
@@ -147,7 +147,7 @@ export const gpioSchema = z
   })
   .describe('GPIO outputs.');
 
-export const logSchema = z
+const logSchema = z
   .strictObject({
     level: z.enum(LOG_LEVELS).describe('Log level.'),
     format: z.enum(['auto', 'json', 'pretty']).describe('`json` lines (for journald), `pretty` lines, or `auto`: pretty on a terminal.'),

@@ -12,10 +12,10 @@ import { hostname as osHostname } from 'node:os';
 export const DEVICE_ID_APP_ID = '4391c8db0a48411ca2f31216cf7386d6';
 
 /** Default places of the machine id, in the order systemd documents them (machine-id(5)). */
-export const MACHINE_ID_PATHS: readonly string[] = ['/etc/machine-id', '/var/lib/dbus/machine-id'];
+const MACHINE_ID_PATHS: readonly string[] = ['/etc/machine-id', '/var/lib/dbus/machine-id'];
 
 /** Length of the device id in hex characters (48 bits). */
-export const DEVICE_ID_LENGTH = 12;
+const DEVICE_ID_LENGTH = 12;
 
 /** Where `deviceId` looks; parameters so tests can use temp files. */
 export interface DeviceIdOptions {

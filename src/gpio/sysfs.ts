@@ -9,7 +9,7 @@ import path from 'node:path';
  * boards have expanders (e.g. `raspberrypi-exp-gpio`); those are not the
  * header and are never chosen.
  */
-export const HEADER_GPIO_CHIP_LABELS: readonly string[] = ['pinctrl-rp1', 'pinctrl-bcm2711', 'pinctrl-bcm2835'];
+const HEADER_GPIO_CHIP_LABELS: readonly string[] = ['pinctrl-rp1', 'pinctrl-bcm2711', 'pinctrl-bcm2835'];
 
 /** One `/sys/class/gpio/gpiochipN` entry. */
 export interface GpioChip {

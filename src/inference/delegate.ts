@@ -5,19 +5,19 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 
 /** Shared library of the Coral Edge TPU runtime (package libedgetpu1-std or libedgetpu1-max) on Linux. */
-export const EDGETPU_LIBRARY = 'libedgetpu.so.1';
+const EDGETPU_LIBRARY = 'libedgetpu.so.1';
 
 /** Environment variable that overrides the Edge TPU library path (an absolute path or a soname). */
-export const EDGETPU_LIBRARY_ENV = 'EDGE_CLASSIFIER_EDGETPU_LIB';
+const EDGETPU_LIBRARY_ENV = 'EDGE_CLASSIFIER_EDGETPU_LIB';
 
 /** Symbols every TFLite external delegate plugin exports (tensorflow/lite/delegates/external/external_delegate.cc). */
-export const DELEGATE_PLUGIN_SYMBOLS = ['tflite_plugin_create_delegate', 'tflite_plugin_destroy_delegate'] as const;
+const DELEGATE_PLUGIN_SYMBOLS = ['tflite_plugin_create_delegate', 'tflite_plugin_destroy_delegate'] as const;
 
 const INSTALL_HINT =
   "install the Edge TPU runtime (sudo apt install libedgetpu1-std from Coral's apt repository, https://coral.ai/docs/accelerator/get-started/) or set inference.delegate to cpu";
 
 /** Directories searched after LD_LIBRARY_PATH and the ld.so cache, as the dynamic loader's defaults on Debian-family systems. */
-export const STANDARD_LIBRARY_DIRS = [
+const STANDARD_LIBRARY_DIRS = [
   '/lib/aarch64-linux-gnu',
   '/usr/lib/aarch64-linux-gnu',
   '/lib/x86_64-linux-gnu',

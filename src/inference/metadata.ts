@@ -16,13 +16,13 @@ import type { ModelMetadata, ModelProblem } from './model-info.js';
  */
 
 /** File identifier of the ModelMetadata flatbuffer (metadata_schema.fbs `file_identifier "M001"`). */
-export const METADATA_IDENTIFIER = 'M001';
+const METADATA_IDENTIFIER = 'M001';
 
 /** `AssociatedFileType.TENSOR_AXIS_LABELS`: labels of the classes along an output axis, one per line. */
-export const TENSOR_AXIS_LABELS = 2;
+const TENSOR_AXIS_LABELS = 2;
 
 /** `ProcessUnitOptions` union type value of `NormalizationOptions` (the first member; NONE is 0). */
-export const PROCESS_UNIT_NORMALIZATION_OPTIONS = 1;
+const PROCESS_UNIT_NORMALIZATION_OPTIONS = 1;
 
 /** Largest associated file this reader extracts (bytes); label files are kilobytes. */
 const MAX_ASSOCIATED_FILE_BYTES = 16 * 1024 * 1024;
@@ -34,7 +34,7 @@ const KIND = 'TFLite metadata buffer';
  * 2 `version:string`, 3 `subgraph_metadata:[SubGraphMetadata]`, 4 `author:string`,
  * 5 `license:string`, 6 `associated_files:[AssociatedFile]`, 7 `min_parser_version:string`.
  */
-export class MetaModelMetadata extends FlatTable {
+class MetaModelMetadata extends FlatTable {
   static getRootAsModelMetadata(bb: ByteBuffer, source: string): MetaModelMetadata {
     return new MetaModelMetadata().__init(bb.readInt32(bb.position()) + bb.position(), bb, source, KIND);
   }
@@ -77,7 +77,7 @@ export class MetaModelMetadata extends FlatTable {
  * 2 `input_tensor_metadata:[TensorMetadata]`, 3 `output_tensor_metadata:[TensorMetadata]`,
  * 4 `associated_files`, 5 `input_process_units`, 6 `output_process_units`.
  */
-export class MetaSubGraphMetadata extends FlatTable {
+class MetaSubGraphMetadata extends FlatTable {
   inputTensorMetadataLength(): number {
     return this.vector(8, 4, 'SubGraphMetadata.input_tensor_metadata').length;
   }
@@ -100,7 +100,7 @@ export class MetaSubGraphMetadata extends FlatTable {
  * 2 `dimension_names:[string]`, 3 `content:Content`, 4 `process_units:[ProcessUnit]`,
  * 5 `stats:Stats`, 6 `associated_files:[AssociatedFile]`.
  */
-export class MetaTensorMetadata extends FlatTable {
+class MetaTensorMetadata extends FlatTable {
   name(): string | undefined {
     return this.string(4);
   }
@@ -127,7 +127,7 @@ export class MetaTensorMetadata extends FlatTable {
  * (ubyte: 1 NormalizationOptions, 2 ScoreCalibrationOptions, 3 ScoreThresholdingOptions,
  * 4 BertTokenizerOptions, 5 SentencePieceTokenizerOptions) and slot 1 `options`.
  */
-export class MetaProcessUnit extends FlatTable {
+class MetaProcessUnit extends FlatTable {
   optionsType(): number {
     const o = this.__offset(4);
     return o ? this.bb!.readUint8(this.bb_pos + o) : 0;
@@ -142,7 +142,7 @@ export class MetaProcessUnit extends FlatTable {
 }
 
 /** `table NormalizationOptions`: slot 0 `mean:[float]`, 1 `std:[float]`; x = (value - mean) / std per channel. */
-export class MetaNormalizationOptions extends FlatTable {
+class MetaNormalizationOptions extends FlatTable {
   meanArray(): number[] {
     return this.floats(4, 'NormalizationOptions.mean');
   }
@@ -164,7 +164,7 @@ export class MetaNormalizationOptions extends FlatTable {
  * archive appended to the model), 1 `description:string`, 2 `type:AssociatedFileType`
  * (byte; 2 = TENSOR_AXIS_LABELS), 3 `locale:string`.
  */
-export class MetaAssociatedFile extends FlatTable {
+class MetaAssociatedFile extends FlatTable {
   name(): string | undefined {
     return this.string(4);
   }
@@ -180,7 +180,7 @@ export class MetaAssociatedFile extends FlatTable {
 }
 
 /** What the metadata flatbuffer says, before the associated files are read. */
-export interface ParsedMetadata {
+interface ParsedMetadata {
   readonly name?: string;
   readonly description?: string;
   readonly version?: string;
@@ -201,7 +201,7 @@ export interface ParsedMetadata {
  * FlatbufferFormatError when the identifier is not M001 or an offset points
  * outside the buffer.
  */
-export function parseMetadataBuffer(bytes: Uint8Array, source: string): ParsedMetadata {
+function parseMetadataBuffer(bytes: Uint8Array, source: string): ParsedMetadata {
   const found = fileIdentifier(bytes);
   if (found !== METADATA_IDENTIFIER) {
     throw new FlatbufferFormatError(
@@ -250,10 +250,7 @@ export function parseMetadataBuffer(bytes: Uint8Array, source: string): ParsedMe
  * file carries no zip archive. Entries larger than 16 MiB are not read.
  * Rejects with yauzl's error for a damaged archive.
  */
-export async function readAssociatedFiles(
-  fileBytes: Uint8Array,
-  wanted: readonly string[],
-): Promise<{ names: string[]; contents: Map<string, Buffer> } | null> {
+async function readAssociatedFiles(fileBytes: Uint8Array, wanted: readonly string[]): Promise<{ names: string[]; contents: Map<string, Buffer> } | null> {
   const buffer = Buffer.isBuffer(fileBytes) ? fileBytes : Buffer.from(fileBytes.buffer, fileBytes.byteOffset, fileBytes.byteLength);
   let zip: yauzl.ZipFile;
   try {

@@ -16,19 +16,19 @@ import type { ModelInfo, ModelProblem } from './model-info.js';
  */
 
 /** File identifier of TFLite model flatbuffers (schema.fbs `file_identifier "TFL3"`), at bytes 4..7. */
-export const TFLITE_IDENTIFIER = 'TFL3';
+const TFLITE_IDENTIFIER = 'TFL3';
 
 /** `BuiltinOperator.CUSTOM` in schema.fbs: the operator is identified by `OperatorCode.custom_code`. */
-export const BUILTIN_CUSTOM = 32;
+const BUILTIN_CUSTOM = 32;
 
 /** `custom_code` of the single operator that edgetpu_compiler puts in place of the part of the graph it compiled. */
 export const EDGETPU_CUSTOM_OP = 'edgetpu-custom-op';
 
 /** Name of the `Model.metadata` entry whose buffer holds the TFLite Support `ModelMetadata` flatbuffer. */
-export const TFLITE_METADATA = 'TFLITE_METADATA';
+const TFLITE_METADATA = 'TFLITE_METADATA';
 
 /** Name of the `Model.metadata` entry the converter writes with the minimum TFLite runtime version (a NUL-padded string). */
-export const MIN_RUNTIME_VERSION = 'min_runtime_version';
+const MIN_RUNTIME_VERSION = 'min_runtime_version';
 
 /** `TensorType` enum of schema.fbs (byte), indexed by value, in the lower-case names of `DType`. */
 const TENSOR_TYPES: readonly DType[] = [
@@ -58,7 +58,7 @@ const TENSOR_TYPES: readonly DType[] = [
  * 3 `description:string`, 4 `buffers:[Buffer]`, 5 `metadata_buffer:[int]`,
  * 6 `metadata:[Metadata]`, 7 `signature_defs:[SignatureDef]` (not read).
  */
-export class TflModel extends FlatTable {
+class TflModel extends FlatTable {
   /** Reads the root table of a model flatbuffer; the caller checks the identifier first. */
   static getRootAsModel(bb: ByteBuffer, source: string): TflModel {
     return new TflModel().__init(bb.readInt32(bb.position()) + bb.position(), bb, source, 'TFLite model');
@@ -118,7 +118,7 @@ export class TflModel extends FlatTable {
  * 2 `version:int = 1`, 3 `builtin_code:BuiltinOperator` (int32, added when the byte
  * ran out at 127).
  */
-export class TflOperatorCode extends FlatTable {
+class TflOperatorCode extends FlatTable {
   deprecatedBuiltinCode(): number {
     const o = this.__offset(4);
     return o ? this.bb!.readInt8(this.bb_pos + o) : 0;
@@ -152,7 +152,7 @@ export class TflOperatorCode extends FlatTable {
  * `table SubGraph`: slot 0 `tensors:[Tensor]`, 1 `inputs:[int]`, 2 `outputs:[int]`,
  * 3 `operators:[Operator]` (not read), 4 `name:string`.
  */
-export class TflSubGraph extends FlatTable {
+class TflSubGraph extends FlatTable {
   tensorsLength(): number {
     return this.vector(4, 4, 'SubGraph.tensors').length;
   }
@@ -183,7 +183,7 @@ export class TflSubGraph extends FlatTable {
  * dimensions; absent in most image classifiers), 8 `has_rank:bool`,
  * 9 `variant_tensors`.
  */
-export class TflTensor extends FlatTable {
+class TflTensor extends FlatTable {
   shapeArray(): number[] {
     return readInt32Vector(this, this.vector(4, 4, 'Tensor.shape'));
   }
@@ -221,7 +221,7 @@ export class TflTensor extends FlatTable {
  * 4 `details_type` and 5 `details` (the QuantizationDetails union, two slots),
  * 6 `quantized_dimension:int`.
  */
-export class TflQuantizationParameters extends FlatTable {
+class TflQuantizationParameters extends FlatTable {
   scaleArray(): number[] {
     const v = this.vector(8, 4, 'QuantizationParameters.scale');
     const out = new Array<number>(v.length);
@@ -247,7 +247,7 @@ export class TflQuantizationParameters extends FlatTable {
  * `table Buffer`: slot 0 `data:[ubyte]`, 1 `offset:ulong`, 2 `size:ulong` (models over
  * 2 GB keep data outside the flatbuffer, at `offset` from the start of the file).
  */
-export class TflBuffer extends FlatTable {
+class TflBuffer extends FlatTable {
   /** A view (no copy) of the buffer's bytes inside the model file; empty when the buffer holds nothing. */
   dataArray(): Uint8Array {
     const v = this.vector(4, 1, 'Buffer.data');
@@ -269,7 +269,7 @@ export class TflBuffer extends FlatTable {
 }
 
 /** `table Metadata`: slot 0 `name:string`, 1 `buffer:uint` (an index into `Model.buffers`). */
-export class TflMetadata extends FlatTable {
+class TflMetadata extends FlatTable {
   name(): string | undefined {
     return this.string(4);
   }

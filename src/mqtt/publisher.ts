@@ -11,7 +11,7 @@ import { type Availability, assertPublishTopic, encodePayload, type Prediction, 
 type QoS = 0 | 1 | 2;
 
 /** TLS material for `mqtts://` / `wss://` brokers; paths of PEM files, read by `start()`. */
-export interface MqttTlsOptions {
+interface MqttTlsOptions {
   /** CA certificate(s) to trust instead of the system store. */
   readonly ca?: string;
   /** Client certificate for mutual TLS. */

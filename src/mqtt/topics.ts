@@ -29,7 +29,7 @@ export const RETAIN = {
 export type Availability = 'online' | 'offline';
 
 /** Payload of `<base>/gpio/<pin>`: the logical output level, `1` = rule active. */
-export type GpioPayload = '1' | '0';
+type GpioPayload = '1' | '0';
 
 /**
  * JSON payload of `<base>/prediction`, one per classified frame (subject to
@@ -81,10 +81,10 @@ export interface TopicPayloads {
 }
 
 /** Prefix of the default base topic; the device id follows: `edge-classifier/<device id>`. */
-export const BASE_TOPIC_PREFIX = 'edge-classifier';
+const BASE_TOPIC_PREFIX = 'edge-classifier';
 
 /** MQTT limit on a topic name: 65535 bytes of UTF-8 (MQTT 3.1.1 §1.5.3). */
-export const MAX_TOPIC_BYTES = 65535;
+const MAX_TOPIC_BYTES = 65535;
 
 /** Longest suffix this module appends to a base topic (`/availability`). */
 const LONGEST_SUFFIX = '/availability';

@@ -21,13 +21,13 @@ import { StateTracker } from '../mqtt/state.js';
 import { type SdNotifier, SdWatchdog } from './sd-notify.js';
 
 /** How often `STATUS=` and the stats log line are refreshed, in ms. */
-export const STATUS_INTERVAL_MS = 10_000;
+const STATUS_INTERVAL_MS = 10_000;
 /** Consecutive classification failures (other than bad frames) after which the daemon gives up (`onFailed`). */
 export const MAX_CONSECUTIVE_FAILURES = 20;
 /** Least time between two logged classification failures, in ms (the rest are counted). */
 const FAILURE_LOG_INTERVAL_MS = 10_000;
 /** How long `stop()` waits for the frame in flight before dropping it, in ms. */
-export const STOP_IN_FLIGHT_MS = 2_000;
+const STOP_IN_FLIGHT_MS = 2_000;
 
 /** Counters of a running daemon, for `STATUS=`, logs and tests. */
 interface DaemonStats {

@@ -5,7 +5,7 @@ import { Daemon, type DaemonOptions } from './daemon.js';
 import type { SdNotifier } from './sd-notify.js';
 
 /** Longest a shutdown may take before the process exits anyway, in ms (systemd's TimeoutStopSec is longer). */
-export const SHUTDOWN_DEADLINE_MS = 4_500;
+const SHUTDOWN_DEADLINE_MS = 4_500;
 
 /** Counters of a supervisor, for logs and tests. */
 interface SupervisorStats {

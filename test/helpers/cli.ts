@@ -18,11 +18,11 @@ import path from 'node:path';
 import { repoRoot } from './assets.js';
 import { Recording } from './recording.js';
 
-export const CLI = path.join(repoRoot, 'dist', 'cli.js');
+const CLI = path.join(repoRoot, 'dist', 'cli.js');
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
 
 /** One JSON log line of the daemon (pino). */
-export interface LogLine {
+interface LogLine {
   level: number;
   msg: string;
   [key: string]: unknown;

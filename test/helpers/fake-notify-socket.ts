@@ -25,7 +25,7 @@ import { Recording } from './recording.js';
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fake-notify-socket.py');
 
 /** One datagram received by the stand-in. */
-export interface NotifyMessage {
+interface NotifyMessage {
   /** The datagram as text, e.g. `READY=1\nSTATUS=up`. */
   readonly message: string;
   /** Its `KEY=value` lines. */

@@ -13,7 +13,7 @@
 import { connect, type MqttClient } from 'mqtt';
 import { Recording } from './recording.js';
 
-export interface RecordedMessage {
+interface RecordedMessage {
   readonly topic: string;
   readonly payload: string;
   readonly retain: boolean;

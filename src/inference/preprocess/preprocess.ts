@@ -15,7 +15,7 @@ export type ResizeMode = 'stretch' | 'crop' | 'letterbox';
 export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'tiff' | 'avif' | 'heif' | 'heic' | 'bmp';
 
 /** Formats the prebuilt sharp (libvips) decodes, as a sentence fragment for messages. */
-export const READABLE_FORMATS = 'JPEG, PNG, WebP, GIF, TIFF or AVIF';
+const READABLE_FORMATS = 'JPEG, PNG, WebP, GIF, TIFF or AVIF';
 
 /**
  * Why a frame could not be decoded, for counting and logging once per kind:

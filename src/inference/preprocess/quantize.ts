@@ -11,7 +11,7 @@ export type InputDType = 'uint8' | 'int8' | 'float32';
 export type InputTensorArray = Uint8Array | Int8Array | Float32Array;
 
 /** [min, max] of each integer dtype. */
-export const DTYPE_RANGES: Readonly<Record<QuantizedDType, readonly [number, number]>> = {
+const DTYPE_RANGES: Readonly<Record<QuantizedDType, readonly [number, number]>> = {
   uint8: [0, 255],
   int8: [-128, 127],
   int16: [-32768, 32767],
@@ -45,7 +45,7 @@ export function quantize(real: number, scale: number, zeroPoint: number, dtype: 
 }
 
 /** Where the mean/std of a pixel mapping came from. */
-export type NormalizationSource = 'config' | 'metadata' | 'quantization';
+type NormalizationSource = 'config' | 'metadata' | 'quantization';
 
 /**
  * How 8-bit RGB pixels become an input tensor.
@@ -240,7 +240,7 @@ function quantizedMapping(dtype: 'uint8' | 'int8', scale: number, zeroPoint: num
 }
 
 /** Allocates an empty input tensor of `length` elements for `dtype`. */
-export function allocateInput(dtype: InputDType, length: number): InputTensorArray {
+function allocateInput(dtype: InputDType, length: number): InputTensorArray {
   return dtype === 'uint8' ? new Uint8Array(length) : dtype === 'int8' ? new Int8Array(length) : new Float32Array(length);
 }
 

@@ -1,0 +1,50 @@
+/**
+ * The import rule of src/, checked by `npm test`:
+ *
+ *   core  ←  stages (camera, inference, mqtt, gpio)  ←  config  ←  service  ←  cli.ts
+ *
+ * A folder imports only folders to its left (and node built-ins and
+ * packages). Stages do not import each other; inference/preprocess imports
+ * only core (the classifier in inference owns it). No cycles anywhere.
+ */
+
+module.exports = {
+  forbidden: [
+    { name: 'no-circular', severity: 'error', comment: 'Cycles make start order and tests depend on import order.', from: {}, to: { circular: true } },
+    { name: 'core-is-the-ground', severity: 'error', comment: 'core/ imports nothing of the project.', from: { path: '^src/core/' }, to: { path: '^src/(?!core/)' } },
+    {
+      name: 'stages-import-only-core',
+      severity: 'error',
+      comment: 'A stage imports core/ and itself only: no other stage, no config/, service/ or cli.',
+      from: { path: '^src/(camera|inference|mqtt|gpio)/' },
+      to: { path: '^src/', pathNot: ['^src/core/', '^src/$1/'] },
+    },
+    {
+      name: 'preprocess-imports-only-core',
+      severity: 'error',
+      comment: 'Preprocessing belongs to inference but stands on core alone, so new input paths (raw frames) need no engine.',
+      from: { path: '^src/inference/preprocess/' },
+      to: { path: '^src/', pathNot: ['^src/core/', '^src/inference/preprocess/'] },
+    },
+    {
+      name: 'config-imports-down-only',
+      severity: 'error',
+      comment: 'config/ maps the configuration onto stage options: it never imports service/ or cli.',
+      from: { path: '^src/config/' },
+      to: { path: '^src/(service/|cli\\.ts)' },
+    },
+    { name: 'service-below-cli', severity: 'error', comment: 'Nothing imports the process shell.', from: { path: '^src/' }, to: { path: '^src/cli\\.ts$' } },
+    {
+      name: 'src-never-imports-tests',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: '^test/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    exclude: { path: '^(dist|node_modules)/' },
+  },
+};
