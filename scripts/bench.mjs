@@ -85,7 +85,16 @@ console.log(
   const rows = [];
   for (const [name, extra] of models) {
     const rssBefore = process.memoryUsage().rss;
-    const classifier = new Classifier({ modelPath: modelFile(name), threads, delegate: 'cpu', resize: 'stretch', topK: 3, threshold: 0.1, log: silentLogger(), ...extra });
+    const classifier = new Classifier({
+      modelPath: modelFile(name),
+      threads,
+      delegate: 'cpu',
+      resize: 'stretch',
+      topK: 3,
+      threshold: 0.1,
+      log: silentLogger(),
+      ...extra,
+    });
     await classifier.start();
     const pre = [];
     const inf = [];
