@@ -126,7 +126,8 @@ t.test('SIGHUP during start-up waits for the start, then reloads; a second one d
 });
 
 t.test("SIGTERM during start-up cancels the start and exits with the signal's code", async (t) => {
-  const { supervisor, daemons } = build(t, config('ec-test/term'), async () => config('x'));
+  // A deadline long enough for a slow model load on a busy machine: the deadline has its own test below.
+  const { supervisor, daemons } = build(t, config('ec-test/term'), async () => config('x'), { shutdownDeadlineMs: 60_000 });
   const starting = supervisor.start();
   void supervisor.shutdown('SIGTERM', 0);
   await starting;
