@@ -2,6 +2,7 @@
  * The import rule of src/, checked by `npm test`:
  *
  *   core  ←  stages (camera, inference, mqtt, gpio)  ←  config  ←  service  ←  cli.ts
+ *   core  ←  inference  ←  evaluation  ←  cli.ts
  *
  * A folder imports only folders to its left (and node built-ins and
  * packages). Stages do not import each other; inference/preprocess imports
@@ -32,6 +33,20 @@ module.exports = {
       comment: 'config/ maps the configuration onto stage options: it never imports service/ or cli.',
       from: { path: '^src/config/' },
       to: { path: '^src/(service/|cli\\.ts)' },
+    },
+    {
+      name: 'evaluation-on-inference',
+      severity: 'error',
+      comment: 'evaluation/ (eval, compare, reports) runs models through inference/ as the daemon does; it never imports config/, service/ or the other stages.',
+      from: { path: '^src/evaluation/' },
+      to: { path: '^src/(config|service|camera|mqtt|gpio)/' },
+    },
+    {
+      name: 'evaluation-only-from-cli',
+      severity: 'error',
+      comment: 'Only the process shell offers the workflow commands; the daemon does not depend on them.',
+      from: { path: '^src/', pathNot: ['^src/evaluation/', '^src/cli\\.ts$'] },
+      to: { path: '^src/evaluation/' },
     },
     { name: 'service-below-cli', severity: 'error', comment: 'Nothing imports the process shell.', from: { path: '^src/' }, to: { path: '^src/cli\\.ts$' } },
     {

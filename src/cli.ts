@@ -22,6 +22,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ConfigOverrides } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { TensorDetails } from './core/types.js';
+import { addWorkflowCommands } from './evaluation/cli-commands.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 /** The `--gpio` grammar for the help text (the parser, `config/gpio-flag.ts`, says the same in its errors). */
@@ -228,13 +229,18 @@ function describeTensor(t: TensorDetails): string {
 /** `inspect`: the input and output details and metadata of a model. */
 async function inspect(flags: { model?: string; json?: boolean; config?: string }): Promise<number> {
   const { loadConfig } = await import('./config/load.js');
-  const { readModelInfo } = await import('./inference/tflite-model.js');
+  const { readModelFile } = await import('./inference/tflite-model.js');
+  const { analyzeModel, formatBytes } = await import('./inference/model-analysis.js');
   const config = loadConfig({ file: flags.config, overrides: { model: flags.model } });
-  const info = await readModelInfo(config.model.path);
+  const { bytes, info } = await readModelFile(config.model.path);
+  const kind = analyzeModel(bytes, info);
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify(info)}\n`);
+    process.stdout.write(`${JSON.stringify({ ...info, quantization_kind: kind })}\n`);
     return 0;
   }
+  const weights = Object.entries(kind.weight_bytes)
+    .map(([d, n]) => `${d} ${formatBytes(n ?? 0)}`)
+    .join(', ');
   const md = info.metadata;
   const lines = [
     `model: ${info.path} (${info.size_bytes} bytes, schema version ${info.version})`,
@@ -252,6 +258,8 @@ async function inspect(flags: { model?: string; json?: boolean; config?: string 
             .join(', ')}${md.labels.length > 3 ? ', ...' : ''})`
         : 'none in metadata'
     }`,
+    `quantization: ${kind.summary}`,
+    `parameters: ${kind.parameters === null ? 'inside the Edge TPU op' : kind.parameters.toLocaleString('en-US')}${weights ? ` (weights: ${weights})` : ''}`,
     `custom ops: ${info.custom_ops.length ? info.custom_ops.join(', ') : 'none'}`,
     `needs the Edge TPU: ${info.requires_edgetpu ? 'yes' : 'no'}`,
   ];
@@ -291,6 +299,18 @@ function program(setExit: (p: Promise<number>) => void): Command {
     .option('--config <file>', 'YAML or JSON configuration file')
     .option('--json', 'one JSON object')
     .action((opts: { model?: string; json?: boolean; config?: string }) => setExit(inspect(opts)));
+
+  addWorkflowCommands(cli, {
+    addModelFlags,
+    classifierOptions: async (flags: CommonFlags) => {
+      const { loadConfig } = await import('./config/load.js');
+      const { classifierOptions } = await import('./config/options.js');
+      const { createLogger } = await import('./core/log.js');
+      const config = loadConfig({ file: flags.config, overrides: await overridesFrom(flags) });
+      return { ...classifierOptions(config), log: createLogger(flags.logLevel === undefined ? 'warn' : config.log.level, 'pretty', process.stderr) };
+    },
+    setExit,
+  });
   return cli;
 }
 

@@ -1,0 +1,79 @@
+import { readFile } from 'node:fs/promises';
+import { customOpMessage } from './compat.js';
+import { type InputArray, InterpreterHost } from './host.js';
+import { type InputSpec, jsonToTensor, matchInputs, type TensorJson, TensorValueError, tensorToJson } from './tensor-json.js';
+import { readModelFile } from './tflite-model.js';
+
+/** Options of `predict`. */
+export interface PredictOptions {
+  readonly modelPath: string;
+  /** One per model input (see `parseInputSpec`). */
+  readonly inputs: readonly InputSpec[];
+  /** Values of quantized inputs are the stored integers, not real values. */
+  readonly raw?: boolean;
+  /** Interpreter threads; default 1. */
+  readonly threads?: number;
+}
+
+/** What `predict` prints. */
+export interface PredictResult {
+  readonly model: string;
+  readonly outputs: TensorJson[];
+  /** Time inside invoke, ms. */
+  readonly inference_ms: number;
+}
+
+async function readJson(spec: InputSpec): Promise<unknown> {
+  let text = spec.json;
+  const where = spec.file ? `--input '${spec.arg}' (file ${spec.file})` : `--input '${spec.arg}'`;
+  if (spec.file !== undefined) {
+    try {
+      text = await readFile(spec.file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new TensorValueError(`${where}: cannot read the file: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    }
+  }
+  try {
+    return JSON.parse(text!);
+  } catch (err) {
+    throw new TensorValueError(`${where}: not JSON (${(err as Error).message}): expected nested arrays such as [[10.0]]`);
+  }
+}
+
+/**
+ * The interpreter's own loop for any model: set_tensor (each `--input`
+ * converted to its tensor's dtype and shape, quantized with its scale and
+ * zero point), invoke, get_tensor for every output (nested in its shape,
+ * dequantized values beside the raw ones for quantized outputs).
+ *
+ * Throws TensorValueError for input values that do not fit (see
+ * `jsonToTensor`, `matchInputs`), FlatbufferFormatError for a file that is
+ * not a TFLite model, and an Error when the runtime cannot load or run it.
+ */
+export async function predict(options: PredictOptions): Promise<PredictResult> {
+  const { bytes, info } = await readModelFile(options.modelPath);
+  if (info.custom_ops.length) throw new Error(customOpMessage(info.custom_ops[0]!, options.modelPath));
+  const targets = matchInputs(options.inputs, info.inputs);
+  const values = new Map<number, InputArray>();
+  for (let i = 0; i < options.inputs.length; i++) {
+    const t = targets[i]!;
+    const data = jsonToTensor(await readJson(options.inputs[i]!), t, { raw: options.raw ?? false });
+    values.set(t.index, data as InputArray);
+  }
+  if (info.inputs.length !== 1) {
+    throw new Error(`${options.modelPath} has ${info.inputs.length} inputs; this TFLite binding feeds only models with one input`);
+  }
+  const host = new InterpreterHost({ modelBytes: bytes, modelPath: options.modelPath, threads: options.threads ?? 1 });
+  try {
+    await host.start();
+    const result = await host.infer(values.get(info.inputs[0]!.index)!);
+    return {
+      model: options.modelPath,
+      outputs: info.outputs.map((t, i) => tensorToJson(result.outputs[i]!, t)),
+      inference_ms: result.inference_ms,
+    };
+  } finally {
+    await host.stop();
+  }
+}
