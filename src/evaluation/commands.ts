@@ -30,7 +30,7 @@ export interface WorkflowOptions {
 }
 
 /** Refusal of models that cannot be compared (different classes). */
-export class CompareError extends Error {
+class CompareError extends Error {
   override readonly name = 'CompareError';
 }
 

@@ -10,12 +10,12 @@ import type { EvalClass } from './metrics.js';
  */
 
 /** An evaluation set that cannot be used: names the folder, what was expected and what came. */
-export class DatasetError extends Error {
+class DatasetError extends Error {
   override readonly name = 'DatasetError';
 }
 
 /** One class folder and its files. */
-export interface DatasetClass extends EvalClass {
+interface DatasetClass extends EvalClass {
   /** Files of the folder (full paths), in name order; whether they are images is found when they are decoded. */
   readonly files: string[];
 }
@@ -30,7 +30,7 @@ export interface Dataset {
 }
 
 /** Names a label is known by: the whole label and, for ImageNet's `hotdog, hot dog, red hot`, each synonym; lower case. */
-export function labelNames(label: string): string[] {
+function labelNames(label: string): string[] {
   const whole = label.trim().toLowerCase();
   if (!whole.includes(', ')) return [whole];
   return [

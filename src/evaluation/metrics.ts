@@ -29,7 +29,7 @@ export interface Sample {
 }
 
 /** Precision and recall of one class (top-1). */
-export interface ClassFigures extends EvalClass {
+interface ClassFigures extends EvalClass {
   /** Images of this class. */
   readonly images: number;
   /** Images of this class whose top-1 is this class. */
@@ -43,7 +43,7 @@ export interface ClassFigures extends EvalClass {
 }
 
 /** A misclassified image: what it is and what it was taken for. */
-export interface Miss {
+interface Miss {
   readonly file: string;
   readonly truth: string;
   readonly predicted: string;
@@ -65,7 +65,7 @@ export interface Latency {
  * column (j = classes.length) counts top-1 answers outside the classes present
  * ("other": one of the model's other classes).
  */
-export interface Confusion {
+interface Confusion {
   /** Model class indices of the rows (and of the first columns), in `EvalClass` order. */
   readonly classes: number[];
   readonly labels: string[];

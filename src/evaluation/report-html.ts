@@ -19,14 +19,14 @@ const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948
 const colour = (i: number) => PALETTE[i % PALETTE.length]!;
 
 /** Escapes text for HTML and SVG content and attribute values. */
-export function esc(s: string): string {
+function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
 const f1 = (x: number) => Number(x.toFixed(1));
 
 /** A "nice" axis maximum ≥ x: 1, 2, 2.5 or 5 × 10^n. */
-export function niceCeil(x: number): number {
+function niceCeil(x: number): number {
   if (!(x > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(x));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= x) return m * p;
@@ -46,7 +46,7 @@ function ticks(lo: number, hi: number): number[] {
  * area is proportional to its file size; the reference's bubble is outlined.
  * Bubbles carry the model's number, the legend beside says which is which.
  */
-export function bubbleChart(models: readonly ModelEntry[]): string {
+function bubbleChart(models: readonly ModelEntry[]): string {
   const W = 820;
   const H = 400;
   const m = { l: 64, r: 300, t: 24, b: 56 };
@@ -111,7 +111,7 @@ const truncate = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}
  * Horizontal recall bars per class, one bar per model (grouped), 0–100 %,
  * with the value at the end of each bar.
  */
-export function recallBars(models: readonly ModelEntry[]): string {
+function recallBars(models: readonly ModelEntry[]): string {
   const withMetrics = models.filter((x) => x.metrics);
   const classes = withMetrics[0]!.metrics!.per_class;
   const n = withMetrics.length;
@@ -154,7 +154,7 @@ export function recallBars(models: readonly ModelEntry[]): string {
  * cell's share of its row (blue on the diagonal, orange off it) and each
  * non-zero cell shows its count.
  */
-export function confusionHeatMap(met: Metrics, title: string): string {
+function confusionHeatMap(met: Metrics, title: string): string {
   const k = met.confusion.classes.length;
   const cell = 34;
   const labelW = 170;

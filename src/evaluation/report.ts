@@ -120,7 +120,7 @@ export const pct = (x: number | null | undefined): string => (x === null || x ==
 /** `1.23` ms with 3 significant digits (at least 2 decimals below 1 ms). */
 export const ms = (x: number): string => (Number.isNaN(x) ? '—' : x < 1 ? x.toFixed(2) : x < 100 ? x.toPrecision(3) : x.toFixed(0));
 /** `0.51×`. */
-export const times = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '—');
+const times = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '—');
 /** `1,234,567`. */
 export const thousands = (n: number): string => n.toLocaleString('en-US');
 
@@ -128,7 +128,7 @@ export const thousands = (n: number): string => n.toLocaleString('en-US');
 export const shortLabel = (label: string): string => label.split(', ')[0] ?? label;
 
 /** I/O dtypes as `uint8 → uint8`. */
-export const ioDtypes = (q: QuantizationAnalysis): string => `${q.input_dtypes.join('+') || '—'} → ${q.output_dtypes.join('+') || '—'}`;
+const ioDtypes = (q: QuantizationAnalysis): string => `${q.input_dtypes.join('+') || '—'} → ${q.output_dtypes.join('+') || '—'}`;
 
 /** Rows of the comparison table, as strings, with its header: shared by the terminal and Markdown renderings. */
 export function comparisonRows(r: Report): { header: string[]; rows: string[][]; align: ('l' | 'r')[] } {

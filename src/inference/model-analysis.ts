@@ -1,8 +1,7 @@
 import { ByteBuffer } from 'flatbuffers';
 import type { DType } from '../core/types.js';
-import { FlatTable } from './flatbuffer-table.js';
 import type { ModelInfo } from './model-info.js';
-import { EDGETPU_CUSTOM_OP, TflModel, TflSubGraph } from './tflite-model.js';
+import { EDGETPU_CUSTOM_OP, TENSOR_TYPES, TflModel } from './tflite-model.js';
 
 /*
  * What kind of quantization a .tflite model carries, read from its operators
@@ -19,10 +18,10 @@ import { EDGETPU_CUSTOM_OP, TflModel, TflSubGraph } from './tflite-model.js';
  */
 
 /** The quantization kinds `inspect`, `eval` and `compare` report. */
-export type QuantizationKind = 'float32' | 'float16' | 'dynamic-range' | 'full-integer' | 'uint8-qat' | 'edgetpu';
+type QuantizationKind = 'float32' | 'float16' | 'dynamic-range' | 'full-integer' | 'uint8-qat' | 'edgetpu';
 
 /** How each kind is written for people (the TensorFlow guide's names). */
-export const KIND_LABELS: Readonly<Record<QuantizationKind, string>> = {
+const KIND_LABELS: Readonly<Record<QuantizationKind, string>> = {
   float32: 'float32',
   float16: 'float16',
   'dynamic-range': 'dynamic-range',
@@ -62,67 +61,8 @@ export interface QuantizationAnalysis {
 const OP_DEQUANTIZE = 6;
 const OP_QUANTIZE = 114;
 
-/** `TensorType` enum of schema.fbs (byte) → dtype, as in tflite-model.ts. */
-const TENSOR_TYPES: readonly DType[] = [
-  'float32',
-  'float16',
-  'int32',
-  'uint8',
-  'int64',
-  'string',
-  'bool',
-  'int16',
-  'complex64',
-  'int8',
-  'float64',
-  'complex128',
-  'uint64',
-  'resource',
-  'variant',
-  'uint32',
-  'uint16',
-  'int4',
-];
-
 /** dtypes that hold indices, shapes or flags rather than activations. */
 const INDEX_DTYPES: ReadonlySet<DType> = new Set<DType>(['int32', 'int64', 'bool', 'string', 'resource', 'variant']);
-
-/**
- * `table Operator` of schema.fbs: slot 0 `opcode_index:uint`, 1 `inputs:[int]`
- * (-1 for an omitted optional input), 2 `outputs:[int]`; the builtin and
- * custom options that follow are not read.
- */
-class TflOperator extends FlatTable {
-  opcodeIndex(): number {
-    const o = this.__offset(4);
-    return o ? this.bb!.readUint32(this.bb_pos + o) : 0;
-  }
-
-  inputsArray(): number[] {
-    return int32s(this, this.vector(6, 4, 'Operator.inputs'));
-  }
-
-  outputsArray(): number[] {
-    return int32s(this, this.vector(8, 4, 'Operator.outputs'));
-  }
-}
-
-/** `table SubGraph` with slot 3 `operators:[Operator]`, which `TflSubGraph` does not read. */
-class TflSubGraphOperators extends TflSubGraph {
-  operatorsLength(): number {
-    return this.vector(10, 4, 'SubGraph.operators').length;
-  }
-
-  operators(index: number): TflOperator {
-    return this.tableAt(TflOperator, 10, 'SubGraph.operators', index);
-  }
-}
-
-function int32s(table: FlatTable, v: { start: number; length: number }): number[] {
-  const out = new Array<number>(v.length);
-  for (let i = 0; i < v.length; i++) out[i] = table.bb!.readInt32(v.start + i * 4);
-  return out;
-}
 
 const add = <K extends string>(to: Partial<Record<K, number>>, key: K, n: number) => {
   to[key] = (to[key] ?? 0) + n;
@@ -147,8 +87,7 @@ const add = <K extends string>(to: Partial<Record<K, number>>, key: K, n: number
 export function analyzeModel(bytes: Uint8Array, info: ModelInfo): QuantizationAnalysis {
   const bb = new ByteBuffer(bytes);
   const model = TflModel.getRootAsModel(bb, info.path);
-  const sg = model.subgraphs(0);
-  const subgraph = new TflSubGraphOperators().__init(sg.bb_pos, bb, info.path, 'TFLite model');
+  const subgraph = model.subgraphs(0);
   const tensorCount = subgraph.tensorsLength();
   const bufferCount = model.buffersLength();
 

@@ -50,20 +50,20 @@ const DTYPES: Partial<Record<DType, DTypeInfo>> = {
 };
 
 /** dtypes `predict` can convert (others, e.g. string or float16, are refused with a message). */
-export const SUPPORTED_DTYPES: readonly DType[] = Object.keys(DTYPES) as DType[];
+const SUPPORTED_DTYPES: readonly DType[] = Object.keys(DTYPES) as DType[];
 
 /** Name of a tensor in messages: `input 'dense_input' (#0, [1,1] float32)`. */
-export function describeTensor(t: TensorDetails, role: 'input' | 'output' = 'input'): string {
+function describeTensor(t: TensorDetails, role: 'input' | 'output' = 'input'): string {
   return `${role} '${t.name}' (#${t.index}, [${t.shape.join(',')}] ${t.dtype})`;
 }
 
 /** Number of elements of a shape (1 for `[]`). */
-export function elementCount(shape: readonly number[]): number {
+function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, d) => a * d, 1);
 }
 
 /** True when the tensor has affine quantization (one scale, or one per channel). */
-export function isQuantized(t: TensorDetails): boolean {
+function isQuantized(t: TensorDetails): boolean {
   const p = t.quantization_parameters;
   return p.scales.length > 0 && p.scales.some((s) => s !== 0) && DTYPES[t.dtype]?.range !== undefined;
 }
@@ -211,7 +211,7 @@ export function shortestFloat32(x: number): number {
 const round6 = (x: number) => Number(x.toPrecision(6));
 
 /** Nests a flat row-major list into `shape` (a scalar for `[]`). */
-export function nest<T>(flat: ArrayLike<T>, shape: readonly number[]): T | unknown[] {
+function nest<T>(flat: ArrayLike<T>, shape: readonly number[]): T | unknown[] {
   if (shape.length === 0) return flat[0] as T;
   let pos = 0;
   const build = (depth: number): unknown[] => {

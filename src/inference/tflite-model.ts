@@ -31,7 +31,7 @@ const TFLITE_METADATA = 'TFLITE_METADATA';
 const MIN_RUNTIME_VERSION = 'min_runtime_version';
 
 /** `TensorType` enum of schema.fbs (byte), indexed by value, in the lower-case names of `DType`. */
-const TENSOR_TYPES: readonly DType[] = [
+export const TENSOR_TYPES: readonly DType[] = [
   'float32', // FLOAT32 = 0
   'float16', // FLOAT16 = 1
   'int32', // INT32 = 2
@@ -58,7 +58,7 @@ const TENSOR_TYPES: readonly DType[] = [
  * 3 `description:string`, 4 `buffers:[Buffer]`, 5 `metadata_buffer:[int]`,
  * 6 `metadata:[Metadata]`, 7 `signature_defs:[SignatureDef]` (not read).
  */
-class TflModel extends FlatTable {
+export class TflModel extends FlatTable {
   /** Reads the root table of a model flatbuffer; the caller checks the identifier first. */
   static getRootAsModel(bb: ByteBuffer, source: string): TflModel {
     return new TflModel().__init(bb.readInt32(bb.position()) + bb.position(), bb, source, 'TFLite model');
@@ -150,7 +150,7 @@ class TflOperatorCode extends FlatTable {
 
 /**
  * `table SubGraph`: slot 0 `tensors:[Tensor]`, 1 `inputs:[int]`, 2 `outputs:[int]`,
- * 3 `operators:[Operator]` (not read), 4 `name:string`.
+ * 3 `operators:[Operator]`, 4 `name:string`.
  */
 class TflSubGraph extends FlatTable {
   tensorsLength(): number {
@@ -171,8 +171,37 @@ class TflSubGraph extends FlatTable {
     return readInt32Vector(this, this.vector(8, 4, 'SubGraph.outputs'));
   }
 
+  operatorsLength(): number {
+    return this.vector(10, 4, 'SubGraph.operators').length;
+  }
+
+  /** The `index`-th operator, in execution order. */
+  operators(index: number): TflOperator {
+    return this.tableAt(TflOperator, 10, 'SubGraph.operators', index);
+  }
+
   name(): string | undefined {
     return this.string(12);
+  }
+}
+
+/**
+ * `table Operator`: slot 0 `opcode_index:uint` (into `Model.operator_codes`),
+ * 1 `inputs:[int]` and 2 `outputs:[int]` (tensor indices, -1 for an omitted
+ * optional input); the builtin and custom options that follow are not read.
+ */
+class TflOperator extends FlatTable {
+  opcodeIndex(): number {
+    const o = this.__offset(4);
+    return o ? this.bb!.readUint32(this.bb_pos + o) : 0;
+  }
+
+  inputsArray(): number[] {
+    return readInt32Vector(this, this.vector(6, 4, 'Operator.inputs'));
+  }
+
+  outputsArray(): number[] {
+    return readInt32Vector(this, this.vector(8, 4, 'Operator.outputs'));
   }
 }
 

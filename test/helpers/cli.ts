@@ -18,7 +18,7 @@ import path from 'node:path';
 import { repoRoot } from './assets.js';
 import { Recording } from './recording.js';
 
-const CLI = path.join(repoRoot, 'dist', 'cli.js');
+export const CLI = path.join(repoRoot, 'dist', 'cli.js');
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
 
 /** One JSON log line of the daemon (pino). */
