@@ -1,7 +1,7 @@
 /**
- * `compare` on the four variants of MobileNet V1 0.25 224, checked against
- * per-image `classify` results of each, and its HTML report in headless
- * Chromium: it renders, has the right number of chart marks, fetches nothing.
+ * The HTML report of `compare` in headless Chromium: it renders, has the
+ * right number of chart marks, fetches nothing; the Markdown rendering;
+ * compare without a folder; models it refuses.
  */
 
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import t from 'tap';
 import { assetsDir, labels, model } from '../helpers/assets.js';
 import { openPage } from '../helpers/chromium.js';
 import { runCli } from '../helpers/cli.js';
-import { type Classified, classifyAll, confusion, imagenetLabels, labelledImages, smallEvalFolder } from '../helpers/eval-truth.js';
+import { smallEvalFolder } from '../helpers/eval-truth.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'compare-'));
 const EVAL = path.join(assetsDir, 'eval');
@@ -30,7 +30,6 @@ writeFileSync(config, 'preprocess:\n  mean: 127.5\n  std: 127.5\ninference:\n  t
 const common = ['--config', config, '--labels', LABELS];
 const report = path.join(tmp, 'report.html');
 const SMALL = smallEvalFolder(EVAL, tmp);
-let compared: CompareJson | undefined;
 
 interface CompareJson {
   command: string;
@@ -48,45 +47,11 @@ interface CompareJson {
   }[];
 }
 
-t.test('compare --data: the trade-off table, against classify per model', async (t) => {
-  const images = labelledImages(EVAL, imagenetLabels(LABELS));
-  const r = await runCli(['compare', ...common, '--data', EVAL, '--json', '--report', report, ...paths]);
-  t.equal(r.code, 0, r.stderr);
-  const c = JSON.parse(r.stdout) as CompareJson;
-  compared = c;
-  t.equal(c.models.length, 4);
-  // Independent figures for the reference and the two variants that disagree with it on some images.
-  const perModel: (Classified[] | null)[] = [];
-  for (const [i, p] of paths.entries()) perModel.push(i === 1 ? null : await classifyAll(images, ['--model', p, ...common]));
-  const ref = perModel[0]!;
-  const refSize = statSync(paths[0]!).size;
-  const classes = [...new Set(images.map((i) => i.truth))];
-  c.models.forEach((m, i) => {
-    const [file, kind, inDtype, outDtype] = MODELS[i]!;
-    t.equal(m.size_bytes, statSync(paths[i]!).size, `${file}: size`);
-    t.equal(m.size_ratio, statSync(paths[i]!).size / refSize, 'size ratio');
-    t.equal(m.quantization.kind, kind);
-    t.same(m.quantization.input_dtypes, [inDtype]);
-    t.same(m.quantization.output_dtypes, [outDtype]);
-    const mine = perModel[i];
-    if (!mine) return;
-    t.equal(m.metrics.top1_correct, mine.filter((x) => x.ranked[0] === x.truth).length, 'top-1 correct');
-    t.same(m.metrics.confusion.matrix, confusion(mine, classes), 'confusion matrix');
-    const agree = mine.filter((x, n) => x.ranked[0] === ref[n]!.ranked[0]).length / images.length;
-    t.equal(m.top1_agreement, agree, 'top-1 agreement with the reference');
-    const delta =
-      mine.reduce((a, x, n) => {
-        const top = ref[n]!.ranked[0]!;
-        return a + Math.abs((x.scores.get(top) ?? 0) - ref[n]!.scores.get(top)!);
-      }, 0) / images.length;
-    t.ok(Math.abs(m.mean_abs_delta_score - delta) < 2e-4, `mean |Δ score| ${m.mean_abs_delta_score} ≈ ${delta} (classify rounds to 4 decimals)`);
-    t.equal(m.speedup, c.models[0]!.latency.p50_ms / m.latency.p50_ms, 'speed-up = reference p50 / p50');
-  });
-  t.equal(c.models[0]!.metrics.top1_correct, 21, 'SOURCES.md: float 21/27');
-  t.ok(c.models[1]!.top1_agreement === 1, 'float16 agrees with float32 on every image');
-});
-
 t.test('the HTML report in headless Chromium', async (t) => {
+  // One image of each of three classes: the marks depend on the number of models and classes, not on the images.
+  const run = await runCli(['compare', ...common, '--data', SMALL, '--json', '--report', report, ...paths]);
+  t.equal(run.code, 0, run.stderr);
+  const json = JSON.parse(run.stdout) as CompareJson;
   const html = readFileSync(report, 'utf8');
   t.notMatch(html, /<script|<link|@import|url\(|src=/i, 'no script, stylesheet, font or image to load');
   const url = pathToFileURL(report).href;
@@ -94,15 +59,14 @@ t.test('the HTML report in headless Chromium', async (t) => {
   const c = (sel: string) => b.page.locator(sel).count();
   t.equal(await c('circle.bubble'), 4, 'one bubble per model');
   t.equal(await c('circle.bubble.reference'), 1);
-  t.equal(await c('rect.cell'), 4 * 9 * 10, 'confusion heat maps: 9 classes × (9 + other) per model');
-  t.equal(await c('rect.bar'), 4 * 9, 'recall bars: one per class and model');
-  const json = compared!;
+  t.equal(await c('rect.cell'), 4 * 3 * 4, 'confusion heat maps: 3 classes × (3 + other) per model');
+  t.equal(await c('rect.bar'), 4 * 3, 'recall bars: one per class and model');
   const nonZero = json.models.reduce((a, m) => a + m.metrics.confusion.matrix.flat().filter((v) => v > 0).length, 0);
   t.equal(await c('text.count'), nonZero, 'a count in each non-zero cell');
   const counts = (await b.page.locator('text.count').allTextContents()).map(Number);
   t.equal(
     counts.reduce((a, v) => a + v, 0),
-    4 * 27,
+    4 * 3,
     'the counts add up to the images, per model',
   );
 
@@ -119,7 +83,8 @@ t.test('the HTML report in headless Chromium', async (t) => {
   }
   // biome-ignore lint/performance/useDomNodeTextContent: the text as laid out, table cells and list items apart
   const text = await b.page.locator('body').innerText();
-  t.match(text, /mobilenet_v1_0\.25_224_1_default_1: Out of 27 predictions I got 21 correct/);
+  const refCorrect = json.models[0]!.metrics.top1_correct;
+  t.match(text, new RegExp(`mobilenet_v1_0\\.25_224_1_default_1: Out of 3 predictions I got ${refCorrect} correct`));
   t.match(text, /machine\s+\S/);
   t.match(text, /engine\s+\S/);
   t.match(text, /threads\s+1/);
@@ -127,7 +92,7 @@ t.test('the HTML report in headless Chromium', async (t) => {
   const png = await b.page.screenshot({ fullPage: true });
   writeFileSync(path.join(tmp, 'report.png'), png);
   const meta = await sharp(png).metadata();
-  t.ok(meta.height! > 1500, `the whole report is drawn (${meta.width}×${meta.height})`);
+  t.ok(meta.height! > 1000, `the whole report is drawn (${meta.width}×${meta.height})`);
   const stats = await sharp(png).stats();
   t.ok(stats.channels[0]!.stdev > 20, 'not a blank page');
   t.same(b.requests, [url], 'nothing fetched but the file itself');
