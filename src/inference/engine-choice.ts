@@ -1,0 +1,284 @@
+import { createHash } from 'node:crypto';
+import { readFile, mkdir, rename, writeFile } from 'node:fs/promises';
+import { arch, cpus } from 'node:os';
+import path from 'node:path';
+import { typedArrayFor, liteRtVersion, type EngineLoadOptions, type EngineName, type TensorArray } from './engines.js';
+import type { Candidate, MeasureResult } from './inference-worker.js';
+import { machineCores, measureCandidates } from './session.js';
+
+/** Total time `auto` may spend measuring engines at start, ms (worker start-up and loading included). */
+export const MEASURE_BUDGET_MS = 1800;
+
+/** Version of the cache file's layout; a file of another version is ignored and rewritten. */
+export const CACHE_VERSION = 1;
+
+/** The engine whose output the others must agree with: the TFLite C library's default kernels, one thread. */
+export const REFERENCE: Candidate = { engine: 'tflite', threads: 1 };
+
+/** `inference.engine`: an engine, or `auto` to measure. */
+export type EngineSetting = EngineName | 'auto';
+/** `inference.threads`: a count, or `auto` to measure 1 … cores. */
+export type ThreadsSetting = number | 'auto';
+
+/** One line of the engine table. */
+export interface ChoiceRow extends Candidate {
+  /** Median time of one run, ms (absent when it failed). */
+  readonly p50_ms?: number;
+  readonly runs?: number;
+  /** `chosen`, `ok`, `failed` (could not load or run the model), `disagrees` (outputs differ from the reference), `reference` (measured only to check the others). */
+  readonly status: 'chosen' | 'ok' | 'failed' | 'disagrees' | 'reference';
+  /** Why it failed or disagrees, or a note (e.g. XNNPACK did not apply). */
+  readonly reason?: string;
+}
+
+/** The outcome of `chooseEngine`. */
+export interface EngineChoice {
+  readonly engine: EngineName;
+  readonly threads: number;
+  /** Every candidate measured (empty when neither setting is `auto`). */
+  readonly table: readonly ChoiceRow[];
+  /** True when the choice came from the cache file. */
+  readonly cached: boolean;
+  /** The cache key: model sha256, library, machine and settings. */
+  readonly key: string;
+  /** Warnings to log: engines skipped and why, a corrupt cache file. */
+  readonly warnings: readonly string[];
+}
+
+/** The tolerance of the agreement check for one output: `steps` quantization steps of `scale` (float outputs: 1/256, the step of a uint8 probability). */
+export function tolerance(scale: number, steps = 2): number {
+  return steps * (scale > 0 ? scale : 1 / 256);
+}
+
+/**
+ * Whether `candidate` scores agree with `reference` scores (both already
+ * dequantized to real values, same length): the same top-1 class — or a
+ * top-1 whose reference score is within `tol` of the reference top-1 (a tie)
+ * — and every score within `tol`. Returns null when they agree, else a
+ * sentence with the first difference, e.g. `top-1 is class 12 (0.80), the
+ * reference says class 286 (0.75)`.
+ */
+export function disagreement(reference: ArrayLike<number>, candidate: ArrayLike<number>, tol: number): string | null {
+  if (reference.length !== candidate.length) return `it gives ${candidate.length} scores, the reference ${reference.length}`;
+  let refTop = 0;
+  let candTop = 0;
+  let worst = 0;
+  let worstAt = -1;
+  for (let i = 0; i < reference.length; i++) {
+    if (reference[i]! > reference[refTop]!) refTop = i;
+    if (candidate[i]! > candidate[candTop]!) candTop = i;
+    const d = Math.abs(reference[i]! - candidate[i]!);
+    if (!(d <= worst)) {
+      worst = d;
+      worstAt = i;
+    }
+  }
+  if (candTop !== refTop && !(reference[refTop]! - reference[candTop]! <= tol)) {
+    return `its top-1 is class ${candTop} (${fmt(candidate[candTop]!)}), the reference's class ${refTop} (${fmt(reference[refTop]!)})`;
+  }
+  if (worstAt >= 0 && !(worst <= tol)) {
+    return `class ${worstAt} scores ${fmt(candidate[worstAt]!)} against the reference's ${fmt(reference[worstAt]!)} (allowed difference ${fmt(tol)})`;
+  }
+  return null;
+}
+
+const fmt = (x: number): string => (Number.isFinite(x) ? Number(x.toPrecision(4)).toString() : String(x));
+
+/** Real values of a raw output tensor: (q − zero_point) × scale for quantized ones, the values for float. */
+export function dequantized(raw: TensorArray, scale: number, zeroPoint: number): Float64Array {
+  const out = new Float64Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const q = Number(raw[i]!);
+    out[i] = scale > 0 ? (q - zeroPoint) * scale : q;
+  }
+  return out;
+}
+
+/** The candidates for the settings: every engine × 1 … cores for `auto`, else the one given. */
+export function candidatesFor(engine: EngineSetting, threads: ThreadsSetting, cores = machineCores(), liteRt = liteRtVersion() !== null): Candidate[] {
+  const engines: EngineName[] = engine === 'auto' ? ['tflite', 'tflite-xnnpack', ...(liteRt ? ['litert-wasm' as const] : [])] : [engine];
+  const out: Candidate[] = [];
+  for (const e of engines) {
+    // LiteRT.js is single-threaded on Node.js 20 (no relaxed SIMD): one thread count only.
+    const counts = e === 'litert-wasm' ? [1] : threads === 'auto' ? Array.from({ length: cores }, (_, i) => i + 1) : [threads];
+    for (const t of counts) out.push({ engine: e, threads: t });
+  }
+  return out;
+}
+
+/** How `chooseEngine` reads the model's scores output. */
+export interface ScoresOutput {
+  /** Position of the class-scores output among the outputs. */
+  readonly index: number;
+  /** Its dtype, e.g. uint8. */
+  readonly dtype: string;
+  /** Scale and zero point from the flatbuffer (LiteRT.js does not report them). */
+  readonly scale: number;
+  readonly zero_point: number;
+}
+
+/** Options of `chooseEngine`. */
+export interface ChooseOptions {
+  readonly load: EngineLoadOptions;
+  readonly engine: EngineSetting;
+  readonly threads: ThreadsSetting;
+  /** The same input for every candidate: one typed array per model input. */
+  readonly probe: readonly ArrayBufferView[];
+  readonly scores: ScoresOutput;
+  /** JSON cache of choices; null for none. */
+  readonly cacheFile: string | null;
+  /** Measuring time, ms (default MEASURE_BUDGET_MS). */
+  readonly budgetMs?: number;
+  /** Replaces `measureCandidates` (tests: stand-in engines). */
+  readonly measure?: typeof measureCandidates;
+  /** Machine identity in the cache key (default: CPU model, arch, cores). */
+  readonly machine?: string;
+}
+
+/** The machine part of the cache key: CPU model, architecture and core count. */
+export function machineId(): string {
+  return `${cpus()[0]?.model.trim() ?? 'unknown CPU'} ${arch()} x${machineCores()}`;
+}
+
+/** sha256 (hex) of `bytes`. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Chooses the engine and thread count for a model. With neither setting
+ * `auto`, returns them as given. Otherwise: looks the choice up in
+ * `cacheFile` under a key of the model's sha256, the TFLite library file's
+ * sha256, the LiteRT.js version, the machine and the settings; on a miss,
+ * measures the candidates (see `measureCandidates`) plus the reference
+ * (`tflite`, 1 thread), drops those that fail to load or disagree with the
+ * reference on the probe input (see `disagreement`), picks the fastest
+ * median, and writes the cache. A corrupt or foreign cache file is ignored
+ * (a warning) and rewritten. Throws when no candidate can run the model,
+ * with each engine's reason.
+ */
+export async function chooseEngine(o: ChooseOptions): Promise<EngineChoice> {
+  const candidates = candidatesFor(o.engine, o.threads);
+  if (o.engine !== 'auto' && o.threads !== 'auto') {
+    return { engine: o.engine, threads: o.threads, table: [], cached: false, key: '', warnings: [] };
+  }
+  const warnings: string[] = [];
+  const libraryFile = o.load.library ?? (await import('./tflite-c.js')).bundledLibraryPath();
+  let libraryHash = 'missing';
+  try {
+    libraryHash = sha256(await readFile(libraryFile)).slice(0, 16);
+  } catch {
+    // The engines report the missing library when they load; the key just cannot name it.
+  }
+  const key = [
+    `model ${sha256(o.load.modelBytes)}`,
+    `library ${path.basename(libraryFile)} ${libraryHash}`,
+    `litert ${liteRtVersion() ?? 'none'}`,
+    `machine ${o.machine ?? machineId()}`,
+    `engine ${o.engine} threads ${o.threads}`,
+    ...(o.load.inputShapes?.size ? [`inputs ${JSON.stringify([...o.load.inputShapes])}`] : []),
+  ].join('; ');
+
+  const cache = o.cacheFile ? await readCache(o.cacheFile, warnings) : { version: CACHE_VERSION, entries: {} };
+  const hit = cache.entries[key];
+  if (hit && candidates.some((c) => c.engine === hit.engine && c.threads === hit.threads)) {
+    return { engine: hit.engine, threads: hit.threads, table: hit.table, cached: true, key, warnings };
+  }
+
+  const withReference = candidates.some((c) => c.engine === REFERENCE.engine && c.threads === REFERENCE.threads) ? candidates : [REFERENCE, ...candidates];
+  const measured = await (o.measure ?? measureCandidates)(o.load, withReference, o.probe, o.budgetMs ?? MEASURE_BUDGET_MS);
+  const isCandidate = (r: Candidate): boolean => candidates.some((c) => c.engine === r.engine && c.threads === r.threads);
+  const ref = measured.find((r) => !r.error && r.engine === REFERENCE.engine && r.threads === REFERENCE.threads) ?? measured.find((r) => !r.error);
+  const tol = tolerance(o.scores.scale);
+  const rows: ChoiceRow[] = [];
+  for (const r of measured) {
+    const base = { engine: r.engine, threads: r.threads, ...(r.p50_ms !== undefined ? { p50_ms: r.p50_ms, runs: r.runs } : {}) };
+    if (r.error) {
+      rows.push({ ...base, status: 'failed', reason: r.error });
+      continue;
+    }
+    let reason: string | null = null;
+    if (ref && r !== ref) {
+      const a = decodeScores(ref, o.scores);
+      const b = decodeScores(r, o.scores);
+      reason = a && b ? disagreement(a, b, tol) : 'its outputs could not be read';
+    }
+    if (reason) rows.push({ ...base, status: 'disagrees', reason });
+    else rows.push({ ...base, status: isCandidate(r) ? 'ok' : 'reference', ...(r.notes?.length ? { reason: r.notes.join('; ') } : {}) });
+  }
+  const usable = rows.filter((r) => r.status === 'ok' && r.p50_ms !== undefined).sort((a, b) => a.p50_ms! - b.p50_ms!);
+  for (const r of rows) {
+    if (r.status === 'failed' && isCandidate(r)) warnings.push(`engine ${r.engine} (${r.threads} thread${r.threads > 1 ? 's' : ''}) skipped: ${r.reason}`);
+    if (r.status === 'disagrees') warnings.push(`engine ${r.engine} (${r.threads} thread${r.threads > 1 ? 's' : ''}) skipped: its output disagrees with ${ref!.engine}: ${r.reason}`);
+  }
+  const best = usable[0];
+  if (!best) {
+    const why = rows.filter(isCandidate).map((r) => `${r.engine}: ${r.reason ?? r.status}`).join('; ');
+    throw new Error(`no inference engine can run ${o.load.model} (${why})`);
+  }
+  const table = rows.map((r) => (r === best ? { ...r, status: 'chosen' as const } : r));
+  if (o.cacheFile) {
+    cache.entries[key] = { engine: best.engine, threads: best.threads, table, measured_at: new Date().toISOString() };
+    try {
+      await writeCache(o.cacheFile, cache);
+    } catch (err) {
+      warnings.push(`cannot write the engine choice cache ${o.cacheFile}: ${(err as Error).message} (engines are measured again at the next start)`);
+    }
+  }
+  return { engine: best.engine, threads: best.threads, table, cached: false, key, warnings };
+}
+
+function decodeScores(r: MeasureResult, s: ScoresOutput): Float64Array | null {
+  const buf = r.outputs?.[s.index];
+  if (!buf) return null;
+  return dequantized(typedArrayFor(s.dtype, buf), s.scale, s.zero_point);
+}
+
+interface CacheEntry {
+  engine: EngineName;
+  threads: number;
+  table: ChoiceRow[];
+  measured_at: string;
+}
+interface CacheFile {
+  version: number;
+  entries: Record<string, CacheEntry>;
+}
+
+async function readCache(file: string, warnings: string[]): Promise<CacheFile> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') warnings.push(`cannot read the engine choice cache ${file}: ${(err as Error).message}`);
+    return { version: CACHE_VERSION, entries: {} };
+  }
+  try {
+    const data = JSON.parse(text) as CacheFile;
+    if (data?.version !== CACHE_VERSION || typeof data.entries !== 'object' || data.entries === null) {
+      throw new Error(`expected {"version": ${CACHE_VERSION}, "entries": {...}}`);
+    }
+    for (const e of Object.values(data.entries)) {
+      if (typeof e?.engine !== 'string' || !Number.isInteger(e.threads) || !Array.isArray(e.table)) throw new Error('an entry lacks engine, threads or table');
+    }
+    return data;
+  } catch (err) {
+    warnings.push(`the engine choice cache ${file} is corrupt or from another version (${(err as Error).message}): ignored, engines are measured again and the file rewritten`);
+    return { version: CACHE_VERSION, entries: {} };
+  }
+}
+
+async function writeCache(file: string, data: CacheFile): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(data, null, 2) + '\n');
+  await rename(tmp, file);
+}
+
+/** The engine table as aligned text lines for the log and `bench`. */
+export function formatTable(table: readonly ChoiceRow[]): string {
+  const rows = table.map((r) => [r.engine, String(r.threads), r.p50_ms !== undefined ? r.p50_ms.toFixed(2) : '-', r.status, r.reason ?? '']);
+  const head = ['engine', 'threads', 'p50 ms', 'status', 'note'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
