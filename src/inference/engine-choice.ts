@@ -45,9 +45,28 @@ export interface EngineChoice {
   readonly warnings: readonly string[];
 }
 
-/** The tolerance of the agreement check for one output: `steps` quantization steps of `scale` (float outputs: 1/256, the step of a uint8 probability). */
-export function tolerance(scale: number, steps = 2): number {
-  return steps * (scale > 0 ? scale : 1 / 256);
+/** Share of the reference scores' range (max − min) that engines may differ by: see `tolerance`. */
+export const RANGE_SHARE = 0.15;
+
+/**
+ * The tolerance of the agreement check, in real (dequantized) units: the
+ * larger of two quantization steps (`scale`; float outputs: 1/256, the step
+ * of a uint8 probability) and RANGE_SHARE of the reference scores' range.
+ * Two steps alone are too tight: measured on the asset models and images,
+ * XNNPACK's int8 kernels and LiteRT.js differ from TFLite's reference kernels
+ * by up to 24 steps (0.094 on a 0…1 score) while agreeing on every clear
+ * top-1; a wrong engine (garbage, zeros, shuffled classes) differs by most of
+ * the range.
+ */
+export function tolerance(scale: number, reference: ArrayLike<number>): number {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < reference.length; i++) {
+    lo = Math.min(lo, reference[i]!);
+    hi = Math.max(hi, reference[i]!);
+  }
+  const range = hi > lo ? hi - lo : 0;
+  return Math.max(2 * (scale > 0 ? scale : 1 / 256), RANGE_SHARE * range);
 }
 
 /**
@@ -189,7 +208,6 @@ export async function chooseEngine(o: ChooseOptions): Promise<EngineChoice> {
   const measured = await (o.measure ?? measureCandidates)(o.load, withReference, o.probe, o.budgetMs ?? MEASURE_BUDGET_MS);
   const isCandidate = (r: Candidate): boolean => candidates.some((c) => c.engine === r.engine && c.threads === r.threads);
   const ref = measured.find((r) => !r.error && r.engine === REFERENCE.engine && r.threads === REFERENCE.threads) ?? measured.find((r) => !r.error);
-  const tol = tolerance(o.scores.scale);
   const rows: ChoiceRow[] = [];
   for (const r of measured) {
     const base = { engine: r.engine, threads: r.threads, ...(r.p50_ms !== undefined ? { p50_ms: r.p50_ms, runs: r.runs } : {}) };
@@ -201,7 +219,7 @@ export async function chooseEngine(o: ChooseOptions): Promise<EngineChoice> {
     if (ref && r !== ref) {
       const a = decodeScores(ref, o.scores);
       const b = decodeScores(r, o.scores);
-      reason = a && b ? disagreement(a, b, tol) : 'its outputs could not be read';
+      reason = a && b ? disagreement(a, b, tolerance(o.scores.scale, a)) : 'its outputs could not be read';
     }
     if (reason) rows.push({ ...base, status: 'disagrees', reason });
     else rows.push({ ...base, status: isCandidate(r) ? 'ok' : 'reference', ...(r.notes?.length ? { reason: r.notes.join('; ') } : {}) });

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 import { EngineLoadError, liteRtVersion, typedArrayFor, type EngineLoadOptions, type LoadedEngine, type TensorArray } from './engines.js';
 import type { RuntimeTensor } from './tflite-c.js';
+import { parseModel } from './tflite-model.js';
 
 /*
  * The `litert-wasm` engine: Google's LiteRT.js (`@litertjs/core`, pinned), a
@@ -47,6 +48,34 @@ function quiet(...args: unknown[]): void {
   sink?.push(args.map(String).join(' '));
 }
 
+/**
+ * Runs `fn` with LiteRT's output captured into `into` instead of the
+ * process's stdout/stderr: Emscripten in Node.js writes its log lines
+ * (INFO/WARNING/ERROR, including why a model fails) with
+ * `process.stderr.write` and the module start-up with console.*.
+ */
+async function captured<T>(into: string[], fn: () => Promise<T>): Promise<T> {
+  const out = process.stdout.write;
+  const err = process.stderr.write;
+  const saved = { log: console.log, warn: console.warn, error: console.error, info: console.info, debug: console.debug };
+  const write = ((chunk: unknown) => {
+    into.push(String(chunk));
+    return true;
+  }) as typeof process.stdout.write;
+  sink = into;
+  process.stdout.write = write;
+  process.stderr.write = write;
+  Object.assign(console, { log: quiet, warn: quiet, error: quiet, info: quiet, debug: quiet });
+  try {
+    return await fn();
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+    Object.assign(console, saved);
+    sink = null;
+  }
+}
+
 async function loadModule(): Promise<LiteRtModule> {
   const g = globalThis as Record<string, unknown>;
   g.self ??= globalThis;
@@ -61,14 +90,7 @@ async function loadModule(): Promise<LiteRtModule> {
   };
   const mod = (await import('@litertjs/core')) as unknown as LiteRtModule;
   const dir = path.join(path.dirname(createRequire(import.meta.url).resolve('@litertjs/core')), '..', 'wasm') + path.sep;
-  // Emscripten binds console.* when the module starts: route them through `quiet` for good.
-  const saved = { log: console.log, warn: console.warn, error: console.error, info: console.info, debug: console.debug };
-  Object.assign(console, { log: quiet, warn: quiet, error: quiet, info: quiet, debug: quiet });
-  try {
-    await mod.loadLiteRt(dir);
-  } finally {
-    Object.assign(console, saved);
-  }
+  await captured([], () => mod.loadLiteRt(dir));
   return mod;
 }
 
@@ -88,22 +110,27 @@ export async function loadLiteRtEngine(options: EngineLoadOptions): Promise<Load
     throw new EngineLoadError(`LiteRT.js could not start: ${(err as Error).message}`, 'litert-wasm');
   }
   const messages: string[] = [];
-  sink = messages;
   let model: CompiledModel;
   try {
-    model = await mod.loadAndCompile(options.modelBytes, { accelerator: 'wasm' });
+    // LiteRT.js reads the whole ArrayBuffer under the view: give it one holding exactly the model.
+    const b = options.modelBytes;
+    const exact = b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice();
+    model = await captured(messages, () => mod.loadAndCompile(exact, { accelerator: 'wasm' }));
   } catch (err) {
-    sink = null;
     const all = [...messages, String((err as Error)?.message ?? err)].map((m) => m.trim()).filter((m) => m.startsWith('ERROR:') || !/^(INFO|WARNING):/.test(m));
     const reason = all.find((m) => !/^ERROR: \[/.test(m) && !/litert_web\.cc|litert_compiled_model/.test(m)) ?? all[0] ?? 'unknown error';
     throw new EngineLoadError(`litert-wasm cannot run ${options.model}: ${reason.replace(/^ERROR:\s*/, '').split('\n')[0]}`, 'litert-wasm', all);
   }
-  sink = null;
-  // LiteRT.js compiles a model with an unknown custom op and then runs it to zeros: refuse it as TFLite does.
-  const unresolved = messages.map((m) => /unresolved custom op: ([^\s.]+(?:\.[^\s.]+)*)/.exec(m)).find((m) => m);
-  if (unresolved) {
+  // LiteRT.js 2.5.3 compiles a model with an unknown custom op without a word and runs it to zeros
+  // (seen with model_invoking_error.tflite): refuse custom ops from the flatbuffer instead.
+  const custom = (await parseModel(options.modelBytes, options.model)).custom_ops;
+  if (custom.length > 0) {
     model.delete();
-    throw new EngineLoadError(`litert-wasm cannot run ${options.model}: Encountered unresolved custom op: ${unresolved[1]}.`, 'litert-wasm', messages);
+    throw new EngineLoadError(
+      `litert-wasm cannot run ${options.model}: it uses the custom op '${custom[0]}', and LiteRT.js does not report custom ops it lacks (it would run the model to zeros)`,
+      'litert-wasm',
+      messages,
+    );
   }
   const describe = (d: { name: string; dtype: string; shape: Int32Array }): RuntimeTensor => {
     const shape = Array.from(d.shape);
