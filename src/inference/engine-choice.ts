@@ -83,10 +83,12 @@ export function disagreement(reference: ArrayLike<number>, candidate: ArrayLike<
   let candTop = 0;
   let worst = 0;
   let worstAt = -1;
+  const v = (x: number): number => (Number.isNaN(x) ? -Infinity : x);
   for (let i = 0; i < reference.length; i++) {
-    if (reference[i]! > reference[refTop]!) refTop = i;
-    if (candidate[i]! > candidate[candTop]!) candTop = i;
+    if (v(reference[i]!) > v(reference[refTop]!)) refTop = i;
+    if (v(candidate[i]!) > v(candidate[candTop]!)) candTop = i;
     const d = Math.abs(reference[i]! - candidate[i]!);
+    if (Number.isNaN(worst)) continue; // a NaN score is the worst difference there is
     if (!(d <= worst)) {
       worst = d;
       worstAt = i;

@@ -268,7 +268,7 @@ export class InferenceSession {
  * heap, does not stay in memory): each is loaded, run once on `probe`
  * (whose outputs are returned for the agreement check), then all are run in
  * interleaved rounds until `budgetMs` has passed since this call (worker
- * start-up and loading included; at least 3 rounds). Never rejects for a candidate that fails: its `error` says why.
+ * start-up and loading included; at least one round). Never rejects for a candidate that fails: its `error` says why.
  */
 export async function measureCandidates(
   load: EngineLoadOptions,

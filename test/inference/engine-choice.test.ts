@@ -1,0 +1,142 @@
+import t from 'tap';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { candidatesFor, chooseEngine, disagreement, formatTable, tolerance, type ChooseOptions } from '../../src/inference/engine-choice.js';
+import type { Candidate, MeasureResult } from '../../src/inference/inference-worker.js';
+import { measureCandidates } from '../../src/inference/session.js';
+import { model } from '../helpers/assets.js';
+
+t.test('candidates: every engine × 1 … cores for auto, LiteRT.js single-threaded', async (t) => {
+  t.same(candidatesFor('auto', 'auto', 2, true), [
+    { engine: 'tflite', threads: 1 },
+    { engine: 'tflite', threads: 2 },
+    { engine: 'tflite-xnnpack', threads: 1 },
+    { engine: 'tflite-xnnpack', threads: 2 },
+    { engine: 'litert-wasm', threads: 1 },
+  ]);
+  t.same(candidatesFor('tflite-xnnpack', 'auto', 3, true), [1, 2, 3].map((n) => ({ engine: 'tflite-xnnpack', threads: n })));
+  t.same(candidatesFor('auto', 2, 4, false), [{ engine: 'tflite', threads: 2 }, { engine: 'tflite-xnnpack', threads: 2 }]);
+});
+
+t.test('agreement: same top-1 and scores within the tolerance', async (t) => {
+  const ref = [0.05, 0.8, 0.1, 0.05];
+  t.equal(tolerance(1 / 256, ref), 0.15 * 0.75, 'a share of the range when that is larger than two steps');
+  t.equal(tolerance(1 / 256, [0.5, 0.51]), 2 / 256, 'two quantization steps otherwise');
+  t.equal(disagreement(ref, [0.06, 0.75, 0.12, 0.07], 0.1), null);
+  t.equal(disagreement(ref, [0.8, 0.05, 0.1, 0.05], 0.1), 'its top-1 is class 0 (0.8), the reference\'s class 1 (0.8)');
+  t.equal(disagreement(ref, [0.05, 0.5, 0.1, 0.05], 0.1), 'class 1 scores 0.5 against the reference\'s 0.8 (allowed difference 0.1)');
+  t.equal(disagreement([0.45, 0.46], [0.46, 0.45], 0.02), null, 'a top-1 tied within the tolerance in the reference is not a disagreement');
+  t.equal(disagreement([1, 2], [1, 2, 3], 1), 'it gives 3 scores, the reference 2');
+  t.equal(disagreement([0, 1], [NaN, 1], 1), 'class 0 scores NaN against the reference\'s 0 (allowed difference 1)');
+});
+
+/** A stand-in measurement: engine → [p50 ms, scores]; `wrong` returns other scores; `broken` fails to load. */
+function standIn(times: Record<string, number>, calls: Candidate[][]): typeof measureCandidates {
+  const good = Uint8Array.from([10, 200, 30, 16]);
+  const wrong = Uint8Array.from([200, 10, 30, 16]);
+  return async (_load, candidates) => {
+    calls.push([...candidates]);
+    return candidates.map((c): MeasureResult => {
+      const key = `${c.engine}@${c.threads}`;
+      if (c.engine === 'litert-wasm') return { ...c, error: 'litert-wasm cannot run m.tflite: Element type INT8 is not supported.' };
+      const scores = c.engine === 'tflite-xnnpack' && c.threads === 2 ? wrong : good;
+      return { ...c, p50_ms: times[key] ?? 50, runs: 10, outputs: [scores.slice().buffer] };
+    });
+  };
+}
+
+function options(dir: string, bytes: Uint8Array, measure: typeof measureCandidates, extra: Partial<ChooseOptions> = {}): ChooseOptions {
+  return {
+    load: { modelBytes: bytes, model: 'm.tflite', threads: 1 },
+    engine: 'auto',
+    threads: 'auto',
+    probe: [new Uint8Array(4)],
+    scores: { index: 0, dtype: 'uint8', scale: 1 / 256, zero_point: 0 },
+    cacheFile: path.join(dir, 'engine-choice.json'),
+    measure,
+    machine: 'test machine x2',
+    ...extra,
+  };
+}
+
+t.test('auto picks the fastest engine that agrees, skips one that returns wrong scores, and caches the choice', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'choice-'));
+  const calls: Candidate[][] = [];
+  // tflite-xnnpack with 2 threads is the fastest but returns wrong scores (a stand-in for a broken engine).
+  const measure = standIn({ 'tflite@1': 50, 'tflite@2': 60, 'tflite-xnnpack@1': 6, 'tflite-xnnpack@2': 3 }, calls);
+  const bytes = Uint8Array.from([1, 2, 3]);
+  const choice = await chooseEngine(options(dir, bytes, measure));
+  t.equal(choice.engine, 'tflite-xnnpack');
+  t.equal(choice.threads, 1);
+  t.equal(choice.cached, false);
+  t.same(
+    choice.table.map((r) => [r.engine, r.threads, r.status]),
+    [
+      ['tflite', 1, 'ok'],
+      ['tflite', 2, 'ok'],
+      ['tflite-xnnpack', 1, 'chosen'],
+      ['tflite-xnnpack', 2, 'disagrees'],
+      ['litert-wasm', 1, 'failed'],
+    ],
+  );
+  t.match(choice.warnings, [
+    /^engine tflite-xnnpack \(2 threads\) skipped: its output disagrees with tflite: its top-1 is class 0/,
+    /^engine litert-wasm \(1 thread\) skipped: litert-wasm cannot run m\.tflite: Element type INT8/,
+  ]);
+  t.match(formatTable(choice.table), /tflite-xnnpack\s+1\s+6\.00\s+chosen/);
+
+  const again = await chooseEngine(options(dir, bytes, measure));
+  t.equal(calls.length, 1, 'a restart does not measure again');
+  t.same([again.engine, again.threads, again.cached], ['tflite-xnnpack', 1, true]);
+
+  const changed = await chooseEngine(options(dir, Uint8Array.from([1, 2, 4]), measure));
+  t.equal(calls.length, 2, 'a changed model is measured again');
+  t.equal(changed.cached, false);
+  const cache = JSON.parse(readFileSync(path.join(dir, 'engine-choice.json'), 'utf8'));
+  t.equal(Object.keys(cache.entries).length, 2, 'both models are in the cache');
+  t.match(Object.keys(cache.entries)[0], /^model [0-9a-f]{64}; library libtensorflowlite_c\.so [0-9a-f]{16}; litert 2\.5\.3; machine test machine x2; engine auto threads auto$/);
+
+  const otherMachine = await chooseEngine(options(dir, bytes, measure, { machine: 'another machine x4' }));
+  t.equal(otherMachine.cached, false, 'another machine measures again');
+  t.equal(calls.length, 3);
+});
+
+t.test('a corrupt cache file is ignored with a warning and rewritten', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'choice-'));
+  const file = path.join(dir, 'engine-choice.json');
+  const calls: Candidate[][] = [];
+  const measure = standIn({}, calls);
+  for (const content of ['{not json', JSON.stringify({ version: 0, entries: {} }), JSON.stringify({ version: 1, entries: { k: { engine: 'tflite' } } })]) {
+    writeFileSync(file, content);
+    const choice = await chooseEngine(options(dir, Uint8Array.from([9]), measure));
+    t.match(choice.warnings[0], new RegExp(`^the engine choice cache ${file} is corrupt or from another version \\(.*\\): ignored, engines are measured again and the file rewritten$`));
+    t.equal(JSON.parse(readFileSync(file, 'utf8')).version, 1, 'rewritten');
+  }
+  t.equal(calls.length, 3);
+});
+
+t.test('no engine can run the model: one error with every reason', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'choice-'));
+  const measure: typeof measureCandidates = async (_l, cs) => cs.map((c) => ({ ...c, error: `${c.engine} cannot run m.tflite: nope` }));
+  await t.rejects(chooseEngine(options(dir, Uint8Array.from([1]), measure, { threads: 1 })), {
+    message: 'no inference engine can run m.tflite (tflite: tflite cannot run m.tflite: nope; tflite-xnnpack: tflite-xnnpack cannot run m.tflite: nope; litert-wasm: litert-wasm cannot run m.tflite: nope)',
+  });
+});
+
+t.test('fixed settings are returned as given, without measuring', async (t) => {
+  const choice = await chooseEngine(options('/nonexistent', Uint8Array.from([1]), async () => t.fail('measured') as never, { engine: 'tflite', threads: 1 }));
+  t.same([choice.engine, choice.threads, choice.table], ['tflite', 1, []]);
+});
+
+t.test('real measurement of the TF1 uint8 MobileNet V2: every candidate timed, outputs returned', async (t) => {
+  const bytes = readFileSync(model('mobilenet_v2_1.0_224_quant.tflite'));
+  const results = await measureCandidates({ modelBytes: bytes, model: 'v2.tflite', threads: 1 }, candidatesFor('auto', 'auto', 2, true), [new Uint8Array(150528).fill(120)], 1200);
+  t.equal(results.length, 5);
+  for (const r of results) {
+    t.notOk(r.error, `${r.engine}@${r.threads} loaded`);
+    // A candidate over 2.5× the best median stops early: it cannot win.
+    t.ok(r.p50_ms! > 0 && r.runs! >= 1, `${r.engine}@${r.threads}: ${r.runs} runs, p50 ${r.p50_ms} ms`);
+    t.equal(r.outputs?.[0]?.byteLength, 1001);
+  }
+});
