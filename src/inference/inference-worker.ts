@@ -114,13 +114,22 @@ async function serve(options: ServeInit): Promise<void> {
 async function measure(options: MeasureInit): Promise<void> {
   const loaded: Array<{ c: Candidate; engine: LoadedEngine; times: number[] }> = [];
   const results = new Map<Candidate, MeasureResult>();
+  const deadline = performance.now() + (options.deadline - Date.now());
   for (const c of options.candidates) {
+    if (loaded.length > 0 && performance.now() >= deadline) {
+      results.set(c, { ...c, error: 'not measured: the time for measuring ran out before it was loaded' });
+      continue;
+    }
     try {
       const engine = await loadEngine(c.engine, { ...options.load, threads: c.threads });
       for (let i = 0; i < engine.inputs.length; i++) asBytes(engine.input(i)).set(new Uint8Array(options.probe[i]!).subarray(0, engine.inputs[i]!.bytes));
-      const pending = engine.run(); // warm-up, and the output compared with the reference
+      // Two warm-up runs (XNNPACK packs its weights on the first; V8 tiers WebAssembly up over the first
+      // few); the first run's output is the one compared with the reference.
+      let pending = engine.run();
       if (pending) await pending;
       const outputs = engine.outputs.map((_, i) => asBytes(engine.output(i)).slice().buffer);
+      pending = engine.run();
+      if (pending) await pending;
       results.set(c, { ...c, outputs, notes: engine.notes });
       loaded.push({ c, engine, times: [] });
     } catch (err) {
@@ -129,9 +138,8 @@ async function measure(options: MeasureInit): Promise<void> {
     }
   }
   // Interleaved rounds, so that load from elsewhere on the machine hits every candidate alike.
-  const deadline = performance.now() + (options.deadline - Date.now());
-  // A candidate whose median is over PRUNE_FACTOR times the best one's cannot win: it stops running, to
-  // give the budget to those that can.
+  // From the third round on, a candidate whose median is over PRUNE_FACTOR times the best one's cannot
+  // win: it stops running, to give the budget to those that can.
   const PRUNE_FACTOR = 2.5;
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   let active = [...loaded];
@@ -143,8 +151,10 @@ async function measure(options: MeasureInit): Promise<void> {
       if (pending) await pending;
       l.times.push(performance.now() - t0);
     }
-    const best = Math.min(...active.map((l) => median(l.times)));
-    active = active.filter((l) => median(l.times) <= PRUNE_FACTOR * best);
+    if (round >= 2) {
+      const best = Math.min(...active.map((l) => median(l.times)));
+      active = active.filter((l) => median(l.times) <= PRUNE_FACTOR * best);
+    }
   }
   for (const l of loaded) {
     const sorted = [...l.times].sort((a, b) => a - b);
