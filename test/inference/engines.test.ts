@@ -163,7 +163,7 @@ t.test('the Edge TPU engine goes through the external delegate plugin (stand-in 
   t.teardown(() => void delete process.env.FAKE_DELEGATE_LOG);
   const bytes = readFileSync(model('mobilenet_v1_0.25_128_quant.tflite'));
   const e = await loadEngine('edgetpu', { modelBytes: bytes, model: 'm', threads: 1, delegate: { path: good, options: [['device', 'usb:0']] } });
-  e.input(0).fill(128);
+  (e.input(0) as Uint8Array).fill(128);
   e.run();
   t.equal((e.output(0) as Uint8Array).length, 1001, 'the stand-in claims no nodes: TFLite runs the model on the CPU');
   e.close();
@@ -185,13 +185,13 @@ t.test('a session runs in a worker; two slots let the next input be written whil
   const a = s.tryAcquire()!;
   const b = s.tryAcquire()!;
   t.equal(s.tryAcquire(), null, 'two slots, no more: nothing queues without bound');
-  a.inputs[0]!.set(cat);
+  (a.inputs[0] as Uint8Array).set(cat);
   const first = s.invoke(a);
-  b.inputs[0]!.fill(0); // written while slot a is in inference
+  (b.inputs[0] as Uint8Array).fill(0); // written while slot a is in inference
   const second = s.invoke(b);
   const [msA, msB] = await Promise.all([first, second]);
   t.ok(msA > 0 && msB > 0);
-  t.same(Array.from(a.outputs[0]!), Array.from(single.outputs[0]!), 'slot a holds the cat result');
+  t.same(Array.from(a.outputs[0] as Uint8Array), Array.from(single.outputs[0] as Uint8Array), 'slot a holds the cat result');
   t.not(top1(b.outputs[0] as Uint8Array), 283, 'slot b holds the black frame result');
   s.release(a);
   s.release(b);

@@ -113,7 +113,7 @@ t.test('real frames through a real session: every frame classified or counted as
       release: (s) => session.release(s),
       prepare: async (frame, slot) => {
         const rgb = await sharp(frame).resize(128, 128, { fit: 'fill' }).raw().toBuffer();
-        slot.inputs[0]!.set(rgb);
+        (slot.inputs[0] as Uint8Array).set(rgb);
       },
       invoke: (slot) => session.invoke(slot),
       finish: (_f, slot) => {
