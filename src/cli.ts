@@ -39,6 +39,8 @@ const num = (name: string) => (v: string) => {
   return Number(v);
 };
 const collect = (v: string, all: string[] = []) => [...all, v];
+/** `--threads`: `auto` or a whole number. */
+const threadsArg = (v: string): number | 'auto' => (v.trim() === 'auto' ? 'auto' : int('--threads')(v));
 
 interface CommonFlags {
   config?: string;
@@ -46,9 +48,10 @@ interface CommonFlags {
   labels?: string;
   cpuModel?: string;
   delegate?: string;
+  engine?: string;
   topK?: number;
   threshold?: number;
-  threads?: number;
+  threads?: number | 'auto';
   logLevel?: string;
 }
 type RunFlags = CommonFlags & { source?: string; mqttUrl?: string; baseTopic?: string; gpio?: string[]; logPredictions?: boolean; checkConfig?: boolean };
@@ -63,6 +66,7 @@ async function overridesFrom(flags: RunFlags): Promise<ConfigOverrides> {
     labels: flags.labels,
     cpuModel: flags.cpuModel,
     delegate: flags.delegate,
+    engine: flags.engine,
     mqttUrl: flags.mqttUrl,
     baseTopic: flags.baseTopic,
     topK: flags.topK,
@@ -88,7 +92,16 @@ function addModelFlags(cmd: Command): Command {
     .option('--cpu-model <file>', 'CPU model to fall back to when the Edge TPU cannot be used')
     .option('--top-k <n>', 'classes reported per image', int('--top-k'))
     .option('--threshold <score>', 'score threshold (0-1)', num('--threshold'))
-    .option('--threads <n>', 'interpreter threads', int('--threads'))
+    .addOption(
+      new Option('--engine <name>', 'what runs the model (auto: measure at start and keep the fastest that agrees)').choices([
+        'auto',
+        'tflite',
+        'tflite-xnnpack',
+        'litert-wasm',
+        'edgetpu',
+      ]),
+    )
+    .option('--threads <n>', 'interpreter threads, or auto (measure 1 … cores)', threadsArg)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS));
 }
 
@@ -232,10 +245,12 @@ async function inspect(flags: { model?: string; json?: boolean; config?: string 
   const { readModelFile } = await import('./inference/tflite-model.js');
   const { analyzeModel, formatBytes } = await import('./inference/model-analysis.js');
   const config = loadConfig({ file: flags.config, overrides: { model: flags.model } });
+  const { scoresOutputIndex } = await import('./inference/compat.js');
   const { bytes, info } = await readModelFile(config.model.path);
   const kind = analyzeModel(bytes, info);
+  const scores = scoresOutputIndex(info);
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ ...info, quantization_kind: kind })}\n`);
+    process.stdout.write(`${JSON.stringify({ ...info, quantization_kind: kind, scores_output: scores })}\n`);
     return 0;
   }
   const weights = Object.entries(kind.weight_bytes)
@@ -258,6 +273,7 @@ async function inspect(flags: { model?: string; json?: boolean; config?: string 
             .join(', ')}${md.labels.length > 3 ? ', ...' : ''})`
         : 'none in metadata'
     }`,
+    `class scores: ${scores === null ? 'no output of shape [1,N] with N ≥ 2' : `output ${scores} (${info.outputs[scores]!.name})`}`,
     `quantization: ${kind.summary}`,
     `parameters: ${kind.parameters === null ? 'inside the Edge TPU op' : kind.parameters.toLocaleString('en-US')}${weights ? ` (weights: ${weights})` : ''}`,
     `custom ops: ${info.custom_ops.length ? info.custom_ops.join(', ') : 'none'}`,
@@ -265,6 +281,28 @@ async function inspect(flags: { model?: string; json?: boolean; config?: string 
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
+}
+
+/** `bench`: per model, the engine table and choice, preprocessing per frame size, the pipeline rate and memory. */
+async function bench(flags: { model?: string[]; json?: boolean; config?: string; logLevel?: string }): Promise<number> {
+  const { loadConfig } = await import('./config/load.js');
+  const { classifierOptions } = await import('./config/options.js');
+  const { benchModel, formatBench } = await import('./service/bench.js');
+  const models = flags.model?.length ? flags.model : [loadConfig({ file: flags.config }).model.path];
+  let failures = 0;
+  for (const m of models) {
+    const config = loadConfig({ file: flags.config, overrides: { model: m } });
+    const { modelPath: _m, engine: _e, threads: _t, cacheFile: _c, ...classifier } = classifierOptions(config);
+    try {
+      const result = await benchModel(config.model.path, { classifier });
+      process.stdout.write(flags.json ? `${JSON.stringify(result)}\n` : `${formatBench(result)}\n\n`);
+    } catch (err) {
+      failures++;
+      process.stderr.write(`${m}: ${(err as Error).message}\n`);
+      if (flags.json) process.stdout.write(`${JSON.stringify({ model: m, error: (err as Error).message })}\n`);
+    }
+  }
+  return failures > 0 ? 1 : 0;
 }
 
 function program(setExit: (p: Promise<number>) => void): Command {
@@ -311,6 +349,14 @@ function program(setExit: (p: Promise<number>) => void): Command {
     },
     setExit,
   });
+
+  cli
+    .command('bench')
+    .description('measure on this device: per model the engines × threads and the choice, preprocessing per frame size, the pipeline rate, memory')
+    .option('--model <file>', '.tflite model, repeatable (default: the configured model)', collect)
+    .option('--config <file>', 'YAML or JSON configuration file (preprocessing, library)')
+    .option('--json', 'one JSON object per model')
+    .action((opts: { model?: string[]; json?: boolean; config?: string }) => setExit(bench(opts)));
   return cli;
 }
 

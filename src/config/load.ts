@@ -51,11 +51,12 @@ export interface ConfigOverrides {
   labels?: string;
   cpuModel?: string;
   delegate?: string;
+  engine?: string;
   mqttUrl?: string;
   baseTopic?: string;
   topK?: number;
   threshold?: number;
-  threads?: number;
+  threads?: number | 'auto';
   logLevel?: string;
   /** GPIO rules from `--gpio` flags (see `parseGpioFlag`); replace the file's rules when given. */
   gpioRules?: Array<Pick<GpioRuleConfig, 'pin' | 'labels'> & Partial<GpioRuleConfig>>;
@@ -67,6 +68,8 @@ const ENV_VARS = {
   EDGE_CLASSIFIER_MODEL: 'model.path',
   EDGE_CLASSIFIER_LABELS: 'model.labels',
   EDGE_CLASSIFIER_DELEGATE: 'inference.delegate',
+  EDGE_CLASSIFIER_ENGINE: 'inference.engine',
+  EDGE_CLASSIFIER_TFLITE_LIB: 'inference.library',
   EDGE_CLASSIFIER_MQTT_URL: 'mqtt.url',
   EDGE_CLASSIFIER_MQTT_USERNAME: 'mqtt.username',
   EDGE_CLASSIFIER_MQTT_PASSWORD: 'mqtt.password',
@@ -85,7 +88,7 @@ function setPath(target: Plain, dotted: string, value: unknown): void {
 }
 
 /** Keys whose string values are file paths, resolved against the folder they were given in. */
-const PATH_KEYS = ['model.path', 'model.labels', 'model.cpu_fallback', 'mqtt.tls.ca', 'mqtt.tls.cert', 'mqtt.tls.key'];
+const PATH_KEYS = ['model.path', 'model.labels', 'model.cpu_fallback', 'inference.library', 'inference.cache', 'mqtt.tls.ca', 'mqtt.tls.cert', 'mqtt.tls.key'];
 
 /** A source spec that names a file or folder (not `rpicam`, not a URL) is a path too. */
 const isPathSpec = (spec: string) => !/^rpicam(:\d+)?$/.test(spec) && !/^[a-z][a-z0-9+.-]*:\/\//i.test(spec);
@@ -266,6 +269,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   flag('model.labels', o.labels, '--labels');
   flag('model.cpu_fallback', o.cpuModel, '--cpu-model');
   flag('inference.delegate', o.delegate, '--delegate');
+  flag('inference.engine', o.engine, '--engine');
   flag('inference.top_k', o.topK, '--top-k');
   flag('inference.threshold', o.threshold, '--threshold');
   flag('inference.threads', o.threads, '--threads');

@@ -2,6 +2,7 @@ import type { SourceOptions } from '../camera/source-spec.js';
 import type { GpioBackendKind } from '../gpio/backends.js';
 import type { GpioRule } from '../gpio/rules.js';
 import type { ClassifierOptions } from '../inference/classifier.js';
+import { defaultCacheFile } from '../inference/engine-choice.js';
 import type { MqttPublisherOptions } from '../mqtt/publisher.js';
 import { defaultBaseTopic, defaultClientId } from '../mqtt/topics.js';
 import type { Config } from './schema.js';
@@ -33,14 +34,23 @@ export function classifierOptions(c: Config): Omit<ClassifierOptions, 'log'> {
     modelPath: c.model.path,
     ...(c.model.labels !== null ? { labelsPath: c.model.labels } : {}),
     ...(c.model.cpu_fallback !== null ? { cpuModelPath: c.model.cpu_fallback } : {}),
+    engine: c.inference.engine,
     delegate: c.inference.delegate,
     ...(c.inference.edgetpu_device !== null ? { edgetpuDevice: c.inference.edgetpu_device } : {}),
     threads: c.inference.threads,
+    ...(c.inference.library !== null ? { library: c.inference.library } : {}),
+    cacheFile: c.inference.cache ?? defaultCacheFile(),
+    ...(c.preprocess.input_size !== null ? { inputSize: sizePair(c.preprocess.input_size) } : {}),
     topK: c.inference.top_k,
     threshold: c.inference.threshold,
     resize: c.preprocess.resize,
     ...(mean === null && std === null ? {} : { normalization: { mean: triple(mean, 0), std: triple(std, 1) } }),
   };
+}
+
+/** `preprocess.input_size` as [height, width]: one number is both. */
+function sizePair(v: number | number[]): [number, number] {
+  return Array.isArray(v) ? [v[0]!, v[1]!] : [v, v];
 }
 
 /**

@@ -8,7 +8,8 @@ import { unreadableFileError } from '../core/errors.js';
 import { redactUrl } from '../core/redact.js';
 import { unknownLabelWarnings } from '../gpio/rules.js';
 import { modelProblems } from '../inference/compat.js';
-import { edgeTpuDelegate } from '../inference/delegate.js';
+import { checkSharedLibrary, edgeTpuDelegate } from '../inference/delegate.js';
+import { REQUIRED_SYMBOLS } from '../inference/tflite-c.js';
 import { type Labels, readLabelsFile } from '../inference/labels.js';
 import type { ModelInfo } from '../inference/model-info.js';
 import { readModelInfo } from '../inference/tflite-model.js';
@@ -28,8 +29,8 @@ import type { Config } from './schema.js';
  *
  * Also: the camera program (rpicam-vid or ffmpeg) is on PATH, a replay
  * folder holds files, TLS files hold usable PEM, and with
- * `inference.delegate: edgetpu` and no CPU fallback the Edge TPU library
- * loads. Not checked here (they need the hardware or the network): that the
+ * `inference.delegate: edgetpu` (or engine `edgetpu`) and no CPU fallback
+ * the Edge TPU library loads, and `inference.library` is a TFLite C library. Not checked here (they need the hardware or the network): that the
  * camera opens, that an Edge TPU is plugged in, that /sys/class/gpio is
  * writable, that the broker is up.
  * Returns warnings that do not stop the daemon: GPIO rule labels the model
@@ -52,9 +53,12 @@ export async function preflight(config: Config, file?: string): Promise<{ warnin
   const fallback = c.model.cpu_fallback ? await model('model.cpu_fallback', c.model.cpu_fallback) : undefined;
   // The one model-compatibility check (the classifier runs it too): every problem of each model, each named.
   const normalizationConfigured = c.preprocess.mean !== null || c.preprocess.std !== null;
-  const edgeTpu = c.inference.delegate === 'edgetpu' || c.model.cpu_fallback !== null;
-  for (const p of main ? modelProblems(main, { edgeTpu, normalizationConfigured }) : []) problems.push(`${problemKey(p)}: ${p}`);
-  for (const p of fallback ? modelProblems(fallback, { edgeTpu: false, normalizationConfigured }) : []) {
+  const wantsEdgeTpu = c.inference.delegate === 'edgetpu' || c.inference.engine === 'edgetpu';
+  const edgeTpu = wantsEdgeTpu || c.model.cpu_fallback !== null;
+  const size = c.preprocess.input_size;
+  const inputSize: [number, number] | undefined = size === null ? undefined : Array.isArray(size) ? [size[0]!, size[1]!] : [size, size];
+  for (const p of main ? modelProblems(main, { edgeTpu, normalizationConfigured, inputSize }) : []) problems.push(`${problemKey(p)}: ${p}`);
+  for (const p of fallback ? modelProblems(fallback, { edgeTpu: false, normalizationConfigured, inputSize }) : []) {
     problems.push(`${problemKey(p, 'model.cpu_fallback')}: ${p}`);
   }
 
@@ -109,7 +113,16 @@ export async function preflight(config: Config, file?: string): Promise<{ warnin
   } catch (err) {
     problems.push(`source.spec: ${(err as Error).message}`);
   }
-  if (c.inference.delegate === 'edgetpu' && !c.model.cpu_fallback) {
+  if (c.inference.library !== null) {
+    // Checked from the file, without loading it into this process.
+    const why = await checkSharedLibrary(c.inference.library, REQUIRED_SYMBOLS);
+    if (why) {
+      problems.push(
+        `inference.library: ${c.inference.library} is not a TensorFlow Lite C library (${why}): point it at a libtensorflowlite_c.so, or set it to null to use the bundled TFLite 2.9`,
+      );
+    }
+  }
+  if (wantsEdgeTpu && !c.model.cpu_fallback) {
     // The library only (present, the right architecture, loadable): whether an accelerator is plugged in is for start-up.
     try {
       await edgeTpuDelegate(c.inference.edgetpu_device ? { device: c.inference.edgetpu_device } : {});

@@ -58,7 +58,20 @@ const inferenceSchema = z
       .regex(/^(usb|pci)(:\d+)?$/, 'expected usb, usb:N, pci or pci:N')
       .nullable()
       .describe('Which Edge TPU: `usb`, `usb:0`, `pci:0`… null: the first one found.'),
-    threads: positiveInt().max(16).describe('CPU threads for the TFLite interpreter.'),
+    engine: z
+      .enum(['auto', 'tflite', 'tflite-xnnpack', 'litert-wasm', 'edgetpu'])
+      .describe(
+        'What runs the model: `auto` (measure the engines at start, keep the fastest that agrees with TFLite, cached per model, library and machine), `tflite` (TFLite C library, default kernels), `tflite-xnnpack` (the same with the XNNPACK delegate), `litert-wasm` (LiteRT.js, WebAssembly), or `edgetpu`.',
+      ),
+    threads: z
+      .union([z.literal('auto'), positiveInt().max(16)], { error: 'expected auto or a whole number from 1 to 16' })
+      .describe('CPU threads for the interpreter, or `auto` to measure 1 … the number of cores and keep the fastest.'),
+    library: fileOrNull.describe(
+      'The TFLite C library (`libtensorflowlite_c.so`, e.g. a newer LiteRT build). null: the TFLite 2.9 library bundled in the tfjs-tflite-node package.',
+    ),
+    cache: fileOrNull.describe(
+      'JSON file where `auto` keeps its engine choice. null: `engine-choice.json` in $STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/edge-classifier or ~/.local/state/edge-classifier.',
+    ),
     top_k: positiveInt().max(1000).describe('How many classes to report per frame, highest score first.'),
     threshold: z.number().min(0).max(1).describe('Score threshold: classes scoring below it are not reported (0-1).'),
   })
@@ -73,6 +86,10 @@ const preprocessSchema = z
       .nullable()
       .describe('Per-channel mean subtracted from pixels (0-255) for float inputs: x = (pixel - mean) / std. null: from the model metadata.'),
     std: channelValues.nullable().describe('Per-channel standard deviation for float inputs. null: from the model metadata.'),
+    input_size: z
+      .union([positiveInt().max(4096), z.array(positiveInt().max(4096)).length(2)], { error: 'expected a size in pixels or [height, width]' })
+      .nullable()
+      .describe('Input height and width ([H, W], or one number for both) for a model whose input size is free (shape_signature [1,-1,-1,3]). null: 224.'),
   })
   .superRefine((p, ctx) => {
     // One without the other would silently pair a configured value with 0 or 1, not with the model's own.
@@ -174,8 +191,8 @@ export type GpioRuleConfig = z.infer<typeof gpioRuleSchema>;
 export const DEFAULTS: Config = {
   source: { spec: 'rpicam', width: 640, height: 480, fps: 10, rotation: 0, hflip: false, vflip: false, loop: true, jpeg_quality: 80 },
   model: { path: 'models/mobilenet_v2_1.0_224_quant.tflite', labels: null, cpu_fallback: null },
-  inference: { delegate: 'cpu', edgetpu_device: null, threads: 2, top_k: 3, threshold: 0.1 },
-  preprocess: { resize: 'stretch', mean: null, std: null },
+  inference: { engine: 'auto', delegate: 'cpu', edgetpu_device: null, threads: 'auto', library: null, cache: null, top_k: 3, threshold: 0.1 },
+  preprocess: { resize: 'stretch', mean: null, std: null, input_size: null },
   mqtt: {
     url: null,
     embedded_port: 1883,

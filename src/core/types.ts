@@ -50,6 +50,20 @@ export interface TensorDetails {
   /** [scale, zero_point] of per-tensor quantization; [0, 0] when not quantized. */
   readonly quantization: [number, number];
   readonly quantization_parameters: QuantizationParameters;
+  /** How a sparse tensor is stored (schema.fbs SparsityParameters); `{}` for a dense tensor, as TensorFlow prints it. */
+  readonly sparsity_parameters?: SparsityParameters | Record<string, never>;
+}
+
+/**
+ * The storage of a sparse tensor, as TFLite's Python `get_input_details()`
+ * names it: `traversal_order` and `block_map` of the dimensions, and per
+ * traversed dimension its format (0 dense, with `dense_size`; 1 sparse CSR,
+ * with `array_segments` and `array_indices`).
+ */
+export interface SparsityParameters {
+  readonly traversal_order: number[];
+  readonly block_map: number[];
+  readonly dim_metadata: Array<{ format: number; dense_size?: number; array_segments?: number[]; array_indices?: number[] }>;
 }
 
 /** Normalization of a float input: x = (pixel - mean[c]) / std[c], per RGB channel. */

@@ -3,6 +3,7 @@ import { existsSync, statSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { bundledLibraryPath } from './tflite-c.js';
 
 /** Shared library of the Coral Edge TPU runtime (package libedgetpu1-std or libedgetpu1-max) on Linux. */
 const EDGETPU_LIBRARY = 'libedgetpu.so.1';
@@ -14,7 +15,7 @@ const EDGETPU_LIBRARY_ENV = 'EDGE_CLASSIFIER_EDGETPU_LIB';
 const DELEGATE_PLUGIN_SYMBOLS = ['tflite_plugin_create_delegate', 'tflite_plugin_destroy_delegate'] as const;
 
 const INSTALL_HINT =
-  "install the Edge TPU runtime (sudo apt install libedgetpu1-std from Coral's apt repository, https://coral.ai/docs/accelerator/get-started/) or set inference.delegate to cpu";
+  'install the Edge TPU runtime (sudo apt install libedgetpu1-std from Coral\'s apt repository, https://coral.ai/docs/accelerator/get-started/) or set inference.delegate to cpu';
 
 /** Directories searched after LD_LIBRARY_PATH and the ld.so cache, as the dynamic loader's defaults on Debian-family systems. */
 const STANDARD_LIBRARY_DIRS = [
@@ -51,14 +52,13 @@ export class EdgeTpuUnavailableError extends Error {
 }
 
 /**
- * What tfjs-tflite-node's binding reads from its `delegate` option
- * (node_tflite_binding.cc `apply_options`): `path` of an external delegate
- * library, handed to `TfLiteExternalDelegateOptionsDefault`, and `options` as
- * [key, value] string pairs inserted one by one.
+ * A TFLite external delegate plugin and its options: `path` of a library
+ * exporting `tflite_plugin_create_delegate` (libedgetpu), and `options` as
+ * [key, value] string pairs handed to it (e.g. ['device', 'usb:0']).
  */
 export interface DelegateDescriptor {
   readonly path: string;
-  readonly options: Array<[string, string]>;
+  readonly options: ReadonlyArray<readonly [string, string]>;
 }
 
 /** Options of `edgeTpuDelegate`. */
@@ -105,7 +105,9 @@ export async function edgeTpuDelegate(options: EdgeTpuOptions = {}): Promise<Del
   const env = options.env ?? process.env;
   const device = options.device ?? '';
   if (!/^((usb|pci)(:\d+)?|:\d+)?$/.test(device) && !path.isAbsolute(device)) {
-    throw new Error(`inference.edgetpu_device ${JSON.stringify(device)} is not an Edge TPU device: expected usb, usb:N, pci, pci:N, :N or a device path`);
+    throw new Error(
+      `inference.edgetpu_device ${JSON.stringify(device)} is not an Edge TPU device: expected usb, usb:N, pci, pci:N, :N or a device path`,
+    );
   }
   const library = options.libraryPath || env[EDGETPU_LIBRARY_ENV] || EDGETPU_LIBRARY;
   const resolved = await findSharedLibrary(library, env);
@@ -180,13 +182,21 @@ async function elfMachine(file: string): Promise<number | null> {
 
 /**
  * Why `file` cannot serve as a TFLite external delegate, or null when it
- * can: it must be an ELF shared object (type ET_DYN) for this CPU whose
- * dynamic symbol table defines `DELEGATE_PLUGIN_SYMBOLS`. Reads the ELF
- * header, the section headers and `.dynsym`/its string table (32- or 64-bit,
- * either byte order); when the section headers are stripped, falls back to
- * looking for the symbol names in the file's bytes.
+ * can: `checkSharedLibrary(file, DELEGATE_PLUGIN_SYMBOLS)`.
  */
-export async function checkDelegateLibrary(file: string): Promise<string | null> {
+export function checkDelegateLibrary(file: string): Promise<string | null> {
+  return checkSharedLibrary(file, DELEGATE_PLUGIN_SYMBOLS);
+}
+
+/**
+ * Why `file` is not an ELF shared object (type ET_DYN) for this CPU whose
+ * dynamic symbol table defines every one of `symbols`, or null when it is —
+ * checked without loading it. Reads the ELF header, the section headers and
+ * `.dynsym`/its string table (32- or 64-bit, either byte order); when the
+ * section headers are stripped, falls back to looking for the symbol names in
+ * the file's bytes.
+ */
+export async function checkSharedLibrary(file: string, symbols: readonly string[]): Promise<string | null> {
   let b: Buffer;
   try {
     b = await readFile(file);
@@ -239,7 +249,7 @@ export async function checkDelegateLibrary(file: string): Promise<string | null>
       }
     }
   }
-  const missing = DELEGATE_PLUGIN_SYMBOLS.filter((sym) => (sawDynsym ? !defined.has(sym) : !b.includes(sym)));
+  const missing = symbols.filter((sym) => (sawDynsym ? !defined.has(sym) : !b.includes(sym)));
   return missing.length ? `it does not export ${missing.join(' and ')}` : null;
 }
 
@@ -247,7 +257,7 @@ export async function checkDelegateLibrary(file: string): Promise<string | null>
 function dlopenInChild(file: string, env: NodeJS.ProcessEnv): Promise<string | null> {
   const script =
     "try { process.dlopen({ exports: {} }, process.argv[1], require('os').constants.dlopen.RTLD_NOW); }" +
-    ' catch (e) { if (/did not self-register/.test(e.message)) process.exit(0); process.stderr.write(e.message); process.exit(3); }';
+    " catch (e) { if (/did not self-register/.test(e.message)) process.exit(0); process.stderr.write(e.message); process.exit(3); }";
   const childEnv = { ...env };
   delete childEnv.NODE_OPTIONS;
   return new Promise((resolve) => {
@@ -260,49 +270,74 @@ function dlopenInChild(file: string, env: NodeJS.ProcessEnv): Promise<string | n
   });
 }
 
-/** Path of the tfjs-tflite-node N-API addon (loaded directly so that @tensorflow/tfjs-core is never loaded). */
-export function addonPath(): string {
-  return createRequire(import.meta.url).resolve('tfjs-tflite-node/build/Release/node_tflite_binding.node');
-}
+/**
+ * The child-process side of `probeDelegate`, a CommonJS script for `node -e`
+ * (so it runs the same from the TypeScript sources and the built code): argv
+ * = koffi's path, the TFLite C library, the model, the delegate as JSON.
+ * Exit 0 when the interpreter was created and allocated with the delegate; 3
+ * with the reason on stderr when TFLite or the plugin refused. A crash
+ * (SIGSEGV) shows as the child's signal.
+ */
+const CHILD = `
+process.on('uncaughtException', (e) => { process.stderr.write(String(e && e.message || e)); process.exit(3); });
+const [koffiPath, libPath, modelPath, delegateJson] = process.argv.slice(1);
+const koffi = require(koffiPath);
+const fs = require('fs');
+const d = JSON.parse(delegateJson);
+const lib = koffi.load(libPath);
+const f = (s) => lib.func(s);
+const modelCreate = f('void *TfLiteModelCreate(const void *data, size_t size)');
+const optionsCreate = f('void *TfLiteInterpreterOptionsCreate(void)');
+const addDelegate = f('void TfLiteInterpreterOptionsAddDelegate(void *o, void *d)');
+const create = f('void *TfLiteInterpreterCreate(void *m, void *o)');
+const allocate = f('int TfLiteInterpreterAllocateTensors(void *i)');
+const plugin = koffi.load(d.path);
+const createDelegate = plugin.func('void *tflite_plugin_create_delegate(const char **keys, const char **values, size_t n, void *report)');
+const bytes = fs.readFileSync(modelPath);
+const model = modelCreate(bytes, bytes.length);
+if (!model) { process.stderr.write('TFLite could not read the model'); process.exit(3); }
+const delegate = createDelegate(d.options.map((o) => o[0]), d.options.map((o) => o[1]), d.options.length, null);
+if (!delegate) { process.stderr.write('the plugin returned no delegate'); process.exit(3); }
+const options = optionsCreate();
+addDelegate(options, delegate);
+const interpreter = create(model, options);
+if (!interpreter) { process.stderr.write('TFLite could not create the interpreter with the delegate'); process.exit(3); }
+if (allocate(interpreter) !== 0) { process.stderr.write('TFLite could not allocate the tensors with the delegate'); process.exit(3); }
+`;
+
 
 /**
  * Creates an interpreter for `modelPath` with `delegate` in a child Node.js
- * process, so that a delegate which crashes the interpreter (libedgetpu with
- * no Edge TPU attached, a plugin returning no delegate: SIGSEGV in the
- * binding) kills the child, not the daemon. Resolves when it worked; rejects
- * with EdgeTpuUnavailableError naming the model, the device and what happened.
- * Takes about a third of a second plus the delegate's own start-up.
+ * process, through the same TFLite C library (`library`, default the bundled
+ * one), so that a delegate which crashes the interpreter (libedgetpu with no
+ * Edge TPU attached, a library that is not a delegate: SIGSEGV) kills the
+ * child, not the daemon. Resolves when it worked; rejects with
+ * EdgeTpuUnavailableError (`device`) naming the model, the device and what
+ * happened (crashed with a signal, returned no delegate, refused the model,
+ * timed out). Takes about a third of a second plus the delegate's start-up.
  */
-export async function probeDelegate(modelPath: string, delegate: DelegateDescriptor, timeoutMs = 30_000): Promise<void> {
-  const script =
-    "const fs = require('fs'); const I = require(process.argv[1]).Interpreter;" +
-    ' const b = fs.readFileSync(process.argv[2]);' +
-    ' try { new I(b.buffer.slice(b.byteOffset, b.byteOffset + b.length), { threads: 1, delegate: JSON.parse(process.argv[3]) }); }' +
-    ' catch (e) { process.stderr.write(String(e.message)); process.exit(3); }';
+export async function probeDelegate(modelPath: string, delegate: DelegateDescriptor, library?: string, timeoutMs = 30_000): Promise<void> {
+  const koffiPath = createRequire(import.meta.url).resolve('koffi');
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
   const device = delegate.options.find(([k]) => k === 'device')?.[1];
   const what = `the Edge TPU delegate ${delegate.path}${device ? ` (device ${device})` : ''}`;
+  const args = ['-e', CHILD, koffiPath, library ?? bundledLibraryPath(), modelPath, JSON.stringify(delegate)];
   await new Promise<void>((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['-e', script, addonPath(), modelPath, JSON.stringify(delegate)],
-      { env, timeout: timeoutMs, maxBuffer: 1024 * 1024 },
-      (err, _stdout, stderr) => {
-        if (!err) return resolve();
-        const e = err as Error & { killed?: boolean; signal?: string | null };
-        let message: string;
-        if (e.killed) message = `${what} did not load ${modelPath} within ${timeoutMs} ms`;
-        else if (e.signal) {
-          message = `${what} crashed the TFLite interpreter while loading ${modelPath} (${e.signal}): is an Edge TPU attached${device ? ` as ${device}` : ''}, and is it the Edge TPU runtime?`;
-        } else {
-          const reason = stderr.trim().split('\n')[0] || e.message;
-          message = `${what} could not load ${modelPath}: ${reason}`;
-          if (reason.includes('edgetpu-custom-op'))
-            message += ' (the delegate did not take the Edge TPU op: is an Edge TPU attached, and is the library the Edge TPU runtime?)';
-        }
-        reject(new EdgeTpuUnavailableError(message, delegate.path, 'device'));
-      },
-    );
+    execFile(process.execPath, args, { env, timeout: timeoutMs, maxBuffer: 1024 * 1024 }, (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      const e = err as Error & { killed?: boolean; signal?: string | null };
+      let message: string;
+      if (e.killed) message = `${what} did not load ${modelPath} within ${timeoutMs} ms`;
+      else if (e.signal) {
+        message = `${what} crashed the TFLite interpreter while loading ${modelPath} (${e.signal}): is an Edge TPU attached${device ? ` as ${device}` : ''}, and is it the Edge TPU runtime?`;
+      } else {
+        const reason = (stderr.trim().split('\n').filter((l) => !/^INFO:/.test(l))[0] || e.message).replace(/^ERROR:\s*/, '');
+        message = `${what} could not load ${modelPath}: ${reason}`;
+        if (reason.includes('edgetpu-custom-op')) message += ' (the delegate did not take the Edge TPU op: is an Edge TPU attached, and is the library the Edge TPU runtime?)';
+        else if (/returned no delegate/.test(reason)) message += ' (is an Edge TPU attached, and is the library the Edge TPU runtime?)';
+      }
+      reject(new EdgeTpuUnavailableError(message, delegate.path, 'device'));
+    });
   });
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile, mkdir, rename, writeFile } from 'node:fs/promises';
-import { arch, cpus } from 'node:os';
+import { arch, cpus, homedir } from 'node:os';
 import path from 'node:path';
 import { typedArrayFor, liteRtVersion, type EngineLoadOptions, type EngineName, type TensorArray } from './engines.js';
 import type { Candidate, MeasureResult } from './inference-worker.js';
@@ -154,6 +154,18 @@ export interface ChooseOptions {
   readonly measure?: typeof measureCandidates;
   /** Machine identity in the cache key (default: CPU model, arch, cores). */
   readonly machine?: string;
+}
+
+/**
+ * Where the engine choice is cached by default: `engine-choice.json` in
+ * $STATE_DIRECTORY (set by systemd's StateDirectory=; the first entry when
+ * it lists several), else in $XDG_STATE_HOME/edge-classifier, else in
+ * ~/.local/state/edge-classifier.
+ */
+export function defaultCacheFile(env: NodeJS.ProcessEnv = process.env): string {
+  const systemd = env.STATE_DIRECTORY?.split(':')[0];
+  const dir = systemd || path.join(env.XDG_STATE_HOME || path.join(homedir(), '.local', 'state'), 'edge-classifier');
+  return path.join(dir, 'engine-choice.json');
 }
 
 /** The machine part of the cache key: CPU model, architecture and core count. */

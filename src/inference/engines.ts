@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import koffi from 'koffi';
+import type { DelegateDescriptor } from './delegate.js';
 import { TfLiteCallError, TfLiteInterpreter, TfLiteLibrary, XNNPACK_FLAG_QS8, type RuntimeTensor } from './tflite-c.js';
 
 /**
@@ -47,12 +48,6 @@ export function typedArrayFor(dtype: string, buffer: ArrayBufferLike, bytes = bu
   return new T(buffer, 0, Math.floor(bytes / size));
 }
 
-/** External delegate for the `edgetpu` engine: a library exporting `tflite_plugin_create_delegate`, and its options. */
-export interface ExternalDelegate {
-  readonly path: string;
-  readonly options: ReadonlyArray<readonly [string, string]>;
-}
-
 /** What an engine needs to load a model. */
 export interface EngineLoadOptions {
   /** The whole .tflite file. Kept referenced while the engine lives. */
@@ -66,7 +61,7 @@ export interface EngineLoadOptions {
   /** New input shapes by input position, applied before allocation (free H/W inputs). */
   readonly inputShapes?: ReadonlyMap<number, readonly number[]>;
   /** For `edgetpu`: the delegate library (checked beforehand) and its options. */
-  readonly delegate?: ExternalDelegate;
+  readonly delegate?: DelegateDescriptor;
 }
 
 /** An engine with a model loaded, living in the thread that loaded it. */
@@ -152,7 +147,7 @@ function loadCApiEngine(name: 'tflite' | 'tflite-xnnpack' | 'edgetpu', options: 
     }
   } else if (name === 'edgetpu') {
     if (!options.delegate) throw new EngineLoadError('the edgetpu engine needs the Edge TPU delegate library (checked first)', name);
-    const made = createExternalDelegate(options.delegate);
+    const made = createDelegateDescriptor(options.delegate);
     edgetpu = made;
     try {
       interpreter = TfLiteInterpreter.create(lib, options.modelBytes, { ...base, delegate: made.delegate });
@@ -202,7 +197,7 @@ function create(
  * `tflite_plugin_destroy_delegate`. Throws EngineLoadError when the plugin
  * returns no delegate (libedgetpu does so when no Edge TPU is attached).
  */
-export function createExternalDelegate(d: ExternalDelegate): { delegate: bigint; destroy: () => void } {
+export function createDelegateDescriptor(d: DelegateDescriptor): { delegate: bigint; destroy: () => void } {
   const lib = koffi.load(d.path);
   const create = lib.func('void *tflite_plugin_create_delegate(const char **keys, const char **values, size_t n, void *report)');
   const destroy = lib.func('void tflite_plugin_destroy_delegate(void *delegate)');

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { typedArrayFor, type EngineLoadOptions, type EngineName, type ExternalDelegate, type TensorArray } from './engines.js';
+import type { DelegateDescriptor } from './delegate.js';
+import { typedArrayFor, type EngineLoadOptions, type EngineName, type TensorArray } from './engines.js';
 import type { Candidate, MeasureResult } from './inference-worker.js';
 import type { RuntimeTensor } from './tflite-c.js';
 
@@ -29,7 +30,7 @@ export interface SessionOptions {
   /** New shapes of inputs (by position) before allocation, e.g. a free H/W input set to [1,224,224,3]. */
   readonly inputShapes?: ReadonlyMap<number, readonly number[]>;
   /** The Edge TPU delegate (engine `edgetpu`), checked beforehand (`edgeTpuDelegate` and a child-process probe). */
-  readonly delegate?: ExternalDelegate;
+  readonly delegate?: DelegateDescriptor;
   /**
    * Input/output buffer sets (default 2): with 2, the inputs of frame N+1 are
    * written while frame N is in inference.

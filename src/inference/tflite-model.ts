@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { ByteBuffer } from 'flatbuffers';
 import { unreadableFileError } from '../core/errors.js';
-import type { DType, QuantizationParameters, TensorDetails } from '../core/types.js';
-import { FlatbufferFormatError, FlatTable, fileIdentifier } from './flatbuffer-table.js';
+import { ByteBuffer } from 'flatbuffers';
+import { FlatTable, FlatbufferFormatError, fileIdentifier } from './flatbuffer-table.js';
 import { readModelMetadata } from './metadata.js';
+import type { DType, QuantizationParameters, SparsityParameters, TensorDetails } from '../core/types.js';
 import type { ModelInfo, ModelProblem } from './model-info.js';
 
 /*
@@ -237,6 +237,12 @@ class TflTensor extends FlatTable {
     return pos ? new TflQuantizationParameters().__init(pos, this.bb!, this.source, this.kind) : null;
   }
 
+  /** `sparsity` (slot 6), or null for a dense tensor. */
+  sparsity(): TflSparsityParameters | null {
+    const pos = this.table(16);
+    return pos ? new TflSparsityParameters().__init(pos, this.bb!, this.source, this.kind) : null;
+  }
+
   /** `shape_signature` (slot 7), or null when the converter did not write it. */
   shapeSignatureArray(): number[] | null {
     if (!this.__offset(18)) return null;
@@ -269,6 +275,75 @@ class TflQuantizationParameters extends FlatTable {
   quantizedDimension(): number {
     const o = this.__offset(16);
     return o ? this.bb!.readInt32(this.bb_pos + o) : 0;
+  }
+}
+
+/**
+ * `table SparsityParameters`: slot 0 `traversal_order:[int]`, 1 `block_map:[int]`,
+ * 2 `dim_metadata:[DimensionMetadata]`.
+ */
+class TflSparsityParameters extends FlatTable {
+  traversalOrder(): number[] {
+    return readInt32Vector(this, this.vector(4, 4, 'SparsityParameters.traversal_order'));
+  }
+
+  blockMap(): number[] {
+    return readInt32Vector(this, this.vector(6, 4, 'SparsityParameters.block_map'));
+  }
+
+  dimMetadataLength(): number {
+    return this.vector(8, 4, 'SparsityParameters.dim_metadata').length;
+  }
+
+  dimMetadata(index: number): TflDimensionMetadata {
+    return this.tableAt(TflDimensionMetadata, 8, 'SparsityParameters.dim_metadata', index);
+  }
+}
+
+/**
+ * `table DimensionMetadata`: slot 0 `format:DimensionType` (byte: DENSE 0,
+ * SPARSE_CSR 1), 1 `dense_size:int`, 2-3 `array_segments:SparseIndexVector`,
+ * 4-5 `array_indices:SparseIndexVector` (unions of Int32Vector 1,
+ * Uint16Vector 2, Uint8Vector 3, each a table with `values` at slot 0).
+ */
+class TflDimensionMetadata extends FlatTable {
+  format(): number {
+    const o = this.__offset(4);
+    return o ? this.bb!.readInt8(this.bb_pos + o) : 0;
+  }
+
+  denseSize(): number {
+    const o = this.__offset(6);
+    return o ? this.bb!.readInt32(this.bb_pos + o) : 0;
+  }
+
+  arraySegments(): number[] {
+    return this.indexVector(8, 10);
+  }
+
+  arrayIndices(): number[] {
+    return this.indexVector(12, 14);
+  }
+
+  private indexVector(typeOffset: number, valueOffset: number): number[] {
+    const t = this.__offset(typeOffset);
+    const type = t ? this.bb!.readUint8(this.bb_pos + t) : 0;
+    const pos = this.table(valueOffset);
+    if (!pos || type < 1 || type > 3) return [];
+    return new TflSparseIndexVector().__init(pos, this.bb!, this.source, this.kind).values(type);
+  }
+}
+
+/** `table Int32Vector` / `Uint16Vector` / `Uint8Vector`: slot 0 `values`, of the element type the union's type (1, 2, 3) says. */
+class TflSparseIndexVector extends FlatTable {
+  values(type: number): number[] {
+    const size = type === 1 ? 4 : type === 2 ? 2 : 1;
+    const v = this.vector(4, size, 'SparseIndexVector.values');
+    const out = new Array<number>(v.length);
+    for (let i = 0; i < v.length; i++) {
+      out[i] = type === 1 ? this.bb!.readInt32(v.start + i * 4) : type === 2 ? this.bb!.readUint16(v.start + i * 2) : this.bb!.readUint8(v.start + i);
+    }
+    return out;
   }
 }
 
@@ -357,7 +432,9 @@ export async function readModelFile(path: string): Promise<{ bytes: Buffer; info
 export async function parseModel(bytes: Uint8Array, path: string): Promise<ModelInfo> {
   const found = fileIdentifier(bytes);
   if (found !== TFLITE_IDENTIFIER) {
-    throw new FlatbufferFormatError(`${path} is not a TFLite model: expected the identifier ${TFLITE_IDENTIFIER} at byte 4, found ${JSON.stringify(found)}`);
+    throw new FlatbufferFormatError(
+      `${path} is not a TFLite model: expected the identifier ${TFLITE_IDENTIFIER} at byte 4, found ${JSON.stringify(found)}`,
+    );
   }
   const bb = new ByteBuffer(bytes);
   const model = TflModel.getRootAsModel(bb, path);
@@ -368,7 +445,9 @@ export async function parseModel(bytes: Uint8Array, path: string): Promise<Model
   const tensorCount = subgraph.tensorsLength();
   const details = (index: number, role: string): TensorDetails => {
     if (index < 0 || index >= tensorCount) {
-      throw new FlatbufferFormatError(`${path} is a corrupt TFLite model: its ${role} refers to tensor ${index} but the subgraph has ${tensorCount} tensors`);
+      throw new FlatbufferFormatError(
+        `${path} is a corrupt TFLite model: its ${role} refers to tensor ${index} but the subgraph has ${tensorCount} tensors`,
+      );
     }
     return tensorDetails(subgraph.tensors(index), index, path);
   };
@@ -442,6 +521,17 @@ function tensorDetails(tensor: TflTensor, index: number, path: string): TensorDe
     ? { scales: q.scaleArray(), zero_points: q.zeroPointArray(), quantized_dimension: q.quantizedDimension() }
     : { scales: [], zero_points: [], quantized_dimension: 0 };
   const perTensor = params.scales.length === 1 && params.zero_points.length === 1;
+  const sp = tensor.sparsity();
+  const sparsity: SparsityParameters | Record<string, never> = sp
+    ? {
+        traversal_order: sp.traversalOrder(),
+        block_map: sp.blockMap(),
+        dim_metadata: Array.from({ length: sp.dimMetadataLength() }, (_, i) => {
+          const d = sp.dimMetadata(i);
+          return d.format() === 0 ? { format: 0, dense_size: d.denseSize() } : { format: d.format(), array_segments: d.arraySegments(), array_indices: d.arrayIndices() };
+        }),
+      }
+    : {};
   return {
     name,
     index,
@@ -450,5 +540,6 @@ function tensorDetails(tensor: TflTensor, index: number, path: string): TensorDe
     dtype,
     quantization: perTensor ? [params.scales[0]!, params.zero_points[0]!] : [0, 0],
     quantization_parameters: params,
+    sparsity_parameters: sparsity,
   };
 }

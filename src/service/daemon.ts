@@ -1,7 +1,6 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { FrameSource } from '../camera/frame-source.js';
-import { LatestFrameSlot } from '../camera/latest-frame.js';
 import { createFrameSource, type SourceOptions } from '../camera/source-spec.js';
 import { type DaemonPlan, daemonPlan } from '../config/options.js';
 import type { Config } from '../config/schema.js';
@@ -9,16 +8,18 @@ import { deviceId } from '../core/device-id.js';
 import { CancelledError, IntervalTimer, type Lifecycle, NEVER_ABORTED, Parts } from '../core/lifecycle.js';
 import { componentLogger, type Logger, LogThrottle } from '../core/log.js';
 import { redactUrl } from '../core/redact.js';
-import type { Frame } from '../core/types.js';
+import type { Classification, Frame } from '../core/types.js';
 import { GpioActuator } from '../gpio/actuator.js';
 import { createGpioBackend, type GpioBackend } from '../gpio/backends.js';
 import { unknownLabelWarnings } from '../gpio/rules.js';
 import { Classifier, type ClassifierOptions } from '../inference/classifier.js';
+import type { FramePipeline } from '../inference/pipeline.js';
 import { FrameDecodeError } from '../inference/preprocess/preprocess.js';
+import type { Slot } from '../inference/session.js';
 import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
 import { MqttPublisher } from '../mqtt/publisher.js';
 import { StateTracker } from '../mqtt/state.js';
-import { type SdNotifier, SdWatchdog } from './sd-notify.js';
+import { SdWatchdog, type SdNotifier } from './sd-notify.js';
 
 /** How often `STATUS=` and the stats log line are refreshed, in ms. */
 const STATUS_INTERVAL_MS = 10_000;
@@ -102,7 +103,7 @@ export class Daemon implements Lifecycle {
   private publisher: MqttPublisher | undefined;
   private gpio: GpioActuator | undefined;
   private source: FrameSource | undefined;
-  private readonly slot = new LatestFrameSlot<Frame>();
+  private frames: FramePipeline<Frame, Slot, Classification> | undefined;
   private readonly state = new StateTracker();
   private sourceEnded: string | undefined;
   private modelName = '';
@@ -174,24 +175,23 @@ export class Daemon implements Lifecycle {
     this.gpio = await this.parts.start(new GpioActuator({ rules: p.gpio.rules, backend, log: gpioLog, onChange }), signal);
 
     const source = (o.createSource ?? createFrameSource)(p.source.spec, p.source.options, componentLogger(log, 'camera'));
+    // Frame N+1 is decoded into the engine's other input buffer while N is in inference; latest frame wins.
+    const frames = classifier.pipeline<Frame>(
+      (frame, result) => this.handleResult(frame, result),
+      (frame, err) => this.handleFailure(frame, err),
+    );
+    this.frames = frames;
+    const loop = new FrameLoop(frames, () => this.loopEnded(), this.log);
     source.listen(
-      (frame) => this.slot.offer(frame),
+      (frame) => frames.offer(frame),
       (reason) => {
         this.sourceEnded = reason;
         this.log.info({ source: source.description, reason }, 'source ended');
-        this.slot.close();
+        loop.end();
       },
     );
     this.source = source;
-    await this.parts.start(
-      new FrameLoop(
-        this.slot,
-        (frame) => this.handleFrame(frame),
-        () => this.loopEnded(),
-        this.log,
-      ),
-      signal,
-    );
+    await this.parts.start(loop, signal);
     await this.parts.start(source, signal);
 
     this.lastStatusAt = performance.now();
@@ -226,63 +226,60 @@ export class Daemon implements Lifecycle {
     this.options.onEnd?.(this.sourceEnded, this.plan.loop);
   }
 
-  private async handleFrame(frame: Frame): Promise<void> {
-    const classifier = this.classifier;
-    if (!classifier) return;
-    try {
-      const result = await classifier.classify(frame.data, frame.file);
-      // Stop has begun while this frame was in flight: its result must not switch an output or reach MQTT.
-      if (this.stopping) return;
-      const classes = result.classes;
-      const totalMs = performance.now() - frame.arrivedAt;
-      this.classified += 1;
-      this.consecutiveFailures = 0;
-      if (this.stalled) {
-        this.stalled = false;
-        this.log.info('frames are being classified again');
-      }
-      this.lastClassifiedAt = performance.now();
-      const timings = { ...result.timings, total_ms: totalMs };
-      this.publisher?.publishPrediction({
-        seq: frame.seq,
-        source: this.source?.description ?? '',
-        model: this.modelName,
-        classes,
-        timings,
-        dropped: this.slot.stats().dropped,
-      });
-      const state = this.state.update(classes);
-      if (state) {
-        this.publisher?.publishState(state);
-        this.log.info({ label: state.label, score: state.score }, 'state changed');
-      }
-      this.gpio?.update(classes);
-      const summary = classes.map((c) => `${c.label} ${c.score.toFixed(3)}`).join(', ') || '(nothing above threshold)';
-      const fields = { seq: frame.seq, file: frame.file ? path.basename(frame.file) : undefined, ms: Math.round(timings.total_ms) };
-      if (this.options.logPredictions) this.log.info(fields, summary);
-      else this.log.debug(fields, summary);
-      if (!this.isReady) {
-        this.isReady = true;
-        // No rate can be measured from one frame: READY's status says what was asked and how long the first frame took.
-        const mqtt = this.publisher?.connected ? 'mqtt connected' : 'mqtt offline';
-        this.options.notifier?.ready(`first frame classified in ${Math.round(totalMs)} ms, source asked for ${this.plan.source.options.fps} fps, ${mqtt}`);
-        this.log.info({ ms: Math.round(totalMs) }, 'first frame classified: ready');
-      }
-    } catch (err) {
-      if (this.stopping) return;
-      if (err instanceof FrameDecodeError) {
-        const seen = this.badFrames[err.kind] ?? 0;
-        this.badFrames[err.kind] = seen + 1;
-        // Once per kind, so a broken camera does not flood the journal; the counts go into STATUS= and stats.
-        if (seen === 0) this.log.warn({ seq: frame.seq, kind: err.kind }, `frame dropped: ${err.message} (further ${err.kind} frames are counted, not logged)`);
-        return;
-      }
-      this.failed += 1;
-      this.consecutiveFailures += 1;
-      if (this.failureLog.allow()) this.log.error({ seq: frame.seq, err, failed: this.failed }, `classification failed: ${(err as Error).message}`);
-      // A dead interpreter worker fails every frame: give up so systemd restarts the service.
-      if (this.consecutiveFailures === MAX_CONSECUTIVE_FAILURES) this.options.onFailed?.(err as Error);
+  private handleResult(frame: Frame, result: Classification): void {
+    // Stop has begun while this frame was in flight: its result must not switch an output or reach MQTT.
+    if (this.stopping) return;
+    const classes = result.classes;
+    const totalMs = performance.now() - frame.arrivedAt;
+    this.classified += 1;
+    this.consecutiveFailures = 0;
+    if (this.stalled) {
+      this.stalled = false;
+      this.log.info('frames are being classified again');
     }
+    this.lastClassifiedAt = performance.now();
+    const timings = { ...result.timings, total_ms: totalMs };
+    this.publisher?.publishPrediction({
+      seq: frame.seq,
+      source: this.source?.description ?? '',
+      model: this.modelName,
+      classes,
+      timings,
+      dropped: this.frames?.stats().dropped ?? 0,
+    });
+    const state = this.state.update(classes);
+    if (state) {
+      this.publisher?.publishState(state);
+      this.log.info({ label: state.label, score: state.score }, 'state changed');
+    }
+    this.gpio?.update(classes);
+    const summary = classes.map((c) => `${c.label} ${c.score.toFixed(3)}`).join(', ') || '(nothing above threshold)';
+    const fields = { seq: frame.seq, file: frame.file ? path.basename(frame.file) : undefined, ms: Math.round(timings.total_ms) };
+    if (this.options.logPredictions) this.log.info(fields, summary);
+    else this.log.debug(fields, summary);
+    if (!this.isReady) {
+      this.isReady = true;
+      // No rate can be measured from one frame: READY's status says what was asked and how long the first frame took.
+      const mqtt = this.publisher?.connected ? 'mqtt connected' : 'mqtt offline';
+      this.options.notifier?.ready(`first frame classified in ${Math.round(totalMs)} ms, source asked for ${this.plan.source.options.fps} fps, ${mqtt}`);
+      this.log.info({ ms: Math.round(totalMs) }, 'first frame classified: ready');
+    }
+  }
+
+  private handleFailure(frame: Frame, err: unknown): void {
+    if (this.stopping) return;
+    if (err instanceof FrameDecodeError) {
+      const seen = this.badFrames[err.kind] ?? 0;
+      this.badFrames[err.kind] = seen + 1;
+      // Once per kind, so a broken camera does not flood the journal; the counts go into STATUS= and stats.
+      if (seen === 0) this.log.warn({ seq: frame.seq, kind: err.kind }, `frame dropped: ${err.message} (further ${err.kind} frames are counted, not logged)`);
+      return;
+    }
+    this.failed += 1;
+    this.consecutiveFailures += 1;
+    if (this.failureLog.allow()) this.log.error({ seq: frame.seq, err, failed: this.failed }, `classification failed: ${(err as Error).message}`);
+    // A dead interpreter worker fails every frame: give up so systemd restarts the service.
+    if (this.consecutiveFailures === MAX_CONSECUTIVE_FAILURES) this.options.onFailed?.(err as Error);
   }
 
   private statusText(): string {
@@ -305,11 +302,11 @@ export class Daemon implements Lifecycle {
 
   /** Current counters. */
   stats(): DaemonStats {
-    const slot = this.slot.stats();
+    const frames = this.frames?.stats();
     return {
-      framesIn: slot.offered,
+      framesIn: frames?.offered ?? 0,
       classified: this.classified,
-      dropped: slot.dropped,
+      dropped: frames?.dropped ?? 0,
       badFrames: { ...this.badFrames },
       failed: this.failed,
       sourceFps: this.source?.stats().fps ?? 0,
@@ -339,38 +336,28 @@ export class Daemon implements Lifecycle {
 }
 
 /**
- * The processing loop as a part: takes the latest frame, handles it, one at
- * a time, until the slot is closed (the source ended, or `stop()`). `stop()`
- * closes the slot and waits for the frame in flight, at most
+ * The frame pipeline as a part: `end()` (the source ended) waits for the
+ * frames in flight, then reports the end; `stop()` closes the pipeline
+ * (a waiting frame is dropped) and waits for the frames in flight, at most
  * {@link STOP_IN_FLIGHT_MS}.
  */
 class FrameLoop implements Lifecycle {
-  readonly name = 'frame loop';
-  private done: Promise<void> | undefined;
+  readonly name = 'frame pipeline';
 
   constructor(
-    private readonly slot: LatestFrameSlot<Frame>,
-    private readonly handle: (frame: Frame) => Promise<void>,
+    private readonly frames: FramePipeline<Frame, Slot, Classification>,
     private readonly ended: () => void,
     private readonly log: Logger,
   ) {}
 
-  async start(): Promise<void> {
-    this.done ??= this.run();
-  }
+  async start(): Promise<void> {}
 
-  private async run(): Promise<void> {
-    for (;;) {
-      const frame = await this.slot.next();
-      if (frame === null) break;
-      await this.handle(frame);
-    }
-    this.ended();
+  /** The source ended: once the frames in flight are done, report it. */
+  end(): void {
+    void this.frames.close().then(() => this.ended());
   }
 
   async stop(): Promise<void> {
-    this.slot.close();
-    if (!this.done) return;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
@@ -378,7 +365,7 @@ class FrameLoop implements Lifecycle {
         resolve();
       }, STOP_IN_FLIGHT_MS);
     });
-    await Promise.race([this.done, timeout]);
+    await Promise.race([this.frames.close(), timeout]);
     clearTimeout(timer);
   }
 }
