@@ -51,6 +51,8 @@ interface MeasureInit {
   readonly candidates: readonly Candidate[];
   /** Date.now() by which measuring ends (the main thread counts the worker's start-up in). */
   readonly deadline: number;
+  /** Most timed rounds (default 500). */
+  readonly maxRounds?: number;
   /** Bytes of each input tensor, the same for every candidate. */
   readonly probe: readonly ArrayBuffer[];
 }
@@ -143,7 +145,7 @@ async function measure(options: MeasureInit): Promise<void> {
   const PRUNE_FACTOR = 2.5;
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   let active = [...loaded];
-  for (let round = 0; active.length > 0 && round < 500; round++) {
+  for (let round = 0; active.length > 0 && round < (options.maxRounds ?? 500); round++) {
     if (round >= 1 && performance.now() >= deadline) break;
     for (const l of active) {
       const t0 = performance.now();

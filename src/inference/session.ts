@@ -276,10 +276,12 @@ export async function measureCandidates(
   candidates: readonly Candidate[],
   probe: readonly ArrayBufferView[],
   budgetMs: number,
+  /** Most timed rounds (default: as many as the budget allows, up to 500). */
+  maxRounds?: number,
 ): Promise<MeasureResult[]> {
   const probeBuffers = probe.map((p) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength).slice().buffer);
   const worker = new Worker(sibling('inference-worker'), {
-    workerData: { mode: 'measure', load, candidates, deadline: Date.now() + budgetMs, probe: probeBuffers },
+    workerData: { mode: 'measure', load, candidates, deadline: Date.now() + budgetMs, probe: probeBuffers, ...(maxRounds ? { maxRounds } : {}) },
   });
   try {
     return await new Promise<MeasureResult[]>((resolve, reject) => {

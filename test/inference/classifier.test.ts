@@ -193,9 +193,10 @@ t.test('Edge TPU: missing runtime, fallback to the CPU model, and a working dele
     /^the Edge TPU delegate .*libfake-null\.so could not load .*edgetpu\.tflite: the plugin returned no delegate \(is an Edge TPU attached.*\)\. Running the CPU model/,
   );
   const segv = recorder();
-  const crashed = await open(t, { modelPath: edgetpu, delegate: 'edgetpu', edgetpuLibrary: fakes.crash, cpuModelPath: cpuModel, log: segv.log });
+  // (Its Prepare runs only when TFLite resolved every op: the CPU model, here.)
+  const crashed = await open(t, { modelPath: cpuModel, delegate: 'edgetpu', edgetpuLibrary: fakes.crash, cpuModelPath: cpuModel, log: segv.log });
   t.equal(crashed.backend, 'cpu', 'a delegate that crashes the interpreter kills the probe child, not this process');
-  t.match(segv.entries[0]!.msg, /^the Edge TPU delegate .*libfake-crash\.so crashed the TFLite interpreter while loading .*edgetpu\.tflite \(SIGSEGV\): is an Edge TPU attached.*Running the CPU model/);
+  t.match(segv.entries[0]!.msg, /^the Edge TPU delegate .*libfake-crash\.so crashed the TFLite interpreter while loading .*_quant\.tflite \(SIGSEGV\): is an Edge TPU attached.*Running the CPU model/);
 
   const logFile = path.join(fakes.dir, 'classifier.log');
   process.env.FAKE_DELEGATE_LOG = logFile;
