@@ -86,7 +86,7 @@ async function overridesFrom(flags: RunFlags): Promise<ConfigOverrides> {
 function addModelFlags(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'YAML or JSON configuration file')
-    .option('--model <file>', '.tflite classifier (default: models/mobilenet_v2_1.0_224_quant.tflite)')
+    .option('--model <file>', '.tflite classifier (default: models/tf2_mobilenet_v2_1.0_224_ptq.tflite)')
     .option('--labels <file>', 'labels file, one per line or "index label"; overrides the model metadata')
     .addOption(new Option('--delegate <name>', 'run on the CPU or a Coral Edge TPU').choices(['cpu', 'edgetpu']))
     .option('--cpu-model <file>', 'CPU model to fall back to when the Edge TPU cannot be used')
@@ -333,7 +333,7 @@ function program(setExit: (p: Promise<number>) => void): Command {
   cli
     .command('inspect')
     .description('show the input and output details and metadata of a model')
-    .option('--model <file>', '.tflite model (default: models/mobilenet_v2_1.0_224_quant.tflite)')
+    .option('--model <file>', '.tflite model (default: models/tf2_mobilenet_v2_1.0_224_ptq.tflite)')
     .option('--config <file>', 'YAML or JSON configuration file')
     .option('--json', 'one JSON object')
     .action((opts: { model?: string; json?: boolean; config?: string }) => setExit(inspect(opts)));

@@ -190,7 +190,7 @@ export type GpioRuleConfig = z.infer<typeof gpioRuleSchema>;
 /** Default for every key; a config file only needs the keys it changes. */
 export const DEFAULTS: Config = {
   source: { spec: 'rpicam', width: 640, height: 480, fps: 10, rotation: 0, hflip: false, vflip: false, loop: true, jpeg_quality: 80 },
-  model: { path: 'models/mobilenet_v2_1.0_224_quant.tflite', labels: null, cpu_fallback: null },
+  model: { path: 'models/tf2_mobilenet_v2_1.0_224_ptq.tflite', labels: null, cpu_fallback: null },
   inference: { engine: 'auto', delegate: 'cpu', edgetpu_device: null, threads: 'auto', library: null, cache: null, top_k: 3, threshold: 0.1 },
   preprocess: { resize: 'stretch', mean: null, std: null, input_size: null },
   mqtt: {

@@ -25,7 +25,7 @@ const problemsOf = (fn: () => unknown): ConfigError => {
 t.test('defaults need no file and resolve the model against the package', async (t) => {
   const c = loadConfig({ env: {} });
   t.equal(c.source.spec, 'rpicam');
-  t.equal(c.model.path, path.join(packageRoot, 'models', 'mobilenet_v2_1.0_224_quant.tflite'));
+  t.equal(c.model.path, path.join(packageRoot, 'models', 'tf2_mobilenet_v2_1.0_224_ptq.tflite'));
   t.equal(c.mqtt.url, null, 'no broker URL: the embedded broker is used');
   t.equal(c.inference.delegate, 'cpu');
   t.same(c.gpio.rules, []);
