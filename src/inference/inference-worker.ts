@@ -1,6 +1,7 @@
 /**
  * The worker thread that owns one inference engine (see `session.ts`), or
- * measures several (`mode: 'measure'`, see `engine-choice.ts`) and exits.
+ * the child process that measures several (`mode: 'measure'`, see
+ * `measureCandidates`) and exits.
  *
  * Serve protocol (plain objects):
  * - workerData `{mode: 'serve', engine, load: EngineLoadOptions, slots}`;
@@ -13,8 +14,9 @@
  * Runs are handled in arrival order, one at a time: a second `run` sent while
  * the first computes starts as soon as it ends, without a round trip.
  *
- * Measure protocol: workerData `{mode: 'measure', load, candidates, deadline,
- * probe}`; posts `{type: 'measured', results}` (see `MeasureResult`).
+ * Measure protocol (child process, advanced serialization): the parent sends
+ * `{mode: 'measure', load, candidates, deadline, probe, maxRounds?}`; the
+ * child answers `{type: 'measured', results}` (see `MeasureResult`) and exits.
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -58,8 +60,6 @@ interface MeasureInit {
 }
 
 const port = parentPort;
-if (!port) throw new Error('inference-worker runs only as a worker thread (started by InferenceSession)');
-const init = workerData as ServeInit | MeasureInit;
 
 const asBytes = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
@@ -113,7 +113,7 @@ async function serve(options: ServeInit): Promise<void> {
   });
 }
 
-async function measure(options: MeasureInit): Promise<void> {
+async function measure(options: MeasureInit): Promise<MeasureResult[]> {
   const loaded: Array<{ c: Candidate; engine: LoadedEngine; times: number[] }> = [];
   const results = new Map<Candidate, MeasureResult>();
   const deadline = performance.now() + (options.deadline - Date.now());
@@ -165,8 +165,22 @@ async function measure(options: MeasureInit): Promise<void> {
     l.engine.close();
   }
   const list = options.candidates.map((c) => results.get(c)!);
-  port!.postMessage({ type: 'measured', results: list }, list.flatMap((r) => r.outputs ?? []));
+  return list;
 }
 
-if (init.mode === 'serve') void serve(init);
-else void measure(init);
+if (port) {
+  // A worker thread: serve one engine, or measure (tests, and where a child process is not wanted).
+  const init = workerData as ServeInit | MeasureInit;
+  if (init.mode === 'serve') void serve(init);
+  else void measure(init).then((list) => port.postMessage({ type: 'measured', results: list }, list.flatMap((r) => r.outputs ?? [])));
+} else if (process.send) {
+  // A child process (`measureCandidates`): measure, answer, exit — its memory goes back to the system.
+  process.once('message', (init: MeasureInit) => {
+    void measure(init).then(
+      (list) => process.send!({ type: 'measured', results: list }, () => process.exit(0)),
+      (err: unknown) => process.send!({ type: 'measure-error', message: (err as Error).message }, () => process.exit(1)),
+    );
+  });
+} else {
+  throw new Error('inference-worker runs as a worker thread or a child process (started by InferenceSession or measureCandidates)');
+}

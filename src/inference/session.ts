@@ -1,4 +1,6 @@
+import { fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { DelegateDescriptor } from './delegate.js';
 import { typedArrayFor, type EngineLoadOptions, type EngineName, type TensorArray } from './engines.js';
@@ -9,6 +11,9 @@ import type { RuntimeTensor } from './tflite-c.js';
 function sibling(name: string): URL {
   return new URL(`./${name}${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
 }
+
+/** Young-generation size of the inference worker's V8 heap, MiB (Node's default is 3 × 16). */
+export const WORKER_YOUNG_GENERATION_MB = 4;
 
 /** Threads the machine offers (`os.availableParallelism()`): the upper end of `threads: auto`. */
 export function machineCores(): number {
@@ -143,6 +148,9 @@ export class InferenceSession {
     };
     const worker = new Worker(sibling('inference-worker'), {
       workerData: { mode: 'serve', engine: options.engine, load, slots: options.slots ?? 2 },
+      // The worker allocates little on its heap per frame (tensors live in shared and native memory): a
+      // small young generation keeps its RSS down at no measurable cost.
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     });
     const ready = await new Promise<ReadyReply>((resolve, reject) => {
       const cleanup = (): void => {
@@ -264,9 +272,9 @@ export class InferenceSession {
 }
 
 /**
- * Times `candidates` (engine × threads) on the model in a worker that is
- * terminated afterwards (so an engine not chosen, e.g. LiteRT.js's WASM
- * heap, does not stay in memory): each is loaded, run once on `probe`
+ * Times `candidates` (engine × threads) on the model in a child process that
+ * exits afterwards (so an engine not chosen, e.g. LiteRT.js's WASM heap, does
+ * not stay in this process's memory; a crash there does not end this one): each is loaded, run once on `probe`
  * (whose outputs are returned for the agreement check), then all are run in
  * interleaved rounds until `budgetMs` has passed since this call (worker
  * start-up and loading included; at least one round). Never rejects for a candidate that fails: its `error` says why.
@@ -280,19 +288,29 @@ export async function measureCandidates(
   maxRounds?: number,
 ): Promise<MeasureResult[]> {
   const probeBuffers = probe.map((p) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength).slice().buffer);
-  const worker = new Worker(sibling('inference-worker'), {
-    workerData: { mode: 'measure', load, candidates, deadline: Date.now() + budgetMs, probe: probeBuffers, ...(maxRounds ? { maxRounds } : {}) },
+  // A child process, not a worker thread: what the engines allocated (LiteRT.js's WebAssembly heap,
+  // interpreters, malloc arenas) goes back to the system when it exits.
+  const child = fork(fileURLToPath(sibling('inference-worker')), [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    if (stderr.length < 4096) stderr += d.toString();
   });
+  const init = { mode: 'measure', load: { ...load, modelBytes: new Uint8Array(load.modelBytes) }, candidates, deadline: Date.now() + budgetMs, probe: probeBuffers, ...(maxRounds ? { maxRounds } : {}) };
   try {
     return await new Promise<MeasureResult[]>((resolve, reject) => {
-      worker.on('message', (msg: { type: string; results: MeasureResult[] }) => {
-        if (msg.type === 'measured') resolve(msg.results);
+      child.on('message', (msg: { type: string; results?: MeasureResult[]; message?: string }) => {
+        if (msg.type === 'measured') resolve(msg.results!);
+        else reject(new Error(`measuring inference engines on ${load.model} failed: ${msg.message}`));
       });
-      worker.on('error', (err) => reject(new Error(`measuring inference engines on ${load.model} failed: ${err.message}`)));
-      worker.on('exit', (code) => reject(new Error(`the engine measuring worker for ${load.model} exited (code ${code})`)));
+      child.on('error', (err) => reject(new Error(`measuring inference engines on ${load.model} failed: ${err.message}`)));
+      child.on('exit', (code, signal) => {
+        const why = stderr.split('\n').filter((l) => l && !/^INFO:/.test(l))[0];
+        reject(new Error(`the engine measuring process for ${load.model} exited (${signal ?? `code ${code}`})${why ? `: ${why}` : ''}`));
+      });
+      child.send(init);
     });
   } finally {
-    await worker.terminate();
+    if (child.exitCode === null && child.signalCode === null) child.kill();
   }
 }
 

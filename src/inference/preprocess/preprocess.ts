@@ -2,6 +2,10 @@ import sharp, { type OutputInfo } from 'sharp';
 import type { TensorDetails } from '../../core/types.js';
 import { applyPixelMapping, type InputDType, type InputTensorArray, type PixelMapping, type PixelMappingOptions, resolvePixelMapping } from './quantize.js';
 
+// libvips keeps recent operations and their images in a cache (50 MB by default) to reuse them; every
+// camera frame is new, so the cache only holds memory.
+sharp.cache(false);
+
 /**
  * How a frame is fitted to the model's H×W input:
  * - `stretch`: the whole image scaled to H×W, aspect ratio not kept (sharp `fit: 'fill'`);
