@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { candidatesFor, chooseEngine, disagreement, formatTable, tolerance, type ChooseOptions } from '../../src/inference/engine-choice.js';
+import { candidatesFor, chooseEngine, correlation, disagreement, formatTable, type ChooseOptions } from '../../src/inference/engine-choice.js';
 import type { Candidate, MeasureResult } from '../../src/inference/inference-worker.js';
 import { measureCandidates } from '../../src/inference/session.js';
 import { model } from '../helpers/assets.js';
@@ -19,16 +19,29 @@ t.test('candidates: every engine × 1 … cores for auto, LiteRT.js single-threa
   t.same(candidatesFor('auto', 2, 4, false), [{ engine: 'tflite', threads: 2 }, { engine: 'tflite-xnnpack', threads: 2 }]);
 });
 
-t.test('agreement: same top-1 and scores within the tolerance', async (t) => {
-  const ref = [0.05, 0.8, 0.1, 0.05];
-  t.equal(tolerance(1 / 256, ref), 0.15 * 0.75, 'a share of the range when that is larger than two steps');
-  t.equal(tolerance(1 / 256, [0.5, 0.51]), 2 / 256, 'two quantization steps otherwise');
-  t.equal(disagreement(ref, [0.06, 0.75, 0.12, 0.07], 0.1), null);
-  t.equal(disagreement(ref, [0.8, 0.05, 0.1, 0.05], 0.1), 'its top-1 is class 0 (0.8), the reference\'s class 1 (0.8)');
-  t.equal(disagreement(ref, [0.05, 0.5, 0.1, 0.05], 0.1), 'class 1 scores 0.5 against the reference\'s 0.8 (allowed difference 0.1)');
-  t.equal(disagreement([0.45, 0.46], [0.46, 0.45], 0.02), null, 'a top-1 tied within the tolerance in the reference is not a disagreement');
+t.test('agreement: top-1 within each other\'s top 5, and correlated scores', async (t) => {
+  // 30 classes: a clear class 3, the rest a slope.
+  const ref = Array.from({ length: 30 }, (_, i) => (i === 3 ? 0.6 : 0.01 + i / 3000));
+  const close = ref.map((x, i) => x + (i % 2 ? 0.02 : -0.01)); // off by several steps everywhere, same shape
+  t.equal(disagreement(ref, close, 1 / 256), null, 'quantization-sized differences agree');
+  const swapped = ref.slice();
+  [swapped[3], swapped[10]] = [swapped[10]!, swapped[3]!];
+  t.equal(disagreement(ref, swapped, 1 / 256), "its top-1 is class 10 (0.6), the reference's class 3 (0.6)");
+  const shuffled = ref.map((_, i) => ref[(i * 7 + 3) % 30]!);
+  t.match(disagreement(ref, shuffled, 1 / 256), /^its top-1 is class|^its scores correlate with the reference's by r = /);
+  const secondPlace = ref.slice();
+  secondPlace[5] = 0.61; // class 5 first: it is not in the reference's top 5
+  t.equal(disagreement(ref, secondPlace, 1 / 256), "its top-1 is class 5 (0.61), the reference's class 3 (0.6)");
+  t.equal(disagreement(ref, ref.map(() => 1 / 30), 1 / 256), "its top-1 is class 0 (0.03333), the reference's class 3 (0.6)", 'constant scores');
+  // Same top-1, everything else reversed: the top-1 check passes, the correlation does not.
+  const slope = Array.from({ length: 30 }, (_, i) => i / 100);
+  const reversed = slope.map((x, i) => (i === 29 ? x : 0.28 - x));
+  t.match(disagreement(slope, reversed, 1 / 256), /^its scores correlate with the reference's by r = -?0\.\d+ \(at least 0\.9 expected\)$/);
+  t.equal(disagreement([0.45, 0.46, 0.09], [0.46, 0.45, 0.09], 0.01), null, 'a top-1 tied within two steps in the reference is not a disagreement');
+  t.equal(disagreement([0.2, 0.7, 0.1], [0.7, 0.2, 0.1], 0.01), "its top-1 is class 0 (0.7), the reference's class 1 (0.7)", 'with few classes the top-1 must match');
   t.equal(disagreement([1, 2], [1, 2, 3], 1), 'it gives 3 scores, the reference 2');
-  t.equal(disagreement([0, 1], [NaN, 1], 1), 'class 0 scores NaN against the reference\'s 0 (allowed difference 1)');
+  t.equal(disagreement([0, 1], [NaN, 1], 1), 'its score of class 0 is NaN');
+  t.equal(correlation([1, 2, 3], [2, 4, 6]), 1);
 });
 
 /** A stand-in measurement: engine → [p50 ms, scores]; `wrong` returns other scores; `broken` fails to load. */

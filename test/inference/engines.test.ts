@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { disagreement } from '../../src/inference/engine-choice.js';
 import { ENGINE_NAMES, EngineLoadError, loadEngine, type EngineName, type LoadedEngine } from '../../src/inference/engines.js';
 import { InferenceSession, SessionLoadError } from '../../src/inference/session.js';
 import { TfLiteInterpreter, TfLiteLibrary, TfLiteLibraryError, bundledLibraryPath } from '../../src/inference/tflite-c.js';
@@ -106,10 +107,10 @@ t.test('every engine that loads a model classifies the cat as a cat, with scores
       if (name === 'mobilenet_v2_1.0_224_quant.tflite') t.ok(Math.abs(scores[286]! - 0.75) < 0.06, `${engine}: Egyptian cat ≈ 0.75 (${scores[286]})`);
       if (reference === null) reference = scores;
       else {
-        // Measured: XNNPACK int8 and LiteRT.js differ from the reference kernels by up to 24 steps (see `tolerance`).
-        const tol = Math.max(2 * (scale > 0 ? scale : 1 / 256), 0.15 * (Math.max(...reference) - Math.min(...reference)));
+        // Measured: XNNPACK int8 and LiteRT.js differ from the reference kernels by up to 24 steps, and agree in shape.
+        t.equal(disagreement(reference, scores, scale > 0 ? scale : 1 / 256), null, `${engine} on ${name} agrees with tflite`);
         const worst = Math.max(...scores.map((s, i) => Math.abs(s - reference![i]!)));
-        t.ok(worst <= tol, `${engine} on ${name}: every score within ${tol} of tflite's (worst ${worst})`);
+        t.ok(worst <= 0.1, `${engine} on ${name}: no score more than 0.1 off tflite's (worst ${worst})`);
       }
       e.close();
     }
