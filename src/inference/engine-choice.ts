@@ -126,14 +126,19 @@ export function dequantized(raw: TensorArray, scale: number, zeroPoint: number):
   return out;
 }
 
-/** The candidates for the settings: every engine × 1 … cores for `auto`, else the one given. */
+/** The candidates for the settings: every engine × 1 … cores for `auto`, else the one given; ordered by thread count. */
 export function candidatesFor(engine: EngineSetting, threads: ThreadsSetting, cores = machineCores(), liteRt = liteRtVersion() !== null): Candidate[] {
   const engines: EngineName[] = engine === 'auto' ? ['tflite', 'tflite-xnnpack', ...(liteRt ? ['litert-wasm' as const] : [])] : [engine];
+  const counts = threads === 'auto' ? Array.from({ length: cores }, (_, i) => i + 1) : [threads];
+  // By thread count first: when the time runs out (a busy machine), what is left unmeasured is the
+  // high thread counts, which rarely win on a small board that also decodes frames.
   const out: Candidate[] = [];
-  for (const e of engines) {
-    // LiteRT.js is single-threaded on Node.js 20 (no relaxed SIMD): one thread count only.
-    const counts = e === 'litert-wasm' ? [1] : threads === 'auto' ? Array.from({ length: cores }, (_, i) => i + 1) : [threads];
-    for (const t of counts) out.push({ engine: e, threads: t });
+  for (const t of counts) {
+    for (const e of engines) {
+      // LiteRT.js is single-threaded on Node.js 20 (no relaxed SIMD): one thread count only.
+      if (e === 'litert-wasm' && t !== counts[0]) continue;
+      out.push({ engine: e, threads: e === 'litert-wasm' ? 1 : t });
+    }
   }
   return out;
 }

@@ -10,10 +10,10 @@ import { model } from '../helpers/assets.js';
 t.test('candidates: every engine × 1 … cores for auto, LiteRT.js single-threaded', async (t) => {
   t.same(candidatesFor('auto', 'auto', 2, true), [
     { engine: 'tflite', threads: 1 },
-    { engine: 'tflite', threads: 2 },
     { engine: 'tflite-xnnpack', threads: 1 },
-    { engine: 'tflite-xnnpack', threads: 2 },
     { engine: 'litert-wasm', threads: 1 },
+    { engine: 'tflite', threads: 2 },
+    { engine: 'tflite-xnnpack', threads: 2 },
   ]);
   t.same(candidatesFor('tflite-xnnpack', 'auto', 3, true), [1, 2, 3].map((n) => ({ engine: 'tflite-xnnpack', threads: n })));
   t.same(candidatesFor('auto', 2, 4, false), [{ engine: 'tflite', threads: 2 }, { engine: 'tflite-xnnpack', threads: 2 }]);
@@ -87,15 +87,15 @@ t.test('auto picks the fastest engine that agrees, skips one that returns wrong 
     choice.table.map((r) => [r.engine, r.threads, r.status]),
     [
       ['tflite', 1, 'ok'],
-      ['tflite', 2, 'ok'],
       ['tflite-xnnpack', 1, 'chosen'],
-      ['tflite-xnnpack', 2, 'disagrees'],
       ['litert-wasm', 1, 'failed'],
+      ['tflite', 2, 'ok'],
+      ['tflite-xnnpack', 2, 'disagrees'],
     ],
   );
   t.match(choice.warnings, [
-    /^engine tflite-xnnpack \(2 threads\) skipped: its output disagrees with tflite: its top-1 is class 0/,
     /^engine litert-wasm \(1 thread\) skipped: litert-wasm cannot run m\.tflite: Element type INT8/,
+    /^engine tflite-xnnpack \(2 threads\) skipped: its output disagrees with tflite: its top-1 is class 0/,
   ]);
   t.match(formatTable(choice.table), /tflite-xnnpack\s+1\s+6\.00\s+chosen/);
 
@@ -145,7 +145,7 @@ t.test('fixed settings are returned as given, without measuring', async (t) => {
 t.test('real measurement: every candidate loaded, timed and its outputs returned, in one worker', async (t) => {
   const bytes = readFileSync(model('mobilenet_v1_0.25_128_quant.tflite'));
   const results = await measureCandidates({ modelBytes: bytes, model: 'v1.tflite', threads: 1 }, candidatesFor('auto', 'auto', 2, true), [new Uint8Array(49152).fill(120)], 60_000, 5);
-  t.same(results.map((r) => `${r.engine}@${r.threads}`), ['tflite@1', 'tflite@2', 'tflite-xnnpack@1', 'tflite-xnnpack@2', 'litert-wasm@1']);
+  t.same(results.map((r) => `${r.engine}@${r.threads}`), ['tflite@1', 'tflite-xnnpack@1', 'litert-wasm@1', 'tflite@2', 'tflite-xnnpack@2']);
   for (const r of results) {
     t.notOk(r.error, `${r.engine}@${r.threads} loaded`);
     // A candidate over 2.5× the best median stops early: it cannot win.
