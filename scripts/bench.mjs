@@ -30,7 +30,7 @@ const { benchModel } = await dist('service/bench.js');
 const { Classifier } = await dist('inference/classifier.js');
 const { InferenceSession, machineCores } = await dist('inference/session.js');
 const { TfLiteLibrary, TfLiteInterpreter, bundledLibraryPath, XNNPACK_FLAG_QS8 } = await dist('inference/tflite-c.js');
-const { liteRtVersion } = await dist('inference/engines.js');
+const { liteRtVersion } = await dist('inference/engine-api.js');
 const { Daemon } = await dist('service/daemon.js');
 const { loadConfig } = await dist('config/load.js');
 const { silentLogger } = await dist('core/log.js');
@@ -51,7 +51,11 @@ const pct = (xs, p) => {
 const f2 = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(2));
 function table(headers, rows) {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) => cells.map((c, i) => String(c).padEnd(widths[i])).join('  ').trimEnd();
+  const line = (cells) =>
+    cells
+      .map((c, i) => String(c).padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   console.log(line(headers));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) console.log(line(r));
@@ -60,234 +64,276 @@ function table(headers, rows) {
 
 const library = bundledLibraryPath();
 const cores = machineCores();
-if (!process.argv.includes('--daemon')) console.log(
-  `edge-classifier benchmark — node ${process.version}, ${process.arch}, ${cores} cores, load average ${loadavg()[0].toFixed(1)}, ` +
-    `TFLite ${TfLiteLibrary.load().version} (bundled), LiteRT.js ${liteRtVersion()}, assets ${haveAssets ? 'test assets' : 'fetched samples'}\n`,
-);
+if (!process.argv.includes('--daemon'))
+  console.log(
+    `edge-classifier benchmark — node ${process.version}, ${process.arch}, ${cores} cores, load average ${loadavg()[0].toFixed(1)}, ` +
+      `TFLite ${TfLiteLibrary.load().version} (bundled), LiteRT.js ${liteRtVersion()}, assets ${haveAssets ? 'test assets' : 'fetched samples'}\n`,
+  );
 
 const daemonOnly = process.argv.includes('--daemon');
 
 async function sections1to3() {
-// 1. Frame decode + resize (sharp), the cost the Pi pays before inference.
-{
-  const cat = readFileSync(imageFile('cat_720p.jpg'));
-  const frames = [
-    ['JPEG 1280x720', cat],
-    ['JPEG 640x480', await sharp(cat).resize(640, 480, { fit: 'fill' }).jpeg({ quality: 80 }).toBuffer()],
-    ['JPEG 320x240', await sharp(cat).resize(320, 240, { fit: 'fill' }).jpeg({ quality: 80 }).toBuffer()],
-    ['PNG 1280x720', await sharp(cat).png().toBuffer()],
-  ];
-  const rows = [];
-  for (const [name, bytes] of frames) {
-    const times = [];
-    for (let i = 0; i < 40; i++) {
-      const t0 = performance.now();
-      await sharp(bytes).removeAlpha().resize(224, 224, { fit: 'fill' }).raw().toBuffer();
-      if (i >= 5) times.push(performance.now() - t0);
-    }
-    rows.push([name, `${(bytes.length / 1024).toFixed(0)} KiB`, f2(pct(times, 50)), f2(pct(times, 95))]);
-  }
-  console.log('1. decode + resize to 224x224 RGB (sharp), ms');
-  table(['frame', 'size', 'p50 ms', 'p95 ms'], rows);
-}
-
-// 2. Per model: the product's own bench, and the C floor interleaved with the daemon's inference.
-/** Compiles the C floor program; null without a C compiler. */
-function buildFloor() {
-  if (spawnSync('cc', ['--version']).status !== 0) return null;
-  const out = path.join(mkdtempSync(path.join(tmpdir(), 'tflite-floor-')), 'tflite-floor');
-  execFileSync('cc', ['-O2', '-o', out, path.join(root, 'scripts', 'tflite-floor.c'), '-ldl']);
-  return out;
-}
-/** One call of the C floor: median ms of `runs` TfLiteInterpreterInvoke, or null when the library refused. */
-function floor(program, modelPath, threads, flags, runs) {
-  const r = spawnSync(program, [library, modelPath, String(runs), String(threads), String(flags)], { encoding: 'utf8', timeout: 300_000 });
-  if (r.status !== 0) return null;
-  return Number(r.stdout.trim().split(' ')[0]);
-}
-
-const floorProgram = buildFloor();
-const summary = [];
-{
-  // Every asset model that is an image classifier the CPU can run; the float models without metadata get
-  // the normalization SOURCES.md gives for them.
-  const models = [
-    ['tf2_mobilenet_v2_1.0_224_ptq.tflite', {}],
-    ['mobilenet_v2_1.0_224_quant.tflite', {}],
-    ['mobilenet_v1_0.25_128_quant.tflite', {}],
-    ['mobilenet_v1_0.25_224_1_metadata_1.tflite', {}],
-    ['mobilenet_v1_0.25_224_1_default_1.tflite', { normalization: { mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] } }],
-    ['mobilenet_v1_0.25_224_float16.tflite', { normalization: { mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] } }],
-    ['mobilenet_v1_0.25_224_dynamic_range.tflite', { normalization: { mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] } }],
-    ['mobilenet_v1_0.25_224_full_int8.tflite', {}],
-    ['automl_labeler_model.tflite', {}],
-  ].filter(([name]) => existsSync(modelFile(name)));
-  const frame = readFileSync(imageFile('cat_720p.jpg'));
-  console.log(`2. per model: engines × threads (1 … ${cores}) and the choice; the daemon's inference beside the C floor${floorProgram ? '' : ' (no cc: no floor)'}\n`);
-  for (const [name, extra] of models) {
-    const modelPath = modelFile(name);
-    const base = { delegate: 'cpu', resize: 'stretch', topK: 3, threshold: 0, ...extra };
-    let b;
-    try {
-      b = await benchModel(modelPath, { classifier: base, pipelineSeconds: 4 });
-    } catch (err) {
-      console.log(`${name}: ${err.message}\n`);
-      continue;
-    }
-    console.log(`${name}: chosen ${b.engine}, ${b.threads} thread${b.threads > 1 ? 's' : ''} (${b.runtime})`);
-    table(
-      ['engine', 'threads', 'p50 ms', 'status', 'note'],
-      b.engines.map((r) => [r.engine, r.threads, f2(r.p50_ms), r.status, (r.reason ?? '').slice(0, 90)]),
-    );
-    // The daemon's inference and the floor, in alternating batches, so that load from elsewhere hits both alike.
-    const classifier = new Classifier({ ...base, modelPath, engine: b.engine, threads: b.threads, cacheFile: null, log: silentLogger() });
-    await classifier.start();
-    for (let i = 0; i < 3; i++) await classifier.classify(frame);
-    const ours = [];
-    const floors = new Map();
-    for (let round = 0; round < 3; round++) {
-      for (let i = 0; i < 15; i++) ours.push((await classifier.classify(frame)).timings.inference_ms);
-      if (!floorProgram) continue;
-      for (let t = 1; t <= cores; t++) {
-        for (const [kind, flags] of [['default', -1], ['xnnpack-qs8', XNNPACK_FLAG_QS8]]) {
-          const ms = floor(floorProgram, modelPath, t, flags, 15);
-          const key = `${kind}@${t}`;
-          if (ms !== null) floors.set(key, [...(floors.get(key) ?? []), ms]);
-        }
-      }
-    }
-    await classifier.stop();
-    const floorRows = [...floors].map(([k, v]) => [k, median(v)]);
-    const bestFloor = floorRows.length ? floorRows.reduce((a, r) => (r[1] < a[1] ? r : a)) : null;
-    const fastestEngine = Math.min(...b.engines.filter((r) => r.p50_ms !== undefined && (r.status === 'chosen' || r.status === 'ok')).map((r) => r.p50_ms));
-    const daemonP50 = median(ours);
-    if (floorRows.length) console.log(`  C floor, median ms: ${floorRows.map(([k, v]) => `${k} ${f2(v)}`).join(', ')}`);
-    console.log(
-      `  daemon inference p50 ${f2(daemonP50)} ms; preprocess p50 ${Object.entries(b.preprocess_p50_ms)
-        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
-        .join(', ')} ms; pipeline ${b.pipeline_fps.toFixed(1)} fps (model alone ${b.model_fps.toFixed(1)}), ${b.pipeline_dropped} dropped\n`,
-    );
-    summary.push({ name: name.replace('.tflite', ''), chosen: `${b.engine}@${b.threads}`, daemonP50, fastestEngine, bestFloor, b });
-  }
-  table(
-    ['model', 'chosen', 'daemon p50 ms', 'fastest engine p50 ms', 'C floor best', 'daemon / fastest engine', 'daemon / C floor', 'pipeline fps', '1000 / infer p50', 'pipeline / model', 'prep 1280x720 ms'],
-    summary.map((s) => [
-      s.name,
-      s.chosen,
-      f2(s.daemonP50),
-      f2(s.fastestEngine),
-      s.bestFloor ? `${f2(s.bestFloor[1])} (${s.bestFloor[0]})` : '-',
-      (s.daemonP50 / s.fastestEngine).toFixed(2),
-      s.bestFloor ? (s.daemonP50 / s.bestFloor[1]).toFixed(2) : '-',
-      s.b.pipeline_fps.toFixed(1),
-      s.b.model_fps.toFixed(1),
-      (s.b.pipeline_fps / s.b.model_fps).toFixed(2),
-      f2(s.b.preprocess_p50_ms['1280x720']),
-    ]),
-  );
-}
-
-// 3. Where the interpreter runs: a worker thread (synchronous invoke there) or async FFI (libuv pool).
-{
-  const bytes = readFileSync(modelFile(DEFAULT_MODEL));
-  const session = await InferenceSession.open({ modelBytes: bytes, model: DEFAULT_MODEL, engine: 'tflite-xnnpack', threads: 1 });
-  const input = new Uint8Array(session.inputs[0].bytes).fill(100);
-  const it = TfLiteInterpreter.create(TfLiteLibrary.load(), bytes, { threads: 1, xnnpackFlags: XNNPACK_FLAG_QS8 });
-  const ways = [
-    ['worker thread (the daemon)', async () => void (await session.run([input]))],
-    [
-      'async FFI on the main thread',
-      async () => {
-        new Uint8Array(it.inputView(0)).set(input);
-        await it.invokeAsync();
-        new Uint8Array(it.outputView(0)).slice();
-      },
-    ],
-  ];
-  const results = new Map(ways.map(([label]) => [label, { times: [], delays: [] }]));
-  // Alternating batches of 40, three each.
-  for (let round = 0; round < 4; round++) {
-    for (const [label, once] of ways) {
-      const h = monitorEventLoopDelay({ resolution: 1 });
-      h.enable();
+  // 1. Frame decode + resize (sharp), the cost the Pi pays before inference.
+  {
+    const cat = readFileSync(imageFile('cat_720p.jpg'));
+    const frames = [
+      ['JPEG 1280x720', cat],
+      ['JPEG 640x480', await sharp(cat).resize(640, 480, { fit: 'fill' }).jpeg({ quality: 80 }).toBuffer()],
+      ['JPEG 320x240', await sharp(cat).resize(320, 240, { fit: 'fill' }).jpeg({ quality: 80 }).toBuffer()],
+      ['PNG 1280x720', await sharp(cat).png().toBuffer()],
+    ];
+    const rows = [];
+    for (const [name, bytes] of frames) {
       const times = [];
       for (let i = 0; i < 40; i++) {
         const t0 = performance.now();
-        await once();
-        times.push(performance.now() - t0);
+        await sharp(bytes).removeAlpha().resize(224, 224, { fit: 'fill' }).raw().toBuffer();
+        if (i >= 5) times.push(performance.now() - t0);
       }
-      h.disable();
-      if (round === 0) continue; // warm-up
-      results.get(label).times.push(...times);
-      results.get(label).delays.push(h.percentile(99) / 1e6);
+      rows.push([name, `${(bytes.length / 1024).toFixed(0)} KiB`, f2(pct(times, 50)), f2(pct(times, 95))]);
     }
+    console.log('1. decode + resize to 224x224 RGB (sharp), ms');
+    table(['frame', 'size', 'p50 ms', 'p95 ms'], rows);
   }
-  it.delete();
-  await session.close();
-  console.log(`3. ${DEFAULT_MODEL}, tflite-xnnpack, 1 thread: where the interpreter runs (120 runs each, alternating)`);
-  table(
-    ['how', 'round trip p50 ms', 'p95 ms', 'event-loop delay p99 ms (worst batch)'],
-    [...results].map(([label, r]) => [label, f2(pct(r.times, 50)), f2(pct(r.times, 95)), Math.max(...r.delays).toFixed(1)]),
-  );
-}
 
+  // 2. Per model: the product's own bench, and the C floor interleaved with the daemon's inference.
+  /** Compiles the C floor program; null without a C compiler. */
+  function buildFloor() {
+    if (spawnSync('cc', ['--version']).status !== 0) return null;
+    const out = path.join(mkdtempSync(path.join(tmpdir(), 'tflite-floor-')), 'tflite-floor');
+    execFileSync('cc', ['-O2', '-o', out, path.join(root, 'scripts', 'tflite-floor.c'), '-ldl']);
+    return out;
+  }
+  /** One call of the C floor: median ms of `runs` TfLiteInterpreterInvoke, or null when the library refused. */
+  function floor(program, modelPath, threads, flags, runs) {
+    const r = spawnSync(program, [library, modelPath, String(runs), String(threads), String(flags)], { encoding: 'utf8', timeout: 300_000 });
+    if (r.status !== 0) return null;
+    return Number(r.stdout.trim().split(' ')[0]);
+  }
+
+  const floorProgram = buildFloor();
+  const summary = [];
+  {
+    // Every asset model that is an image classifier the CPU can run; the float models without metadata get
+    // the normalization SOURCES.md gives for them.
+    const models = [
+      ['tf2_mobilenet_v2_1.0_224_ptq.tflite', {}],
+      ['mobilenet_v2_1.0_224_quant.tflite', {}],
+      ['mobilenet_v1_0.25_128_quant.tflite', {}],
+      ['mobilenet_v1_0.25_224_1_metadata_1.tflite', {}],
+      ['mobilenet_v1_0.25_224_1_default_1.tflite', { normalization: { mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] } }],
+      ['mobilenet_v1_0.25_224_float16.tflite', { normalization: { mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] } }],
+      ['mobilenet_v1_0.25_224_dynamic_range.tflite', { normalization: { mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] } }],
+      ['mobilenet_v1_0.25_224_full_int8.tflite', {}],
+      ['automl_labeler_model.tflite', {}],
+    ].filter(([name]) => existsSync(modelFile(name)));
+    const frame = readFileSync(imageFile('cat_720p.jpg'));
+    console.log(
+      `2. per model: engines × threads (1 … ${cores}) and the choice; the daemon's inference beside the C floor${floorProgram ? '' : ' (no cc: no floor)'}\n`,
+    );
+    for (const [name, extra] of models) {
+      const modelPath = modelFile(name);
+      const base = { delegate: 'cpu', resize: 'stretch', topK: 3, threshold: 0, ...extra };
+      let b;
+      try {
+        b = await benchModel(modelPath, { classifier: base, pipelineSeconds: 4 });
+      } catch (err) {
+        console.log(`${name}: ${err.message}\n`);
+        continue;
+      }
+      console.log(`${name}: chosen ${b.engine}, ${b.threads} thread${b.threads > 1 ? 's' : ''} (${b.runtime})`);
+      table(
+        ['engine', 'threads', 'p50 ms', 'status', 'note'],
+        b.engines.map((r) => [r.engine, r.threads, f2(r.p50_ms), r.status, (r.reason ?? '').slice(0, 90)]),
+      );
+      // The daemon's inference and the floor, in alternating batches, so that load from elsewhere hits both alike.
+      const classifier = new Classifier({ ...base, modelPath, engine: b.engine, threads: b.threads, cacheFile: null, log: silentLogger() });
+      await classifier.start();
+      for (let i = 0; i < 3; i++) await classifier.classify(frame);
+      const ours = [];
+      const floors = new Map();
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 15; i++) ours.push((await classifier.classify(frame)).timings.inference_ms);
+        if (!floorProgram) continue;
+        for (let t = 1; t <= cores; t++) {
+          for (const [kind, flags] of [
+            ['default', -1],
+            ['xnnpack-qs8', XNNPACK_FLAG_QS8],
+          ]) {
+            const ms = floor(floorProgram, modelPath, t, flags, 15);
+            const key = `${kind}@${t}`;
+            if (ms !== null) floors.set(key, [...(floors.get(key) ?? []), ms]);
+          }
+        }
+      }
+      await classifier.stop();
+      const floorRows = [...floors].map(([k, v]) => [k, median(v)]);
+      const bestFloor = floorRows.length ? floorRows.reduce((a, r) => (r[1] < a[1] ? r : a)) : null;
+      const fastestEngine = Math.min(...b.engines.filter((r) => r.p50_ms !== undefined && (r.status === 'chosen' || r.status === 'ok')).map((r) => r.p50_ms));
+      const daemonP50 = median(ours);
+      if (floorRows.length) console.log(`  C floor, median ms: ${floorRows.map(([k, v]) => `${k} ${f2(v)}`).join(', ')}`);
+      console.log(
+        `  daemon inference p50 ${f2(daemonP50)} ms; preprocess p50 ${Object.entries(b.preprocess_p50_ms)
+          .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+          .join(', ')} ms; pipeline ${b.pipeline_fps.toFixed(1)} fps (model alone ${b.model_fps.toFixed(1)}), ${b.pipeline_dropped} dropped\n`,
+      );
+      summary.push({ name: name.replace('.tflite', ''), chosen: `${b.engine}@${b.threads}`, daemonP50, fastestEngine, bestFloor, b });
+    }
+    table(
+      [
+        'model',
+        'chosen',
+        'daemon p50 ms',
+        'fastest engine p50 ms',
+        'C floor best',
+        'daemon / fastest engine',
+        'daemon / C floor',
+        'pipeline fps',
+        '1000 / infer p50',
+        'pipeline / model',
+        'prep 1280x720 ms',
+      ],
+      summary.map((s) => [
+        s.name,
+        s.chosen,
+        f2(s.daemonP50),
+        f2(s.fastestEngine),
+        s.bestFloor ? `${f2(s.bestFloor[1])} (${s.bestFloor[0]})` : '-',
+        (s.daemonP50 / s.fastestEngine).toFixed(2),
+        s.bestFloor ? (s.daemonP50 / s.bestFloor[1]).toFixed(2) : '-',
+        s.b.pipeline_fps.toFixed(1),
+        s.b.model_fps.toFixed(1),
+        (s.b.pipeline_fps / s.b.model_fps).toFixed(2),
+        f2(s.b.preprocess_p50_ms['1280x720']),
+      ]),
+    );
+  }
+
+  // 3. Where the interpreter runs: a worker thread (synchronous invoke there) or async FFI (libuv pool).
+  {
+    const bytes = readFileSync(modelFile(DEFAULT_MODEL));
+    const session = await InferenceSession.open({ modelBytes: bytes, model: DEFAULT_MODEL, engine: 'tflite-xnnpack', threads: 1 });
+    const input = new Uint8Array(session.inputs[0].bytes).fill(100);
+    const it = TfLiteInterpreter.create(TfLiteLibrary.load(), bytes, { threads: 1, xnnpackFlags: XNNPACK_FLAG_QS8 });
+    const ways = [
+      ['worker thread (the daemon)', async () => void (await session.run([input]))],
+      [
+        'async FFI on the main thread',
+        async () => {
+          new Uint8Array(it.inputView(0)).set(input);
+          await it.invokeAsync();
+          new Uint8Array(it.outputView(0)).slice();
+        },
+      ],
+    ];
+    const results = new Map(ways.map(([label]) => [label, { times: [], delays: [] }]));
+    // Alternating batches of 40, three each.
+    for (let round = 0; round < 4; round++) {
+      for (const [label, once] of ways) {
+        const h = monitorEventLoopDelay({ resolution: 1 });
+        h.enable();
+        const times = [];
+        for (let i = 0; i < 40; i++) {
+          const t0 = performance.now();
+          await once();
+          times.push(performance.now() - t0);
+        }
+        h.disable();
+        if (round === 0) continue; // warm-up
+        results.get(label).times.push(...times);
+        results.get(label).delays.push(h.percentile(99) / 1e6);
+      }
+    }
+    it.delete();
+    await session.close();
+    console.log(`3. ${DEFAULT_MODEL}, tflite-xnnpack, 1 thread: where the interpreter runs (120 runs each, alternating)`);
+    table(
+      ['how', 'round trip p50 ms', 'p95 ms', 'event-loop delay p99 ms (worst batch)'],
+      [...results].map(([label, r]) => [label, f2(pct(r.times, 50)), f2(pct(r.times, 95)), Math.max(...r.delays).toFixed(1)]),
+    );
+  }
 }
 
 async function daemonSection() {
-// 4. The daemon with the embedded broker, replaying three photos at full speed into the default model.
-{
-  const dir = mkdtempSync(path.join(tmpdir(), 'ec-bench-'));
-  for (const name of ['cat_720p.jpg', 'hot_dog.jpg', 'owl.jpg']) writeFileSync(path.join(dir, name), readFileSync(imageFile(name)));
-  const config = loadConfig({ env: {}, overrides: { source: dir, model: modelFile(DEFAULT_MODEL) } });
-  config.source.fps = 120;
-  config.mqtt.embedded_port = 0;
-  config.gpio.backend = 'virtual';
-  config.inference.cache = path.join(dir, 'engine-choice.json');
-  const daemon = new Daemon({ config, log: silentLogger() });
-  const loopDelay = monitorEventLoopDelay({ resolution: 5 });
-  const rssBeforeStart = process.memoryUsage().rss;
-  await daemon.start();
-  const rssStarted = process.memoryUsage().rss;
-  loopDelay.enable();
-  const target = Number(process.env.BENCH_FRAMES ?? 10_000);
-  const marks = new Map();
-  const t0 = performance.now();
-  let peak = 0;
-  await new Promise((resolve) => {
-    const timer = setInterval(() => {
-      const s = daemon.stats();
-      const rss = process.memoryUsage().rss;
-      peak = Math.max(peak, rss);
-      for (const n of [500, 2000, 5000, target]) if (!marks.has(n) && s.classified >= n) marks.set(n, { rss, mem: process.memoryUsage(), at: performance.now() });
-      if (s.classified >= target) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 100);
-  });
-  loopDelay.disable();
-  const elapsed = (performance.now() - t0) / 1000;
-  const s = daemon.stats();
-  await daemon.stop();
-  const at500 = marks.get(500);
-  const atEnd = marks.get(target);
-  console.log(`4. daemon: replay at 120 fps into ${DEFAULT_MODEL} (engine auto, embedded broker, virtual GPIO) until ${target} frames classified`);
-  table(
-    ['frames in', 'classified', 'dropped', 'classified fps', 'loop delay p50 ms', 'loop delay p99 ms', 'RSS at 500 MiB', `RSS at ${target} MiB`, 'change', 'peak MiB'],
-    [[s.framesIn, s.classified, s.dropped, (s.classified / elapsed).toFixed(1), (loopDelay.percentile(50) / 1e6).toFixed(1), (loopDelay.percentile(99) / 1e6).toFixed(1), mb(at500.rss), mb(atEnd.rss), `${(((atEnd.rss - at500.rss) / at500.rss) * 100).toFixed(1)} %`, mb(peak)]],
-  );
-  console.log('   where the memory goes (this process runs only the daemon), MiB');
-  table(
-    ['point', 'RSS', 'V8 heap used', 'external (Buffers, WASM)', 'array buffers'],
-    [
-      ['node started', mb(rssAtStart), '-', '-', '-'],
-      ['modules loaded (sharp, mqtt, aedes, koffi, …)', mb(rssModulesLoaded), '-', '-', '-'],
-      ['before the daemon starts', mb(rssBeforeStart), '-', '-', '-'],
-      ['daemon started (model in the worker, broker)', mb(rssStarted), '-', '-', '-'],
-      ...[...marks].map(([n, m]) => [`after ${n} frames`, mb(m.rss), mb(m.mem.heapUsed), mb(m.mem.external), mb(m.mem.arrayBuffers)]),
-    ],
-  );
-}
+  // 4. The daemon with the embedded broker, replaying three photos at full speed into the default model.
+  {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ec-bench-'));
+    for (const name of ['cat_720p.jpg', 'hot_dog.jpg', 'owl.jpg']) writeFileSync(path.join(dir, name), readFileSync(imageFile(name)));
+    const config = loadConfig({ env: {}, overrides: { source: dir, model: modelFile(DEFAULT_MODEL) } });
+    config.source.fps = 120;
+    config.mqtt.embedded_port = 0;
+    config.gpio.backend = 'virtual';
+    config.inference.cache = path.join(dir, 'engine-choice.json');
+    const daemon = new Daemon({ config, log: silentLogger() });
+    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+    const rssBeforeStart = process.memoryUsage().rss;
+    await daemon.start();
+    const rssStarted = process.memoryUsage().rss;
+    loopDelay.enable();
+    const target = Number(process.env.BENCH_FRAMES ?? 10_000);
+    const marks = new Map();
+    const t0 = performance.now();
+    let peak = 0;
+    await new Promise((resolve) => {
+      const timer = setInterval(() => {
+        const s = daemon.stats();
+        const rss = process.memoryUsage().rss;
+        peak = Math.max(peak, rss);
+        for (const n of [500, 2000, 5000, target])
+          if (!marks.has(n) && s.classified >= n) marks.set(n, { rss, mem: process.memoryUsage(), at: performance.now() });
+        if (s.classified >= target) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 100);
+    });
+    loopDelay.disable();
+    const elapsed = (performance.now() - t0) / 1000;
+    const s = daemon.stats();
+    await daemon.stop();
+    const at500 = marks.get(500);
+    const atEnd = marks.get(target);
+    console.log(`4. daemon: replay at 120 fps into ${DEFAULT_MODEL} (engine auto, embedded broker, virtual GPIO) until ${target} frames classified`);
+    table(
+      [
+        'frames in',
+        'classified',
+        'dropped',
+        'classified fps',
+        'loop delay p50 ms',
+        'loop delay p99 ms',
+        'RSS at 500 MiB',
+        `RSS at ${target} MiB`,
+        'change',
+        'peak MiB',
+      ],
+      [
+        [
+          s.framesIn,
+          s.classified,
+          s.dropped,
+          (s.classified / elapsed).toFixed(1),
+          (loopDelay.percentile(50) / 1e6).toFixed(1),
+          (loopDelay.percentile(99) / 1e6).toFixed(1),
+          mb(at500.rss),
+          mb(atEnd.rss),
+          `${(((atEnd.rss - at500.rss) / at500.rss) * 100).toFixed(1)} %`,
+          mb(peak),
+        ],
+      ],
+    );
+    console.log('   where the memory goes (this process runs only the daemon), MiB');
+    table(
+      ['point', 'RSS', 'V8 heap used', 'external (Buffers, WASM)', 'array buffers'],
+      [
+        ['node started', mb(rssAtStart), '-', '-', '-'],
+        ['modules loaded (sharp, mqtt, aedes, koffi, …)', mb(rssModulesLoaded), '-', '-', '-'],
+        ['before the daemon starts', mb(rssBeforeStart), '-', '-', '-'],
+        ['daemon started (model in the worker, broker)', mb(rssStarted), '-', '-', '-'],
+        ...[...marks].map(([n, m]) => [`after ${n} frames`, mb(m.rss), mb(m.mem.heapUsed), mb(m.mem.external), mb(m.mem.arrayBuffers)]),
+      ],
+    );
+  }
 }
 
 if (daemonOnly) {

@@ -17,7 +17,15 @@ try {
   process.exit(1);
 }
 // A 1 MiB young generation, as the systemd unit runs it: the daemon's heap churn is small, and RSS stays low.
-const args = ['--max-semi-space-size=1', path.join(root, 'dist', 'cli.js'), 'run', '--config', path.join(root, 'scripts', 'quickstart.yaml'), '--log-predictions', ...process.argv.slice(2)];
+const args = [
+  '--max-semi-space-size=1',
+  path.join(root, 'dist', 'cli.js'),
+  'run',
+  '--config',
+  path.join(root, 'scripts', 'quickstart.yaml'),
+  '--log-predictions',
+  ...process.argv.slice(2),
+];
 const child = spawn(process.execPath, args, { stdio: 'inherit' });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 // The terminal went away: stop the daemon (to the daemon itself SIGHUP means "reload").

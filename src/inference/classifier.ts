@@ -3,10 +3,10 @@ import type { Lifecycle } from '../core/lifecycle.js';
 import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
 import type { Classification, Normalization, TensorDetails } from '../core/types.js';
-import { effectiveInput, edgeTpuOnlyMessage, hasFreeSize, modelProblems, scoresOutputIndex } from './compat.js';
+import { edgeTpuOnlyMessage, effectiveInput, hasFreeSize, modelProblems, scoresOutputIndex } from './compat.js';
 import { type DelegateDescriptor, EdgeTpuUnavailableError, edgeTpuDelegate, probeDelegate } from './delegate.js';
-import { chooseEngine, formatTable, type EngineChoice, type EngineSetting, type ThreadsSetting } from './engine-choice.js';
-import type { EngineName, TensorArray } from './engines.js';
+import type { EngineName, TensorArray } from './engine-api.js';
+import { chooseEngine, type EngineChoice, type EngineSetting, formatTable, type ThreadsSetting } from './engine-choice.js';
 import { Labels, readLabelsFile } from './labels.js';
 import { FramePipeline } from './pipeline.js';
 import { dequantize, type OutputArray, topK } from './postprocess.js';
@@ -199,11 +199,18 @@ export class Classifier implements Lifecycle {
     const fileInput = info.inputs[0] as TensorDetails;
     const input = effectiveInput(fileInput, o.inputSize);
     const free = hasFreeSize(fileInput);
-    if (free) this.log.info({ model: this._modelPath, input: `[${input.shape.join(',')}]` }, 'the model input has a free height/width: resized to preprocess.input_size');
+    if (free)
+      this.log.info(
+        { model: this._modelPath, input: `[${input.shape.join(',')}]` },
+        'the model input has a free height/width: resized to preprocess.input_size',
+      );
     this._scoresIndex = scoresOutputIndex(info) ?? 0;
     const output = info.outputs[this._scoresIndex] as TensorDetails;
     if (this._scoresIndex !== 0) {
-      this.log.info({ model: this._modelPath, output: this._scoresIndex, name: output.name }, `class scores are output ${this._scoresIndex} ('${output.name}')`);
+      this.log.info(
+        { model: this._modelPath, output: this._scoresIndex, name: output.name },
+        `class scores are output ${this._scoresIndex} ('${output.name}')`,
+      );
     }
     const s = output.shape;
     const classes = s[s.length - 1] as number;
@@ -367,7 +374,10 @@ export class Classifier implements Lifecycle {
     const t2 = performance.now();
     const [scale, zeroPoint] = this.output!.quantization;
     let buffer = this.scores.get(slot.index);
-    if (!buffer) this.scores.set(slot.index, (buffer = new Float32Array(slot.outputs[this._scoresIndex]!.length)));
+    if (!buffer) {
+      buffer = new Float32Array(slot.outputs[this._scoresIndex]!.length);
+      this.scores.set(slot.index, buffer);
+    }
     const scores = dequantize(slot.outputs[this._scoresIndex] as OutputArray, scale, zeroPoint, buffer);
     const classes = topK(scores, this.k, this.threshold, this._labels ?? undefined);
     const t3 = performance.now();
@@ -418,7 +428,8 @@ function runtimeMismatch(
     if (!rt) return `${model}: the ${engine} runtime reports no ${what} '${file.name}'`;
     const q = engine === 'litert-wasm' ? '' : ` scale ${rt.quantization.scale} zero point ${rt.quantization.zero_point}`;
     const sameQ =
-      engine === 'litert-wasm' || (Math.fround(rt.quantization.scale) === Math.fround(file.quantization[0]) && rt.quantization.zero_point === file.quantization[1]);
+      engine === 'litert-wasm' ||
+      (Math.fround(rt.quantization.scale) === Math.fround(file.quantization[0]) && rt.quantization.zero_point === file.quantization[1]);
     if (rt.dtype !== file.dtype || rt.shape.join(',') !== file.shape.join(',') || !sameQ) {
       return `${model}: the ${engine} runtime reports ${what} '${file.name}' as [${rt.shape.join(',')}] ${rt.dtype}${q} but the file says [${file.shape.join(',')}] ${file.dtype}${
         q ? ` scale ${file.quantization[0]} zero point ${file.quantization[1]}` : ''

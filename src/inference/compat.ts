@@ -1,8 +1,8 @@
-import { checkImageInput } from './preprocess/preprocess.js';
-import { missingNormalizationMessage } from './preprocess/quantize.js';
 import type { TensorDetails } from '../core/types.js';
 import type { ModelInfo } from './model-info.js';
 import { checkScoresOutput } from './postprocess.js';
+import { checkImageInput } from './preprocess/preprocess.js';
+import { missingNormalizationMessage } from './preprocess/quantize.js';
 import { EDGETPU_CUSTOM_OP } from './tflite-model.js';
 
 /**
@@ -19,19 +19,19 @@ export function edgeTpuOnlyMessage(model: string): string {
  * `edgetpu-custom-op` {@link edgeTpuOnlyMessage}; for any other op, that this
  * runtime (builtin ops only) lacks it.
  */
-export function customOpMessage(op: string, model: string): string {
+function customOpMessage(op: string, model: string): string {
   if (op === EDGETPU_CUSTOM_OP) return edgeTpuOnlyMessage(model);
   return `${model} uses the custom op '${op}', which this TFLite runtime does not provide (only builtin ops are available): re-convert the model without custom ops`;
 }
 
 /** Custom op of SSD object detection heads (boxes, classes, scores, count), which TFLite's builtin op resolver registers. */
-export const DETECTION_POSTPROCESS_OP = 'TFLite_Detection_PostProcess';
+const DETECTION_POSTPROCESS_OP = 'TFLite_Detection_PostProcess';
 
 /** Height and width given to an input with free height/width when `preprocess.input_size` is not set. */
-export const DEFAULT_INPUT_SIZE = 224;
+const DEFAULT_INPUT_SIZE = 224;
 
 /** Why an object detection model is refused: what it is, and what the daemon runs. */
-export function detectionModelMessage(model: string): string {
+function detectionModelMessage(model: string): string {
   return `${model} is an object detection model (its ${DETECTION_POSTPROCESS_OP} op outputs boxes, classes and scores): the daemon runs image classifiers, whose output is one class-scores tensor [1,N]; use an image classification model`;
 }
 

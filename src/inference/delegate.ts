@@ -15,7 +15,7 @@ const EDGETPU_LIBRARY_ENV = 'EDGE_CLASSIFIER_EDGETPU_LIB';
 const DELEGATE_PLUGIN_SYMBOLS = ['tflite_plugin_create_delegate', 'tflite_plugin_destroy_delegate'] as const;
 
 const INSTALL_HINT =
-  'install the Edge TPU runtime (sudo apt install libedgetpu1-std from Coral\'s apt repository, https://coral.ai/docs/accelerator/get-started/) or set inference.delegate to cpu';
+  "install the Edge TPU runtime (sudo apt install libedgetpu1-std from Coral's apt repository, https://coral.ai/docs/accelerator/get-started/) or set inference.delegate to cpu";
 
 /** Directories searched after LD_LIBRARY_PATH and the ld.so cache, as the dynamic loader's defaults on Debian-family systems. */
 const STANDARD_LIBRARY_DIRS = [
@@ -105,9 +105,7 @@ export async function edgeTpuDelegate(options: EdgeTpuOptions = {}): Promise<Del
   const env = options.env ?? process.env;
   const device = options.device ?? '';
   if (!/^((usb|pci)(:\d+)?|:\d+)?$/.test(device) && !path.isAbsolute(device)) {
-    throw new Error(
-      `inference.edgetpu_device ${JSON.stringify(device)} is not an Edge TPU device: expected usb, usb:N, pci, pci:N, :N or a device path`,
-    );
+    throw new Error(`inference.edgetpu_device ${JSON.stringify(device)} is not an Edge TPU device: expected usb, usb:N, pci, pci:N, :N or a device path`);
   }
   const library = options.libraryPath || env[EDGETPU_LIBRARY_ENV] || EDGETPU_LIBRARY;
   const resolved = await findSharedLibrary(library, env);
@@ -257,7 +255,7 @@ export async function checkSharedLibrary(file: string, symbols: readonly string[
 function dlopenInChild(file: string, env: NodeJS.ProcessEnv): Promise<string | null> {
   const script =
     "try { process.dlopen({ exports: {} }, process.argv[1], require('os').constants.dlopen.RTLD_NOW); }" +
-    " catch (e) { if (/did not self-register/.test(e.message)) process.exit(0); process.stderr.write(e.message); process.exit(3); }";
+    ' catch (e) { if (/did not self-register/.test(e.message)) process.exit(0); process.stderr.write(e.message); process.exit(3); }';
   const childEnv = { ...env };
   delete childEnv.NODE_OPTIONS;
   return new Promise((resolve) => {
@@ -305,7 +303,6 @@ if (!interpreter) { process.stderr.write('TFLite could not create the interprete
 if (allocate(interpreter) !== 0) { process.stderr.write('TFLite could not allocate the tensors with the delegate'); process.exit(3); }
 `;
 
-
 /**
  * Creates an interpreter for `modelPath` with `delegate` in a child Node.js
  * process, through the same TFLite C library (`library`, default the bundled
@@ -332,9 +329,15 @@ export async function probeDelegate(modelPath: string, delegate: DelegateDescrip
       else if (e.signal) {
         message = `${what} crashed the TFLite interpreter while loading ${modelPath} (${e.signal}): is an Edge TPU attached${device ? ` as ${device}` : ''}, and is it the Edge TPU runtime?`;
       } else {
-        const reason = (stderr.trim().split('\n').filter((l) => !/^INFO:/.test(l))[0] || e.message).replace(/^ERROR:\s*/, '');
+        const reason = (
+          stderr
+            .trim()
+            .split('\n')
+            .filter((l) => !/^INFO:/.test(l))[0] || e.message
+        ).replace(/^ERROR:\s*/, '');
         message = `${what} could not load ${modelPath}: ${reason}`;
-        if (reason.includes('edgetpu-custom-op')) message += ' (the delegate did not take the Edge TPU op: is an Edge TPU attached, and is the library the Edge TPU runtime?)';
+        if (reason.includes('edgetpu-custom-op'))
+          message += ' (the delegate did not take the Edge TPU op: is an Edge TPU attached, and is the library the Edge TPU runtime?)';
         else if (/returned no delegate/.test(reason)) message += ' (is an Edge TPU attached, and is the library the Edge TPU runtime?)';
       }
       reject(new EdgeTpuUnavailableError(message, delegate.path, 'device'));

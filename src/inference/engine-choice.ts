@@ -1,19 +1,19 @@
 import { createHash } from 'node:crypto';
-import { readFile, mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { arch, cpus, homedir } from 'node:os';
 import path from 'node:path';
-import { typedArrayFor, liteRtVersion, type EngineLoadOptions, type EngineName, type TensorArray } from './engines.js';
+import { type EngineLoadOptions, type EngineName, liteRtVersion, type TensorArray, typedArrayFor } from './engine-api.js';
 import type { Candidate, MeasureResult } from './inference-worker.js';
 import { machineCores, measureCandidates } from './session.js';
 
 /** Total time `auto` may spend measuring engines at start, ms (worker start-up and loading included). */
-export const MEASURE_BUDGET_MS = 1800;
+const MEASURE_BUDGET_MS = 1800;
 
 /** Version of the cache file's layout; a file of another version is ignored and rewritten. */
-export const CACHE_VERSION = 1;
+const CACHE_VERSION = 1;
 
 /** The engine whose output the others must agree with: the TFLite C library's default kernels, one thread. */
-export const REFERENCE: Candidate = { engine: 'tflite', threads: 1 };
+const REFERENCE: Candidate = { engine: 'tflite', threads: 1 };
 
 /** `inference.engine`: an engine, or `auto` to measure. */
 export type EngineSetting = EngineName | 'auto';
@@ -46,7 +46,7 @@ export interface EngineChoice {
 }
 
 /** Least Pearson correlation between an engine's scores and the reference's (see `disagreement`). */
-export const MIN_CORRELATION = 0.9;
+const MIN_CORRELATION = 0.9;
 
 /**
  * Whether `candidate` scores agree with `reference` scores (both dequantized
@@ -79,7 +79,8 @@ export function disagreement(reference: ArrayLike<number>, candidate: ArrayLike<
     return `its top-1 is class ${c0} (${fmt(candidate[c0]!)}), the reference's class ${r0} (${fmt(reference[r0]!)})`;
   }
   const r = correlation(reference, candidate);
-  if (!(r >= MIN_CORRELATION)) return `its scores correlate with the reference's by r = ${Number.isNaN(r) ? 'NaN' : fmt(r)} (at least ${MIN_CORRELATION} expected)`;
+  if (!(r >= MIN_CORRELATION))
+    return `its scores correlate with the reference's by r = ${Number.isNaN(r) ? 'NaN' : fmt(r)} (at least ${MIN_CORRELATION} expected)`;
   return null;
 }
 
@@ -117,7 +118,7 @@ export function correlation(a: ArrayLike<number>, b: ArrayLike<number>): number 
 const fmt = (x: number): string => (Number.isFinite(x) ? Number(x.toPrecision(4)).toString() : String(x));
 
 /** Real values of a raw output tensor: (q − zero_point) × scale for quantized ones, the values for float. */
-export function dequantized(raw: TensorArray, scale: number, zeroPoint: number): Float64Array {
+function dequantized(raw: TensorArray, scale: number, zeroPoint: number): Float64Array {
   const out = new Float64Array(raw.length);
   for (let i = 0; i < raw.length; i++) {
     const q = Number(raw[i]!);
@@ -144,7 +145,7 @@ export function candidatesFor(engine: EngineSetting, threads: ThreadsSetting, co
 }
 
 /** How `chooseEngine` reads the model's scores output. */
-export interface ScoresOutput {
+interface ScoresOutput {
   /** Position of the class-scores output among the outputs. */
   readonly index: number;
   /** Its dtype, e.g. uint8. */
@@ -185,12 +186,12 @@ export function defaultCacheFile(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** The machine part of the cache key: CPU model, architecture and core count. */
-export function machineId(): string {
+function machineId(): string {
   return `${cpus()[0]?.model.trim() ?? 'unknown CPU'} ${arch()} x${machineCores()}`;
 }
 
 /** sha256 (hex) of `bytes`. */
-export function sha256(bytes: Uint8Array): string {
+function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
@@ -257,11 +258,15 @@ export async function chooseEngine(o: ChooseOptions): Promise<EngineChoice> {
   const usable = rows.filter((r) => r.status === 'ok' && r.p50_ms !== undefined).sort((a, b) => a.p50_ms! - b.p50_ms!);
   for (const r of rows) {
     if (r.status === 'failed' && isCandidate(r)) warnings.push(`engine ${r.engine} (${r.threads} thread${r.threads > 1 ? 's' : ''}) skipped: ${r.reason}`);
-    if (r.status === 'disagrees') warnings.push(`engine ${r.engine} (${r.threads} thread${r.threads > 1 ? 's' : ''}) skipped: its output disagrees with ${ref!.engine}: ${r.reason}`);
+    if (r.status === 'disagrees')
+      warnings.push(`engine ${r.engine} (${r.threads} thread${r.threads > 1 ? 's' : ''}) skipped: its output disagrees with ${ref!.engine}: ${r.reason}`);
   }
   const best = usable[0];
   if (!best) {
-    const why = rows.filter(isCandidate).map((r) => `${r.engine}: ${r.reason ?? r.status}`).join('; ');
+    const why = rows
+      .filter(isCandidate)
+      .map((r) => `${r.engine}: ${r.reason ?? r.status}`)
+      .join('; ');
     throw new Error(`no inference engine can run ${o.load.model} (${why})`);
   }
   const table = rows.map((r) => (r === best ? { ...r, status: 'chosen' as const } : r));
@@ -311,7 +316,9 @@ async function readCache(file: string, warnings: string[]): Promise<CacheFile> {
     }
     return data;
   } catch (err) {
-    warnings.push(`the engine choice cache ${file} is corrupt or from another version (${(err as Error).message}): ignored, engines are measured again and the file rewritten`);
+    warnings.push(
+      `the engine choice cache ${file} is corrupt or from another version (${(err as Error).message}): ignored, engines are measured again and the file rewritten`,
+    );
     return { version: CACHE_VERSION, entries: {} };
   }
 }
@@ -328,5 +335,12 @@ export function formatTable(table: readonly ChoiceRow[]): string {
   const rows = table.map((r) => [r.engine, String(r.threads), r.p50_ms !== undefined ? r.p50_ms.toFixed(2) : '-', r.status, r.reason ?? '']);
   const head = ['engine', 'threads', 'p50 ms', 'status', 'note'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return [head, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

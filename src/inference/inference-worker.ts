@@ -20,7 +20,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
-import { EngineLoadError, loadEngine, type EngineLoadOptions, type EngineName, type LoadedEngine } from './engines.js';
+import { EngineLoadError, type EngineLoadOptions, type EngineName, type LoadedEngine } from './engine-api.js';
+import { loadEngine } from './engines.js';
 
 /** One engine × threads to time. */
 export interface Candidate {
@@ -176,7 +177,13 @@ if (port) {
   // A worker thread: serve one engine, or measure (tests, and where a child process is not wanted).
   const init = workerData as ServeInit | MeasureInit;
   if (init.mode === 'serve') void serve(init);
-  else void measure(init).then((list) => port.postMessage({ type: 'measured', results: list }, list.flatMap((r) => r.outputs ?? [])));
+  else
+    void measure(init).then((list) =>
+      port.postMessage(
+        { type: 'measured', results: list },
+        list.flatMap((r) => r.outputs ?? []),
+      ),
+    );
 } else if (process.send) {
   // A child process (`measureCandidates`): measure, answer, exit — its memory goes back to the system.
   process.once('message', (init: MeasureInit) => {

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
-import { EngineLoadError, liteRtVersion, typedArrayFor, type EngineLoadOptions, type LoadedEngine, type TensorArray } from './engines.js';
+import { EngineLoadError, type EngineLoadOptions, type LoadedEngine, liteRtVersion, type TensorArray, typedArrayFor } from './engine-api.js';
 import type { RuntimeTensor } from './tflite-c.js';
 import { parseModel } from './tflite-model.js';
 
@@ -143,7 +143,10 @@ export async function loadLiteRtEngine(options: EngineLoadOptions): Promise<Load
   const bad = [...inputs, ...outputs].find((t) => !LITERT_DTYPES.has(t.dtype));
   if (bad) {
     model.delete();
-    throw new EngineLoadError(`litert-wasm cannot run ${options.model}: tensor '${bad.name}' is ${bad.dtype}, and LiteRT.js handles float32, int32 and uint8 tensors only`, 'litert-wasm');
+    throw new EngineLoadError(
+      `litert-wasm cannot run ${options.model}: tensor '${bad.name}' is ${bad.dtype}, and LiteRT.js handles float32, int32 and uint8 tensors only`,
+      'litert-wasm',
+    );
   }
   const inputArrays = inputs.map((t) => typedArrayFor(t.dtype, new ArrayBuffer(t.bytes)));
   let outputArrays: TensorArray[] = outputs.map((t) => typedArrayFor(t.dtype, new ArrayBuffer(t.bytes)));

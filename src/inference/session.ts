@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { DelegateDescriptor } from './delegate.js';
-import { typedArrayFor, type EngineLoadOptions, type EngineName, type TensorArray } from './engines.js';
+import { type EngineLoadOptions, type EngineName, type TensorArray, typedArrayFor } from './engine-api.js';
 import type { Candidate, MeasureResult } from './inference-worker.js';
 import type { RuntimeTensor } from './tflite-c.js';
 
@@ -13,7 +13,7 @@ function sibling(name: string): URL {
 }
 
 /** Young-generation size of the inference worker's V8 heap, MiB (Node's default is 3 × 16). */
-export const WORKER_YOUNG_GENERATION_MB = 4;
+const WORKER_YOUNG_GENERATION_MB = 4;
 
 /** Threads the machine offers (`os.availableParallelism()`): the upper end of `threads: auto`. */
 export function machineCores(): number {
@@ -295,7 +295,14 @@ export async function measureCandidates(
   child.stderr?.on('data', (d: Buffer) => {
     if (stderr.length < 4096) stderr += d.toString();
   });
-  const init = { mode: 'measure', load: { ...load, modelBytes: new Uint8Array(load.modelBytes) }, candidates, deadline: Date.now() + budgetMs, probe: probeBuffers, ...(maxRounds ? { maxRounds } : {}) };
+  const init = {
+    mode: 'measure',
+    load: { ...load, modelBytes: new Uint8Array(load.modelBytes) },
+    candidates,
+    deadline: Date.now() + budgetMs,
+    probe: probeBuffers,
+    ...(maxRounds ? { maxRounds } : {}),
+  };
   try {
     return await new Promise<MeasureResult[]>((resolve, reject) => {
       child.on('message', (msg: { type: string; results?: MeasureResult[]; message?: string }) => {

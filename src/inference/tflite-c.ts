@@ -18,8 +18,25 @@ import koffi, { type LibraryHandle } from 'koffi';
 
 /** TFLite element types (`TfLiteType` in c_api_types.h), indexed by value, named as `DType`. */
 export const TFLITE_TYPES = [
-  'notype', 'float32', 'int32', 'uint8', 'int64', 'string', 'bool', 'int16', 'complex64',
-  'int8', 'float16', 'float64', 'complex128', 'uint64', 'resource', 'variant', 'uint32', 'uint16', 'int4',
+  'notype',
+  'float32',
+  'int32',
+  'uint8',
+  'int64',
+  'string',
+  'bool',
+  'int16',
+  'complex64',
+  'int8',
+  'float16',
+  'float64',
+  'complex128',
+  'uint64',
+  'resource',
+  'variant',
+  'uint32',
+  'uint16',
+  'int4',
 ] as const;
 
 /** `TFLITE_XNNPACK_DELEGATE_FLAG_QS8` (xnnpack_delegate.h): run signed 8-bit quantized operators. */
@@ -377,4 +394,3 @@ export class TfLiteInterpreter {
     return data && bytes > 0 ? koffi.view(data, bytes) : new ArrayBuffer(0);
   }
 }
-

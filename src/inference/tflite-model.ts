@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { unreadableFileError } from '../core/errors.js';
 import { ByteBuffer } from 'flatbuffers';
-import { FlatTable, FlatbufferFormatError, fileIdentifier } from './flatbuffer-table.js';
-import { readModelMetadata } from './metadata.js';
+import { unreadableFileError } from '../core/errors.js';
 import type { DType, QuantizationParameters, SparsityParameters, TensorDetails } from '../core/types.js';
+import { FlatbufferFormatError, FlatTable, fileIdentifier } from './flatbuffer-table.js';
+import { readModelMetadata } from './metadata.js';
 import type { ModelInfo, ModelProblem } from './model-info.js';
 
 /*
@@ -432,9 +432,7 @@ export async function readModelFile(path: string): Promise<{ bytes: Buffer; info
 export async function parseModel(bytes: Uint8Array, path: string): Promise<ModelInfo> {
   const found = fileIdentifier(bytes);
   if (found !== TFLITE_IDENTIFIER) {
-    throw new FlatbufferFormatError(
-      `${path} is not a TFLite model: expected the identifier ${TFLITE_IDENTIFIER} at byte 4, found ${JSON.stringify(found)}`,
-    );
+    throw new FlatbufferFormatError(`${path} is not a TFLite model: expected the identifier ${TFLITE_IDENTIFIER} at byte 4, found ${JSON.stringify(found)}`);
   }
   const bb = new ByteBuffer(bytes);
   const model = TflModel.getRootAsModel(bb, path);
@@ -445,9 +443,7 @@ export async function parseModel(bytes: Uint8Array, path: string): Promise<Model
   const tensorCount = subgraph.tensorsLength();
   const details = (index: number, role: string): TensorDetails => {
     if (index < 0 || index >= tensorCount) {
-      throw new FlatbufferFormatError(
-        `${path} is a corrupt TFLite model: its ${role} refers to tensor ${index} but the subgraph has ${tensorCount} tensors`,
-      );
+      throw new FlatbufferFormatError(`${path} is a corrupt TFLite model: its ${role} refers to tensor ${index} but the subgraph has ${tensorCount} tensors`);
     }
     return tensorDetails(subgraph.tensors(index), index, path);
   };
@@ -528,7 +524,9 @@ function tensorDetails(tensor: TflTensor, index: number, path: string): TensorDe
         block_map: sp.blockMap(),
         dim_metadata: Array.from({ length: sp.dimMetadataLength() }, (_, i) => {
           const d = sp.dimMetadata(i);
-          return d.format() === 0 ? { format: 0, dense_size: d.denseSize() } : { format: d.format(), array_segments: d.arraySegments(), array_indices: d.arrayIndices() };
+          return d.format() === 0
+            ? { format: 0, dense_size: d.denseSize() }
+            : { format: d.format(), array_segments: d.arraySegments(), array_indices: d.arrayIndices() };
         }),
       }
     : {};

@@ -4,12 +4,12 @@ import sharp from 'sharp';
 import { silentLogger } from '../core/log.js';
 import { Classifier, type ClassifierOptions } from '../inference/classifier.js';
 import { effectiveInput, scoresOutputIndex } from '../inference/compat.js';
-import { chooseEngine, type ChoiceRow } from '../inference/engine-choice.js';
+import { type ChoiceRow, chooseEngine } from '../inference/engine-choice.js';
 import { Preprocessor } from '../inference/preprocess/preprocess.js';
 import { readModelFile } from '../inference/tflite-model.js';
 
 /** Frame sizes whose preprocessing is timed (JPEG, as a camera or ffmpeg delivers them), width × height. */
-export const BENCH_FRAME_SIZES: ReadonlyArray<readonly [number, number]> = [
+const BENCH_FRAME_SIZES: ReadonlyArray<readonly [number, number]> = [
   [640, 480],
   [1280, 720],
   [1920, 1080],
@@ -52,7 +52,7 @@ export interface BenchOptions {
  * A test picture for the frame sizes: colour gradients with fine texture, so
  * that the JPEG decoder does the work a camera frame costs.
  */
-export async function benchFrame(width: number, height: number): Promise<Buffer> {
+async function benchFrame(width: number, height: number): Promise<Buffer> {
   const rgb = Buffer.alloc(width * height * 3);
   let seed = 12345;
   for (let y = 0, i = 0; y < height; y++) {
@@ -64,7 +64,9 @@ export async function benchFrame(width: number, height: number): Promise<Buffer>
       rgb[i + 2] = (128 + 100 * Math.sin((x + y) / 23) + noise) & 255;
     }
   }
-  return sharp(rgb, { raw: { width, height, channels: 3 } }).jpeg({ quality: 80 }).toBuffer();
+  return sharp(rgb, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 80 })
+    .toBuffer();
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -161,12 +163,20 @@ export function formatBench(b: ModelBench): string {
   const rows = b.engines.map((r) => [r.engine, String(r.threads), r.p50_ms !== undefined ? r.p50_ms.toFixed(2) : '-', r.status, r.reason ?? '']);
   const head = ['engine', 'threads', 'p50 ms', 'status', 'note'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const table = [head, ...rows].map((r) => `  ${r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}`);
+  const table = [head, ...rows].map(
+    (r) =>
+      `  ${r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd()}`,
+  );
   return [
     `${b.model}: ${b.engine}, ${b.threads} thread${b.threads > 1 ? 's' : ''} (${b.runtime})`,
     ...table,
     `  inference p50 ${b.inference_p50_ms.toFixed(2)} ms`,
-    `  preprocess p50 ${Object.entries(b.preprocess_p50_ms).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}`,
+    `  preprocess p50 ${Object.entries(b.preprocess_p50_ms)
+      .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
+      .join(', ')}`,
     `  pipeline ${b.pipeline_fps.toFixed(1)} fps with frames coming faster (the model alone allows ${b.model_fps.toFixed(1)}), ${b.pipeline_dropped} dropped`,
     `  RSS ${b.rss_mib.toFixed(0)} MiB`,
   ].join('\n');

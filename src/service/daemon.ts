@@ -19,7 +19,7 @@ import type { Slot } from '../inference/session.js';
 import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
 import { MqttPublisher } from '../mqtt/publisher.js';
 import { StateTracker } from '../mqtt/state.js';
-import { SdWatchdog, type SdNotifier } from './sd-notify.js';
+import { type SdNotifier, SdWatchdog } from './sd-notify.js';
 
 /** How often `STATUS=` and the stats log line are refreshed, in ms. */
 const STATUS_INTERVAL_MS = 10_000;

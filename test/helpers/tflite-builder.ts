@@ -9,13 +9,13 @@ import { Builder } from 'flatbuffers';
  */
 
 /** BuiltinOperator values used here. */
-export const OP = { MEAN: 40, SOFTMAX: 25, CUSTOM: 32 } as const;
+const OP = { MEAN: 40, SOFTMAX: 25, CUSTOM: 32 } as const;
 /** TensorType values used here. */
-export const TYPE = { FLOAT32: 0, INT32: 2, UINT8: 3 } as const;
+const TYPE = { FLOAT32: 0, INT32: 2, UINT8: 3 } as const;
 /** BuiltinOptions union values used here. */
 const OPTIONS = { SoftmaxOptions: 9, ReducerOptions: 27 } as const;
 
-export interface TensorSpec {
+interface TensorSpec {
   readonly name: string;
   readonly shape: number[];
   readonly type: number;
@@ -25,7 +25,7 @@ export interface TensorSpec {
   readonly quantization?: { scale: number; zeroPoint: number };
 }
 
-export interface OpSpec {
+interface OpSpec {
   readonly op: number;
   /** For OP.CUSTOM. */
   readonly custom?: string;
@@ -36,7 +36,7 @@ export interface OpSpec {
   readonly beta?: number;
 }
 
-export interface ModelSpec {
+interface ModelSpec {
   readonly tensors: TensorSpec[];
   readonly inputs: number[];
   readonly outputs: number[];
@@ -44,10 +44,10 @@ export interface ModelSpec {
 }
 
 /** Int32 values as little-endian bytes (for constant tensors). */
-export const int32Bytes = (values: number[]): Uint8Array => new Uint8Array(Int32Array.from(values).buffer);
+const int32Bytes = (values: number[]): Uint8Array => new Uint8Array(Int32Array.from(values).buffer);
 
 /** Serializes `spec` into a .tflite file. */
-export function buildModel(spec: ModelSpec): Uint8Array {
+function buildModel(spec: ModelSpec): Uint8Array {
   const b = new Builder(1024);
   const intVector = (xs: number[]): number => {
     b.startVector(4, xs.length, 4);

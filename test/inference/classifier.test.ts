@@ -1,8 +1,8 @@
-import t from 'tap';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
+import t from 'tap';
 import { Classifier, type ClassifierOptions } from '../../src/inference/classifier.js';
 import { FrameDecodeError } from '../../src/inference/preprocess/preprocess.js';
 import { image, labels, model } from '../helpers/assets.js';
@@ -66,7 +66,10 @@ t.test('MobileNet V2 quant: the reference top-1 results', async (t) => {
     t.match(r.classes[0]!.label, label, `${file}: ${r.classes[0]!.label}`);
     t.ok(Math.abs(r.classes[0]!.score - score) < 0.03, `${file}: score ${r.classes[0]!.score} ≈ ${score}`);
     t.equal(r.classes.length, 5, 'top-5 by default');
-    t.ok(r.classes.every((x, i) => i === 0 || x.score <= r.classes[i - 1]!.score), 'highest first');
+    t.ok(
+      r.classes.every((x, i) => i === 0 || x.score <= r.classes[i - 1]!.score),
+      'highest first',
+    );
     t.ok(r.timings.inference_ms > 0 && r.timings.preprocess_ms > 0 && r.timings.total_ms >= r.timings.inference_ms, 'timings filled');
   }
 });
@@ -158,7 +161,10 @@ t.test('threshold, top-k and a labels file that overrides the metadata', async (
   const { log, entries } = recorder();
   const c = await open(t, { modelPath: model('mobilenet_v2_1.0_224_quant.tflite'), labelsPath: short, topK: 3, threshold: 0.5, log });
   t.equal(entries.length, 1);
-  t.match(entries[0]!.msg, /labels-1000\.txt has 1000 labels but output 'MobilenetV2\/Predictions\/Softmax' of .* has 1001 classes: .*"background" label at index 0/);
+  t.match(
+    entries[0]!.msg,
+    /labels-1000\.txt has 1000 labels but output 'MobilenetV2\/Predictions\/Softmax' of .* has 1001 classes: .*"background" label at index 0/,
+  );
   const r = await c.classify(readFileSync(image('bird.png')));
   t.equal(r.classes.length, 1, 'only classes at or above 0.5');
   t.equal(r.classes[0]!.index, 20);
@@ -196,7 +202,10 @@ t.test('Edge TPU: missing runtime, fallback to the CPU model, and a working dele
   // (Its Prepare runs only when TFLite resolved every op: the CPU model, here.)
   const crashed = await open(t, { modelPath: cpuModel, delegate: 'edgetpu', edgetpuLibrary: fakes.crash, cpuModelPath: cpuModel, log: segv.log });
   t.equal(crashed.backend, 'cpu', 'a delegate that crashes the interpreter kills the probe child, not this process');
-  t.match(segv.entries[0]!.msg, /^the Edge TPU delegate .*libfake-crash\.so crashed the TFLite interpreter while loading .*_quant\.tflite \(SIGSEGV\): is an Edge TPU attached.*Running the CPU model/);
+  t.match(
+    segv.entries[0]!.msg,
+    /^the Edge TPU delegate .*libfake-crash\.so crashed the TFLite interpreter while loading .*_quant\.tflite \(SIGSEGV\): is an Edge TPU attached.*Running the CPU model/,
+  );
 
   const logFile = path.join(fakes.dir, 'classifier.log');
   process.env.FAKE_DELEGATE_LOG = logFile;
@@ -207,7 +216,11 @@ t.test('Edge TPU: missing runtime, fallback to the CPU model, and a working dele
   const d = await open(t, { modelPath: cpuModel, delegate: 'edgetpu', edgetpuLibrary: fakes.good, edgetpuDevice: 'usb:0', log: delegated.log });
   t.equal(d.backend, 'edgetpu');
   t.equal(d.engine, 'edgetpu');
-  t.equal(readFileSync(logFile, 'utf8'), 'create device=usb:0\ncreate device=usb:0\n', 'probe child, then the worker, created the delegate with the device option');
+  t.equal(
+    readFileSync(logFile, 'utf8'),
+    'create device=usb:0\ncreate device=usb:0\n',
+    'probe child, then the worker, created the delegate with the device option',
+  );
   t.match(delegated.entries[0]!.msg, /was not compiled with edgetpu_compiler/);
   t.equal((await top1(d, 'bird.png')).label, 'chickadee', 'the delegate claimed no ops; TFLite ran them on the CPU');
 });

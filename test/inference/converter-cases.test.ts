@@ -1,8 +1,8 @@
-import t from 'tap';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import t from 'tap';
 import { Classifier, type ClassifierOptions } from '../../src/inference/classifier.js';
 import { modelProblems } from '../../src/inference/compat.js';
 import { parseModel } from '../../src/inference/tflite-model.js';

@@ -1,13 +1,7 @@
-import t from 'tap';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import {
-  EdgeTpuUnavailableError,
-  checkDelegateLibrary,
-  edgeTpuDelegate,
-  findSharedLibrary,
-  probeDelegate,
-} from '../../src/inference/delegate.js';
+import t from 'tap';
+import { checkDelegateLibrary, EdgeTpuUnavailableError, edgeTpuDelegate, findSharedLibrary, probeDelegate } from '../../src/inference/delegate.js';
 import { model } from '../helpers/assets.js';
 import { buildFakeDelegates } from './fixtures/fake-delegate.js';
 
@@ -38,9 +32,14 @@ t.test('a file that exists but is not a delegate is refused before TFLite sees i
   const libz = await findSharedLibrary('libz.so.1', env());
   t.ok(libz, 'libz.so.1 found through the loader paths');
   t.equal(await checkDelegateLibrary(libz!), 'it does not export tflite_plugin_create_delegate and tflite_plugin_destroy_delegate');
-  await t.rejects(edgeTpuDelegate({ libraryPath: libz!, env: env() }), { message: /is not a usable Edge TPU delegate \(it does not export tflite_plugin_create_delegate/ });
+  await t.rejects(edgeTpuDelegate({ libraryPath: libz!, env: env() }), {
+    message: /is not a usable Edge TPU delegate \(it does not export tflite_plugin_create_delegate/,
+  });
   // The node binary: an executable (ET_EXEC) or, where built as PIE, a shared object without the plugin symbols.
-  t.match(await checkDelegateLibrary(process.execPath), /^(it is an ELF file of type 2, not a shared object|it does not export tflite_plugin_create_delegate and tflite_plugin_destroy_delegate)$/);
+  t.match(
+    await checkDelegateLibrary(process.execPath),
+    /^(it is an ELF file of type 2, not a shared object|it does not export tflite_plugin_create_delegate and tflite_plugin_destroy_delegate)$/,
+  );
 });
 
 t.test('a library exporting the plugin entry points gives the descriptor the binding reads', async (t) => {
@@ -74,12 +73,21 @@ t.test('probeDelegate loads the model with the delegate in a child process', asy
   // A delegate library that returns no delegate (libedgetpu without a device): refused with a sentence.
   const none = await probeDelegate(model('mobilenet_v1_0.25_128_quant.tflite'), { path: fakes.nullDelegate, options: [] }).catch((e: unknown) => e);
   t.ok(none instanceof EdgeTpuUnavailableError && none.problem === 'device');
-  t.match((none as Error).message, /^the Edge TPU delegate .*libfake-null\.so could not load .*mobilenet_v1_0\.25_128_quant\.tflite: the plugin returned no delegate \(is an Edge TPU attached/);
+  t.match(
+    (none as Error).message,
+    /^the Edge TPU delegate .*libfake-null\.so could not load .*mobilenet_v1_0\.25_128_quant\.tflite: the plugin returned no delegate \(is an Edge TPU attached/,
+  );
   // One that crashes inside the interpreter (SIGSEGV): the child dies, the caller gets a sentence.
   const err = await probeDelegate(model('mobilenet_v1_0.25_128_quant.tflite'), { path: fakes.crash, options: [] }).catch((e: unknown) => e);
   t.ok(err instanceof EdgeTpuUnavailableError);
-  t.match((err as Error).message, /^the Edge TPU delegate .*libfake-crash\.so crashed the TFLite interpreter while loading .*mobilenet_v1_0\.25_128_quant\.tflite \(SIGSEGV\): is an Edge TPU attached/);
+  t.match(
+    (err as Error).message,
+    /^the Edge TPU delegate .*libfake-crash\.so crashed the TFLite interpreter while loading .*mobilenet_v1_0\.25_128_quant\.tflite \(SIGSEGV\): is an Edge TPU attached/,
+  );
   // The Edge-TPU-compiled model with a delegate that takes no op: TFLite's reason, and what it means.
   const compiled = await probeDelegate(model('mobilenet_v1_0.25_128_quant_edgetpu.tflite'), { path: fakes.good, options: [] }).catch((e: unknown) => e);
-  t.match((compiled as Error).message, /could not load .*_edgetpu\.tflite: Encountered unresolved custom op: edgetpu-custom-op\. \(the delegate did not take the Edge TPU op/);
+  t.match(
+    (compiled as Error).message,
+    /could not load .*_edgetpu\.tflite: Encountered unresolved custom op: edgetpu-custom-op\. \(the delegate did not take the Edge TPU op/,
+  );
 });

@@ -1,8 +1,8 @@
-import t from 'tap';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { candidatesFor, chooseEngine, correlation, disagreement, formatTable, type ChooseOptions } from '../../src/inference/engine-choice.js';
+import t from 'tap';
+import { type ChooseOptions, candidatesFor, chooseEngine, correlation, disagreement, formatTable } from '../../src/inference/engine-choice.js';
 import type { Candidate, MeasureResult } from '../../src/inference/inference-worker.js';
 import { measureCandidates } from '../../src/inference/session.js';
 import { model } from '../helpers/assets.js';
@@ -15,11 +15,17 @@ t.test('candidates: every engine × 1 … cores for auto, LiteRT.js single-threa
     { engine: 'tflite', threads: 2 },
     { engine: 'tflite-xnnpack', threads: 2 },
   ]);
-  t.same(candidatesFor('tflite-xnnpack', 'auto', 3, true), [1, 2, 3].map((n) => ({ engine: 'tflite-xnnpack', threads: n })));
-  t.same(candidatesFor('auto', 2, 4, false), [{ engine: 'tflite', threads: 2 }, { engine: 'tflite-xnnpack', threads: 2 }]);
+  t.same(
+    candidatesFor('tflite-xnnpack', 'auto', 3, true),
+    [1, 2, 3].map((n) => ({ engine: 'tflite-xnnpack', threads: n })),
+  );
+  t.same(candidatesFor('auto', 2, 4, false), [
+    { engine: 'tflite', threads: 2 },
+    { engine: 'tflite-xnnpack', threads: 2 },
+  ]);
 });
 
-t.test('agreement: top-1 within each other\'s top 5, and correlated scores', async (t) => {
+t.test("agreement: top-1 within each other's top 5, and correlated scores", async (t) => {
   // 30 classes: a clear class 3, the rest a slope.
   const ref = Array.from({ length: 30 }, (_, i) => (i === 3 ? 0.6 : 0.01 + i / 3000));
   const close = ref.map((x, i) => x + (i % 2 ? 0.02 : -0.01)); // off by several steps everywhere, same shape
@@ -32,13 +38,25 @@ t.test('agreement: top-1 within each other\'s top 5, and correlated scores', asy
   const secondPlace = ref.slice();
   secondPlace[5] = 0.61; // class 5 first: it is not in the reference's top 5
   t.equal(disagreement(ref, secondPlace, 1 / 256), "its top-1 is class 5 (0.61), the reference's class 3 (0.6)");
-  t.equal(disagreement(ref, ref.map(() => 1 / 30), 1 / 256), "its top-1 is class 0 (0.03333), the reference's class 3 (0.6)", 'constant scores');
+  t.equal(
+    disagreement(
+      ref,
+      ref.map(() => 1 / 30),
+      1 / 256,
+    ),
+    "its top-1 is class 0 (0.03333), the reference's class 3 (0.6)",
+    'constant scores',
+  );
   // Same top-1, everything else reversed: the top-1 check passes, the correlation does not.
   const slope = Array.from({ length: 30 }, (_, i) => i / 100);
   const reversed = slope.map((x, i) => (i === 29 ? x : 0.28 - x));
   t.match(disagreement(slope, reversed, 1 / 256), /^its scores correlate with the reference's by r = -?0\.\d+ \(at least 0\.9 expected\)$/);
   t.equal(disagreement([0.45, 0.46, 0.09], [0.46, 0.45, 0.09], 0.01), null, 'a top-1 tied within two steps in the reference is not a disagreement');
-  t.equal(disagreement([0.2, 0.7, 0.1], [0.7, 0.2, 0.1], 0.01), "its top-1 is class 0 (0.7), the reference's class 1 (0.7)", 'with few classes the top-1 must match');
+  t.equal(
+    disagreement([0.2, 0.7, 0.1], [0.7, 0.2, 0.1], 0.01),
+    "its top-1 is class 0 (0.7), the reference's class 1 (0.7)",
+    'with few classes the top-1 must match',
+  );
   t.equal(disagreement([1, 2], [1, 2, 3], 1), 'it gives 3 scores, the reference 2');
   t.equal(disagreement([0, 1], [NaN, 1], 1), 'its score of class 0 is NaN');
   t.equal(correlation([1, 2, 3], [2, 4, 6]), 1);
@@ -108,7 +126,10 @@ t.test('auto picks the fastest engine that agrees, skips one that returns wrong 
   t.equal(changed.cached, false);
   const cache = JSON.parse(readFileSync(path.join(dir, 'engine-choice.json'), 'utf8'));
   t.equal(Object.keys(cache.entries).length, 2, 'both models are in the cache');
-  t.match(Object.keys(cache.entries)[0], /^model [0-9a-f]{64}; library libtensorflowlite_c\.so [0-9a-f]{16}; litert 2\.5\.3; machine test machine x2; engine auto threads auto$/);
+  t.match(
+    Object.keys(cache.entries)[0],
+    /^model [0-9a-f]{64}; library libtensorflowlite_c\.so [0-9a-f]{16}; litert 2\.5\.3; machine test machine x2; engine auto threads auto$/,
+  );
 
   const otherMachine = await chooseEngine(options(dir, bytes, measure, { machine: 'another machine x4' }));
   t.equal(otherMachine.cached, false, 'another machine measures again');
@@ -123,7 +144,10 @@ t.test('a corrupt cache file is ignored with a warning and rewritten', async (t)
   for (const content of ['{not json', JSON.stringify({ version: 0, entries: {} }), JSON.stringify({ version: 1, entries: { k: { engine: 'tflite' } } })]) {
     writeFileSync(file, content);
     const choice = await chooseEngine(options(dir, Uint8Array.from([9]), measure));
-    t.match(choice.warnings[0], new RegExp(`^the engine choice cache ${file} is corrupt or from another version \\(.*\\): ignored, engines are measured again and the file rewritten$`));
+    t.match(
+      choice.warnings[0],
+      new RegExp(`^the engine choice cache ${file} is corrupt or from another version \\(.*\\): ignored, engines are measured again and the file rewritten$`),
+    );
     t.equal(JSON.parse(readFileSync(file, 'utf8')).version, 1, 'rewritten');
   }
   t.equal(calls.length, 3);
@@ -133,7 +157,8 @@ t.test('no engine can run the model: one error with every reason', async (t) => 
   const dir = mkdtempSync(path.join(tmpdir(), 'choice-'));
   const measure: typeof measureCandidates = async (_l, cs) => cs.map((c) => ({ ...c, error: `${c.engine} cannot run m.tflite: nope` }));
   await t.rejects(chooseEngine(options(dir, Uint8Array.from([1]), measure, { threads: 1 })), {
-    message: 'no inference engine can run m.tflite (tflite: tflite cannot run m.tflite: nope; tflite-xnnpack: tflite-xnnpack cannot run m.tflite: nope; litert-wasm: litert-wasm cannot run m.tflite: nope)',
+    message:
+      'no inference engine can run m.tflite (tflite: tflite cannot run m.tflite: nope; tflite-xnnpack: tflite-xnnpack cannot run m.tflite: nope; litert-wasm: litert-wasm cannot run m.tflite: nope)',
   });
 });
 
@@ -144,8 +169,17 @@ t.test('fixed settings are returned as given, without measuring', async (t) => {
 
 t.test('real measurement: every candidate loaded, timed and its outputs returned, in one worker', async (t) => {
   const bytes = readFileSync(model('mobilenet_v1_0.25_128_quant.tflite'));
-  const results = await measureCandidates({ modelBytes: bytes, model: 'v1.tflite', threads: 1 }, candidatesFor('auto', 'auto', 2, true), [new Uint8Array(49152).fill(120)], 60_000, 5);
-  t.same(results.map((r) => `${r.engine}@${r.threads}`), ['tflite@1', 'tflite-xnnpack@1', 'litert-wasm@1', 'tflite@2', 'tflite-xnnpack@2']);
+  const results = await measureCandidates(
+    { modelBytes: bytes, model: 'v1.tflite', threads: 1 },
+    candidatesFor('auto', 'auto', 2, true),
+    [new Uint8Array(49152).fill(120)],
+    60_000,
+    5,
+  );
+  t.same(
+    results.map((r) => `${r.engine}@${r.threads}`),
+    ['tflite@1', 'tflite-xnnpack@1', 'litert-wasm@1', 'tflite@2', 'tflite-xnnpack@2'],
+  );
   for (const r of results) {
     t.notOk(r.error, `${r.engine}@${r.threads} loaded`);
     // A candidate over 2.5× the best median stops early: it cannot win.
@@ -156,7 +190,12 @@ t.test('real measurement: every candidate loaded, timed and its outputs returned
 
 t.test('measuring is bounded: once the time is up, the remaining candidates are not loaded', async (t) => {
   const bytes = readFileSync(model('mobilenet_v1_0.25_128_quant.tflite'));
-  const results = await measureCandidates({ modelBytes: bytes, model: 'v1.tflite', threads: 1 }, candidatesFor('auto', 'auto', 2, true), [new Uint8Array(49152)], 1);
+  const results = await measureCandidates(
+    { modelBytes: bytes, model: 'v1.tflite', threads: 1 },
+    candidatesFor('auto', 'auto', 2, true),
+    [new Uint8Array(49152)],
+    1,
+  );
   t.notOk(results[0]!.error, 'the first candidate (the reference) is always measured');
   t.ok(results[0]!.runs! >= 1);
   for (const r of results.slice(1)) t.equal(r.error, 'not measured: the time for measuring ran out before it was loaded', `${r.engine}@${r.threads}`);

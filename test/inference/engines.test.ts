@@ -1,12 +1,13 @@
-import t from 'tap';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import t from 'tap';
+import { ENGINE_NAMES, EngineLoadError, type EngineName, type LoadedEngine } from '../../src/inference/engine-api.js';
 import { disagreement } from '../../src/inference/engine-choice.js';
-import { ENGINE_NAMES, EngineLoadError, loadEngine, type EngineName, type LoadedEngine } from '../../src/inference/engines.js';
+import { loadEngine } from '../../src/inference/engines.js';
 import { InferenceSession, SessionLoadError } from '../../src/inference/session.js';
-import { TfLiteInterpreter, TfLiteLibrary, TfLiteLibraryError, bundledLibraryPath } from '../../src/inference/tflite-c.js';
+import { bundledLibraryPath, TfLiteInterpreter, TfLiteLibrary, TfLiteLibraryError } from '../../src/inference/tflite-c.js';
 import { parseModel } from '../../src/inference/tflite-model.js';
 import { image, model } from '../helpers/assets.js';
 import { buildFakeDelegates } from './fixtures/fake-delegate.js';
@@ -41,10 +42,18 @@ t.test('a file that is not a TFLite C library is refused with its name and the k
   const dir = mkdtempSync(path.join(tmpdir(), 'lib-'));
   const text = path.join(dir, 'libtensorflowlite_c.so');
   writeFileSync(text, 'not a library');
-  t.throws(() => TfLiteLibrary.load(text), { name: 'TfLiteLibraryError', message: new RegExp(`^${text} cannot be loaded as a shared library .*inference\\.library`) });
+  t.throws(() => TfLiteLibrary.load(text), {
+    name: 'TfLiteLibraryError',
+    message: new RegExp(`^${text} cannot be loaded as a shared library .*inference\\.library`),
+  });
   t.throws(() => TfLiteLibrary.load(path.join(dir, 'missing.so')), { message: /does not exist: fix inference\.library/ });
   const { good } = buildFakeDelegates(); // a real shared library, but not TFLite
-  t.throws(() => TfLiteLibrary.load(good), new TfLiteLibraryError(`${good} is not a TensorFlow Lite C library (it does not export TfLiteVersion, TfLiteModelCreate, TfLiteInterpreterCreate, TfLiteInterpreterInvoke): point inference.library at a libtensorflowlite_c.so, or remove the key to use the bundled TFLite 2.9`));
+  t.throws(
+    () => TfLiteLibrary.load(good),
+    new TfLiteLibraryError(
+      `${good} is not a TensorFlow Lite C library (it does not export TfLiteVersion, TfLiteModelCreate, TfLiteInterpreterCreate, TfLiteInterpreterInvoke): point inference.library at a libtensorflowlite_c.so, or remove the key to use the bundled TFLite 2.9`,
+    ),
+  );
 });
 
 t.test('runtime tensor details agree with the flatbuffer for every CPU asset model', async (t) => {
@@ -137,7 +146,8 @@ t.test('engines refuse models they cannot run, naming the engine, the model and 
   }
   await t.rejects(loadEngine('litert-wasm', { modelBytes: broken, model: 'broken.tflite', threads: 1 }), {
     name: 'EngineLoadError',
-    message: "litert-wasm cannot run broken.tflite: it uses the custom op 'fake-op-double', and LiteRT.js does not report custom ops it lacks (it would run the model to zeros)",
+    message:
+      "litert-wasm cannot run broken.tflite: it uses the custom op 'fake-op-double', and LiteRT.js does not report custom ops it lacks (it would run the model to zeros)",
   });
   const edgetpu = readFileSync(model('mobilenet_v1_0.25_128_quant_edgetpu.tflite'));
   await t.rejects(loadEngine('tflite', { modelBytes: edgetpu, model: 'm_edgetpu.tflite', threads: 1 }), { message: /unresolved custom op: edgetpu-custom-op/ });

@@ -1,6 +1,6 @@
-import t from 'tap';
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
+import t from 'tap';
 import { FramePipeline, type PipelineStages } from '../../src/inference/pipeline.js';
 import { InferenceSession, type Slot } from '../../src/inference/session.js';
 import { image, model } from '../helpers/assets.js';
@@ -45,7 +45,11 @@ function controlled(slots: number) {
 t.test('frame N+1 is prepared while N is in inference; latest frame wins; nothing queues', async (t) => {
   const c = controlled(2);
   const results: string[] = [];
-  const p = new FramePipeline(c.stages, (_f, r) => results.push(r), (f, e) => t.fail(`frame ${f}: ${e}`));
+  const p = new FramePipeline(
+    c.stages,
+    (_f, r) => results.push(r),
+    (f, e) => t.fail(`frame ${f}: ${e}`),
+  );
   p.offer(1);
   await c.prepared(1);
   t.same(c.events, ['prepare 1', 'invoke 1']);

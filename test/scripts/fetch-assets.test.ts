@@ -59,6 +59,7 @@ t.test('a mirror without the files says what to set', async (t) => {
   const dest = mkdtempSync(path.join(tmpdir(), 'ec-fetch-'));
   const empty = mkdtempSync(path.join(tmpdir(), 'ec-empty-'));
   await t.rejects(fetchAssets({ mirror: empty, dest, log: () => {} }), {
-    message: /^cannot fetch models\/tf2_mobilenet_v2_1\.0_224_ptq\.tflite from .*: no such file \(is EDGE_CLASSIFIER_MIRROR .* a folder holding models\/tf2_mobilenet_v2_1\.0_224_ptq\.tflite\?\)$/,
+    message:
+      /^cannot fetch models\/tf2_mobilenet_v2_1\.0_224_ptq\.tflite from .*: no such file \(is EDGE_CLASSIFIER_MIRROR .* a folder holding models\/tf2_mobilenet_v2_1\.0_224_ptq\.tflite\?\)$/,
   });
 });
