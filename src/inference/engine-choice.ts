@@ -57,7 +57,9 @@ const MIN_CORRELATION = 0.9;
  *   25 classes: the same top-1), unless the reference scores the two within
  *   `step` × 2 (a tie);
  * - the whole score vector: Pearson correlation ≥ MIN_CORRELATION (a NaN
- *   score, constant scores or shuffled classes fail).
+ *   score, constant scores or shuffled classes fail); for fewer than 3
+ *   values, or a constant reference, every value within 2 × `step` or 1 %
+ *   of the largest reference value instead.
  * Not "every score within two quantization steps": measured on the asset
  * models and images, XNNPACK's int8 kernels and LiteRT.js differ from the
  * reference kernels by up to 24 steps (0.094 on a 0…1 score), and on a
@@ -77,6 +79,15 @@ export function disagreement(reference: ArrayLike<number>, candidate: ArrayLike<
   const tie = reference[r0]! - reference[c0]! <= 2 * step;
   if (!tie && (!refTop.includes(c0) || !candTop.includes(r0))) {
     return `its top-1 is class ${c0} (${fmt(candidate[c0]!)}), the reference's class ${r0} (${fmt(reference[r0]!)})`;
+  }
+  let worst = 0;
+  for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(reference[i]! - candidate[i]!));
+  // Too few values, or constant ones, have no correlation: then the values themselves must be close.
+  if (n < 3 || Number.isNaN(correlation(reference, reference))) {
+    let scale = 0;
+    for (let i = 0; i < n; i++) scale = Math.max(scale, Math.abs(reference[i]!));
+    const allowed = Math.max(2 * step, 0.01 * scale);
+    return worst <= allowed ? null : `its outputs differ from the reference's by ${fmt(worst)} (allowed ${fmt(allowed)})`;
   }
   const r = correlation(reference, candidate);
   if (!(r >= MIN_CORRELATION))

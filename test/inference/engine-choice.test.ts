@@ -200,3 +200,22 @@ t.test('measuring is bounded: once the time is up, the remaining candidates are 
   t.ok(results[0]!.runs! >= 1);
   for (const r of results.slice(1)) t.equal(r.error, 'not measured: the time for measuring ran out before it was loaded', `${r.engine}@${r.threads}`);
 });
+
+t.test('openModel: any model on the configured engine, chosen by measurement; run arbitrary tensors', async (t) => {
+  const { openModel } = await import('../../src/inference/open-model.js');
+  const opened = await openModel({ modelPath: model('dense_2x_minus_1.tflite'), cacheFile: null });
+  t.teardown(() => opened.session.close());
+  t.same(
+    opened.info.inputs.map((i) => [i.name, i.shape, i.dtype]),
+    [['dense_input', [1, 1], 'float32']],
+  );
+  t.same(opened.session.inputs[0]!.shape, [1, 1]);
+  t.ok(['tflite', 'tflite-xnnpack'].includes(opened.choice.engine), `chosen ${opened.choice.engine}`);
+  const litert = opened.choice.table.find((r) => r.engine === 'litert-wasm');
+  t.equal(litert?.status, 'failed', 'LiteRT.js refuses this model');
+  const { outputs } = await opened.session.run([Float32Array.of(10)]);
+  // The walkthrough's neuron: w = 1.9974765, b = -0.99217343 (SOURCES.md): 10 → 18.9826.
+  t.ok(Math.abs((outputs[0] as Float32Array)[0]! - (1.9974765 * 10 - 0.99217343)) < 1e-4, `10 → ${(outputs[0] as Float32Array)[0]}`);
+  t.equal(disagreement([18.98], [18.99], 0), null, 'one value: close values agree');
+  t.equal(disagreement([18.98], [12], 0), "its outputs differ from the reference's by 6.98 (allowed 0.1898)");
+});
