@@ -23,6 +23,12 @@ interface TensorSpec {
   /** Constant data (little-endian bytes), e.g. the axes of MEAN. */
   readonly data?: Uint8Array;
   readonly quantization?: { scale: number; zeroPoint: number };
+  /** Sparse storage (schema.fbs SparsityParameters); a dimension is dense ({denseSize}) or CSR ({segments, indices}, int32). */
+  readonly sparsity?: {
+    traversalOrder: number[];
+    blockMap: number[];
+    dims: Array<{ denseSize: number } | { segments: number[]; indices: number[] }>;
+  };
 }
 
 interface OpSpec {
@@ -96,12 +102,49 @@ function buildModel(spec: ModelSpec): Uint8Array {
       b.addFieldOffset(3, zp, 0);
       quant = b.endObject();
     }
+    let sparsity = 0;
+    if (t.sparsity) {
+      const int32Table = (xs: number[]): number => {
+        const values = intVector(xs);
+        b.startObject(1);
+        b.addFieldOffset(0, values, 0);
+        return b.endObject();
+      };
+      const dims = t.sparsity.dims.map((d) => {
+        if ('denseSize' in d) {
+          b.startObject(6);
+          b.addFieldInt8(0, 0, -1);
+          b.addFieldInt32(1, d.denseSize, -1);
+          return b.endObject();
+        }
+        const segments = int32Table(d.segments);
+        const indices = int32Table(d.indices);
+        b.startObject(6);
+        b.addFieldInt8(0, 1, -1); // SPARSE_CSR
+        b.addFieldInt8(2, 1, 0); // Int32Vector
+        b.addFieldOffset(3, segments, 0);
+        b.addFieldInt8(4, 1, 0);
+        b.addFieldOffset(5, indices, 0);
+        return b.endObject();
+      });
+      const order = intVector(t.sparsity.traversalOrder);
+      const blockMap = intVector(t.sparsity.blockMap);
+      b.startVector(4, dims.length, 4);
+      for (let i = dims.length - 1; i >= 0; i--) b.addOffset(dims[i]!);
+      const dimVector = b.endVector();
+      b.startObject(3);
+      b.addFieldOffset(0, order, 0);
+      b.addFieldOffset(1, blockMap, 0);
+      b.addFieldOffset(2, dimVector, 0);
+      sparsity = b.endObject();
+    }
     b.startObject(8);
     b.addFieldOffset(0, shape, 0);
     b.addFieldInt8(1, t.type, -1); // always written, even FLOAT32 = 0
     b.addFieldInt32(2, tensorBuffer[i]!, -1);
     b.addFieldOffset(3, name, 0);
     if (quant) b.addFieldOffset(4, quant, 0);
+    if (sparsity) b.addFieldOffset(6, sparsity, 0);
     if (sig) b.addFieldOffset(7, sig, 0);
     return b.endObject();
   });
@@ -219,6 +262,28 @@ export function scoresSecondClassifier(): Uint8Array {
       { op: OP.MEAN, inputs: [0, 3], outputs: [4] },
       { op: OP.SOFTMAX, inputs: [4], outputs: [5], beta: 1 },
     ],
+  });
+}
+
+/**
+ * A tensor stored sparse, as the converter writes pruned weights (here the
+ * model's input, so that input details show it): [4,4] float32, dimension 0
+ * dense, dimension 1 CSR with segments [0,1,1,3,4] and indices [1,0,3,2].
+ */
+export function sparseInputModel(): Uint8Array {
+  return buildModel({
+    tensors: [
+      {
+        name: 'sparse',
+        shape: [4, 4],
+        type: TYPE.FLOAT32,
+        sparsity: { traversalOrder: [0, 1], blockMap: [], dims: [{ denseSize: 4 }, { segments: [0, 1, 1, 3, 4], indices: [1, 0, 3, 2] }] },
+      },
+      { name: 'scores', shape: [1, 4], type: TYPE.FLOAT32 },
+    ],
+    inputs: [0],
+    outputs: [1],
+    ops: [],
   });
 }
 

@@ -29,6 +29,7 @@ t.test('mobilenet_v2_1.0_224_quant: tensors, quantization, metadata', async (t) 
       dtype: 'uint8',
       quantization: [0.0078125, 128],
       quantization_parameters: { scales: [0.0078125], zero_points: [128], quantized_dimension: 0 },
+      sparsity_parameters: {},
     },
   ]);
   t.same(info.outputs, [
@@ -40,6 +41,7 @@ t.test('mobilenet_v2_1.0_224_quant: tensors, quantization, metadata', async (t) 
       dtype: 'uint8',
       quantization: [0.00390625, 0],
       quantization_parameters: { scales: [0.00390625], zero_points: [0], quantized_dimension: 0 },
+      sparsity_parameters: {},
     },
   ]);
   t.same(info.custom_ops, []);
@@ -179,4 +181,19 @@ t.test('metadata naming a labels file without the appended zip: labels missing, 
     info.problems.map((p) => p.message),
     ['nozip.tflite: the metadata names the labels file labels.txt, but no zip archive of metadata files is appended to the model'],
   );
+});
+
+t.test('sparsity_parameters of a sparse tensor, as TensorFlow names them', async (t) => {
+  const { sparseInputModel } = await import('../helpers/tflite-builder.js');
+  const { parseModel } = await import('../../src/inference/tflite-model.js');
+  const info = await parseModel(sparseInputModel(), 'sparse.tflite');
+  t.same(info.inputs[0]!.sparsity_parameters, {
+    traversal_order: [0, 1],
+    block_map: [],
+    dim_metadata: [
+      { format: 0, dense_size: 4 },
+      { format: 1, array_segments: [0, 1, 1, 3, 4], array_indices: [1, 0, 3, 2] },
+    ],
+  });
+  t.same(info.outputs[0]!.sparsity_parameters, {});
 });
