@@ -310,7 +310,7 @@ export class Classifier implements Lifecycle {
     const slot = await session.acquire();
     try {
       const preprocessMs = await this.prepare(image, file, slot);
-      const inferenceMs = await session.invoke(slot);
+      const inferenceMs = await this.infer(slot);
       return this.finish(slot, preprocessMs, inferenceMs, t0);
     } finally {
       session.release(slot);
@@ -341,7 +341,7 @@ export class Classifier implements Lifecycle {
           const pre = await this.prepare(frame.data, frame.file, slot);
           started.set(slot.index, { t0, pre });
         },
-        invoke: (slot) => session.invoke(slot),
+        invoke: (slot) => this.infer(slot),
         finish: (_frame, slot, inferenceMs) => {
           const s = started.get(slot.index)!;
           return this.finish(slot, s.pre, inferenceMs, s.t0);
@@ -359,6 +359,13 @@ export class Classifier implements Lifecycle {
     const session = this.session;
     this.session = null;
     await session?.close();
+  }
+
+  /** Runs the model on a slot whose input is written; resolves with the time inside the engine, ms. */
+  protected infer(slot: Slot): Promise<number> {
+    const session = this.session;
+    if (!session) return Promise.reject(new Error(`inference on ${this._modelPath} after stop()`));
+    return session.invoke(slot);
   }
 
   /** Decodes `image` into the slot's input buffer; returns the time taken, ms. */
