@@ -16,6 +16,10 @@ import { startFakeNotifySocket } from '../helpers/fake-notify-socket.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';
 
+// Each daemon or classify run measures its engines the first time it sees a model (at most about 2 s,
+// then cached): on a busy shared machine this file needs more than the default time.
+t.setTimeout(300_000);
+
 const MODEL = model('mobilenet_v2_1.0_224_quant.tflite');
 
 interface PredictionMsg {
