@@ -8,6 +8,10 @@ import { FrameDecodeError } from '../../src/inference/preprocess/preprocess.js';
 import { image, labels, model } from '../helpers/assets.js';
 import { buildFakeDelegates } from './fixtures/fake-delegate.js';
 
+// Many classifiers are started here, each with its engine in a worker (and Edge TPU probes in child
+// processes): on a busy shared machine this file needs more than the default time.
+t.setTimeout(300_000);
+
 const dir = mkdtempSync(path.join(tmpdir(), 'classifier-'));
 
 /** A logger that keeps warn-and-above entries in memory. */
