@@ -24,6 +24,8 @@ export type ThreadsSetting = number | 'auto';
 export interface ChoiceRow extends Candidate {
   /** Median time of one run, ms (absent when it failed). */
   readonly p50_ms?: number;
+  /** Lower quartile of one run, ms: what the choice compares (a busy moment on the machine only adds time). */
+  readonly p25_ms?: number;
   readonly runs?: number;
   /** `chosen`, `ok`, `failed` (could not load or run the model), `disagrees` (outputs differ from the reference), `reference` (measured only to check the others). */
   readonly status: 'chosen' | 'ok' | 'failed' | 'disagrees' | 'reference';
@@ -213,8 +215,8 @@ function sha256(bytes: Uint8Array): string {
  * sha256, the LiteRT.js version, the machine and the settings; on a miss,
  * measures the candidates (see `measureCandidates`) plus the reference
  * (`tflite`, 1 thread), drops those that fail to load or disagree with the
- * reference on the probe input (see `disagreement`), picks the fastest
- * median, and writes the cache. A corrupt or foreign cache file is ignored
+ * reference on the probe input (see `disagreement`), picks the lowest
+ * lower-quartile time (a busy moment on the machine only adds time), and writes the cache. A corrupt or foreign cache file is ignored
  * (a warning) and rewritten. Throws when no candidate can run the model,
  * with each engine's reason.
  */
@@ -252,7 +254,12 @@ export async function chooseEngine(o: ChooseOptions): Promise<EngineChoice> {
   const ref = measured.find((r) => !r.error && r.engine === REFERENCE.engine && r.threads === REFERENCE.threads) ?? measured.find((r) => !r.error);
   const rows: ChoiceRow[] = [];
   for (const r of measured) {
-    const base = { engine: r.engine, threads: r.threads, ...(r.p50_ms !== undefined ? { p50_ms: r.p50_ms, runs: r.runs } : {}) };
+    const base = {
+      engine: r.engine,
+      threads: r.threads,
+      ...(r.p50_ms !== undefined ? { p50_ms: r.p50_ms, runs: r.runs } : {}),
+      ...(r.p25_ms !== undefined ? { p25_ms: r.p25_ms } : {}),
+    };
     if (r.error) {
       rows.push({ ...base, status: 'failed', reason: r.error });
       continue;
@@ -266,7 +273,8 @@ export async function chooseEngine(o: ChooseOptions): Promise<EngineChoice> {
     if (reason) rows.push({ ...base, status: 'disagrees', reason });
     else rows.push({ ...base, status: isCandidate(r) ? 'ok' : 'reference', ...(r.notes?.length ? { reason: r.notes.join('; ') } : {}) });
   }
-  const usable = rows.filter((r) => r.status === 'ok' && r.p50_ms !== undefined).sort((a, b) => a.p50_ms! - b.p50_ms!);
+  const cost = (r: ChoiceRow): number => r.p25_ms ?? r.p50_ms!;
+  const usable = rows.filter((r) => r.status === 'ok' && r.p50_ms !== undefined).sort((a, b) => cost(a) - cost(b));
   for (const r of rows) {
     if (r.status === 'failed' && isCandidate(r)) warnings.push(`engine ${r.engine} (${r.threads} thread${r.threads > 1 ? 's' : ''}) skipped: ${r.reason}`);
     if (r.status === 'disagrees')
@@ -343,8 +351,9 @@ async function writeCache(file: string, data: CacheFile): Promise<void> {
 
 /** The engine table as aligned text lines for the log and `bench`. */
 export function formatTable(table: readonly ChoiceRow[]): string {
-  const rows = table.map((r) => [r.engine, String(r.threads), r.p50_ms !== undefined ? r.p50_ms.toFixed(2) : '-', r.status, r.reason ?? '']);
-  const head = ['engine', 'threads', 'p50 ms', 'status', 'note'];
+  const ms = (x: number | undefined): string => (x !== undefined ? x.toFixed(2) : '-');
+  const rows = table.map((r) => [r.engine, String(r.threads), ms(r.p50_ms), ms(r.p25_ms), r.status, r.reason ?? '']);
+  const head = ['engine', 'threads', 'p50 ms', 'p25 ms', 'status', 'note'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [head, ...rows]
     .map((r) =>

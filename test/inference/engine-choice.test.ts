@@ -115,7 +115,7 @@ t.test('auto picks the fastest engine that agrees, skips one that returns wrong 
     /^engine litert-wasm \(1 thread\) skipped: litert-wasm cannot run m\.tflite: Element type INT8/,
     /^engine tflite-xnnpack \(2 threads\) skipped: its output disagrees with tflite: its top-1 is class 0/,
   ]);
-  t.match(formatTable(choice.table), /tflite-xnnpack\s+1\s+6\.00\s+chosen/);
+  t.match(formatTable(choice.table), /tflite-xnnpack\s+1\s+6\.00\s+-\s+chosen/);
 
   const again = await chooseEngine(options(dir, bytes, measure));
   t.equal(calls.length, 1, 'a restart does not measure again');
