@@ -143,8 +143,8 @@ async function sections1to3() {
       }
       console.log(`${name}: chosen ${b.engine}, ${b.threads} thread${b.threads > 1 ? 's' : ''} (${b.runtime})`);
       table(
-        ['engine', 'threads', 'p50 ms', 'status', 'note'],
-        b.engines.map((r) => [r.engine, r.threads, f2(r.p50_ms), r.status, (r.reason ?? '').slice(0, 90)]),
+        ['engine', 'threads', 'p50 ms', 'p25 ms', 'status', 'note'],
+        b.engines.map((r) => [r.engine, r.threads, f2(r.p50_ms), f2(r.p25_ms), r.status, (r.reason ?? '').slice(0, 90)]),
       );
       // The daemon's inference and the floor, in alternating batches, so that load from elsewhere hits both alike.
       const classifier = new Classifier({ ...base, modelPath, engine: b.engine, threads: b.threads, cacheFile: null, log: silentLogger() });

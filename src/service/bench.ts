@@ -160,8 +160,9 @@ export async function benchModel(modelPath: string, o: BenchOptions): Promise<Mo
 
 /** The bench result as text lines for a terminal. */
 export function formatBench(b: ModelBench): string {
-  const rows = b.engines.map((r) => [r.engine, String(r.threads), r.p50_ms !== undefined ? r.p50_ms.toFixed(2) : '-', r.status, r.reason ?? '']);
-  const head = ['engine', 'threads', 'p50 ms', 'status', 'note'];
+  const ms = (x: number | undefined): string => (x !== undefined ? x.toFixed(2) : '-');
+  const rows = b.engines.map((r) => [r.engine, String(r.threads), ms(r.p50_ms), ms(r.p25_ms), r.status, r.reason ?? '']);
+  const head = ['engine', 'threads', 'p50 ms', 'p25 ms', 'status', 'note'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const table = [head, ...rows].map(
     (r) =>
