@@ -73,7 +73,7 @@ export function addWorkflowCommands(cli: Command, host: WorkflowCliHost): void {
             return EX_USAGE;
           }
           try {
-            const r = await predict({ modelPath: c.modelPath, inputs: specs, raw: opts.raw === true, threads: c.threads ?? 1 });
+            const r = await predict({ modelPath: c.modelPath, inputs: specs, raw: opts.raw === true, threads: typeof c.threads === 'number' ? c.threads : 1 });
             if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
             else process.stdout.write(`${r.outputs.map((x) => describeOutput(x, formatNested)).join('\n')}\ninvoke ${r.inference_ms.toFixed(3)} ms\n`);
             return 0;

@@ -75,14 +75,15 @@ function checkSameClasses(m: string, s: ClassifierScorer, refPath: string, ref: 
   }
 }
 
-async function modelRun(path: string, s: ClassifierScorer, threads: number, results: ModelResults, latencies?: number[]): Promise<ModelRun> {
+async function modelRun(path: string, s: ClassifierScorer, results: ModelResults, latencies?: number[]): Promise<ModelRun> {
   const { bytes, info } = await readModelFile(s.classifier.modelPath);
   return {
     path,
     size_bytes: bytes.length,
     quantization: analyzeModel(bytes, info),
-    engine: s.classifier.backend === 'edgetpu' ? 'edgetpu' : 'tflite',
-    threads,
+    // What ran, as chosen (or configured): e.g. tflite-xnnpack with 1 thread.
+    engine: s.classifier.engine,
+    threads: s.classifier.threads,
     results,
     ...(latencies ? { latencies } : {}),
   };
@@ -98,7 +99,6 @@ async function modelRun(path: string, s: ClassifierScorer, threads: number, resu
 async function runModels(models: readonly string[], o: WorkflowOptions, data: { dataset: Dataset } | { image: Buffer; runs: number }) {
   const label = models.length > 1 ? 'compare' : 'eval';
   const bar = new ProgressBar(o.format === 'json' ? { write: () => true } : o.stderr, label);
-  const threads = o.classifier.threads ?? 2;
   const runs: ModelRun[] = [];
   let skipped: Skipped[] = [];
   let ref: { classes: number; labels: readonly string[] } | null = null;
@@ -124,7 +124,7 @@ async function runModels(models: readonly string[], o: WorkflowOptions, data: { 
             }
             reference = new Map(results.samples.map((x) => [x.file, { index: x.ranked[0]!, score: x.score }]));
           }
-          runs.push(await modelRun(m, s, threads, results));
+          runs.push(await modelRun(m, s, results));
         } else {
           const times: number[] = [];
           await s.score(data.image, 'a synthetic image');
@@ -132,7 +132,7 @@ async function runModels(models: readonly string[], o: WorkflowOptions, data: { 
             times.push((await s.score(data.image, 'a synthetic image')).inference_ms);
             progress(n + 1);
           }
-          runs.push(await modelRun(m, s, threads, EMPTY_RESULTS, times));
+          runs.push(await modelRun(m, s, EMPTY_RESULTS, times));
         }
         if (i === 0) {
           ref = { classes: classCount(s.info.outputs[0]!.shape), labels: s.labels };

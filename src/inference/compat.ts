@@ -19,7 +19,7 @@ export function edgeTpuOnlyMessage(model: string): string {
  * `edgetpu-custom-op` {@link edgeTpuOnlyMessage}; for any other op, that this
  * runtime (builtin ops only) lacks it.
  */
-function customOpMessage(op: string, model: string): string {
+export function customOpMessage(op: string, model: string): string {
   if (op === EDGETPU_CUSTOM_OP) return edgeTpuOnlyMessage(model);
   return `${model} uses the custom op '${op}', which this TFLite runtime does not provide (only builtin ops are available): re-convert the model without custom ops`;
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { customOpMessage } from './compat.js';
-import { type InputArray, InterpreterHost } from './host.js';
+import { InferenceSession } from './session.js';
 import { type InputSpec, jsonToTensor, matchInputs, type TensorJson, TensorValueError, tensorToJson } from './tensor-json.js';
 import { readModelFile } from './tflite-model.js';
 
@@ -55,25 +55,21 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   const { bytes, info } = await readModelFile(options.modelPath);
   if (info.custom_ops.length) throw new Error(customOpMessage(info.custom_ops[0]!, options.modelPath));
   const targets = matchInputs(options.inputs, info.inputs);
-  const values = new Map<number, InputArray>();
+  const values = new Map<number, ArrayBufferView>();
   for (let i = 0; i < options.inputs.length; i++) {
     const t = targets[i]!;
-    const data = jsonToTensor(await readJson(options.inputs[i]!), t, { raw: options.raw ?? false });
-    values.set(t.index, data as InputArray);
+    values.set(t.index, jsonToTensor(await readJson(options.inputs[i]!), t, { raw: options.raw ?? false }) as ArrayBufferView);
   }
-  if (info.inputs.length !== 1) {
-    throw new Error(`${options.modelPath} has ${info.inputs.length} inputs; this TFLite binding feeds only models with one input`);
-  }
-  const host = new InterpreterHost({ modelBytes: bytes, modelPath: options.modelPath, threads: options.threads ?? 1 });
+  // The TFLite C API on its default kernels: the reference every other engine is compared with.
+  const session = await InferenceSession.open({ modelBytes: bytes, model: options.modelPath, engine: 'tflite', threads: options.threads ?? 1 });
   try {
-    await host.start();
-    const result = await host.infer(values.get(info.inputs[0]!.index)!);
+    const result = await session.run(info.inputs.map((t) => values.get(t.index)!));
     return {
       model: options.modelPath,
-      outputs: info.outputs.map((t, i) => tensorToJson(result.outputs[i]!, t)),
+      outputs: info.outputs.map((t, i) => tensorToJson(result.outputs[i] as Parameters<typeof tensorToJson>[0], t)),
       inference_ms: result.inference_ms,
     };
   } finally {
-    await host.stop();
+    await session.close();
   }
 }
