@@ -208,6 +208,41 @@ export class TfLiteLibrary {
     return this.messages.splice(0);
   }
 
+  private stdio:
+    | { dup: (fd: number) => number; dup2: (a: number, b: number) => number; open: (p: string, f: number) => number; close: (fd: number) => number }
+    | undefined;
+
+  /**
+   * @internal Runs `fn` with file descriptor 2 on /dev/null: creating the XNNPACK delegate makes
+   * TFLite print "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to stderr (its minimal
+   * logger, which the C API cannot silence), a line that lands in a user's terminal and in
+   * `--json` output read through a pseudo-terminal. The window is the delegate's creation only.
+   */
+  quietly<T>(fn: () => T): T {
+    if (process.platform !== 'linux') return fn();
+    if (!this.stdio) {
+      const libc = koffi.load('libc.so.6');
+      this.stdio = {
+        dup: libc.func('int dup(int fd)') as never,
+        dup2: libc.func('int dup2(int oldfd, int newfd)') as never,
+        open: libc.func('int open(const char *path, int flags)') as never,
+        close: libc.func('int close(int fd)') as never,
+      };
+    }
+    const io = this.stdio;
+    const saved = io.dup(2);
+    const devnull = io.open('/dev/null', 1 /* O_WRONLY */);
+    if (saved < 0 || devnull < 0) return fn();
+    io.dup2(devnull, 2);
+    try {
+      return fn();
+    } finally {
+      io.dup2(saved, 2);
+      io.close(saved);
+      io.close(devnull);
+    }
+  }
+
   /** @internal XNNPACK delegate options (see XNNPACK_OPTIONS_BYTES): `threads` and `flags`, every other field zero. */
   xnnpackOptions(threads: number, flags: number): Buffer {
     const buf = Buffer.alloc(XNNPACK_OPTIONS_BYTES);
@@ -300,7 +335,8 @@ export class TfLiteInterpreter {
       f.optionsSetErrorReporter(opts, lib.reporter, null);
       if (options.xnnpackFlags !== undefined) {
         if (!lib.hasXnnpack) throw new TfLiteCallError(`${lib.path} has no XNNPACK delegate`, []);
-        xnnpack = f.xnnpackCreate!(lib.xnnpackOptions(options.threads, options.xnnpackFlags)) as Ptr;
+        const flags = options.xnnpackFlags;
+        xnnpack = lib.quietly(() => f.xnnpackCreate!(lib.xnnpackOptions(options.threads, flags)) as Ptr);
         if (!xnnpack) throw new TfLiteCallError('TFLite could not create the XNNPACK delegate', lib.takeMessages());
         f.optionsAddDelegate(opts, xnnpack);
       }
