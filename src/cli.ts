@@ -18,11 +18,13 @@
 import { runSignals } from './service/signals.js';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ConfigOverrides } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { TensorDetails } from './core/types.js';
 import { addWorkflowCommands } from './evaluation/cli-commands.js';
+import { addReleaseCommands } from './release/commands.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 /** The `--gpio` grammar for the help text (the parser, `config/gpio-flag.ts`, says the same in its errors). */
@@ -51,7 +53,15 @@ interface CommonFlags {
   threads?: number;
   logLevel?: string;
 }
-type RunFlags = CommonFlags & { source?: string; mqttUrl?: string; baseTopic?: string; gpio?: string[]; logPredictions?: boolean; checkConfig?: boolean };
+type RunFlags = CommonFlags & {
+  source?: string;
+  mqttUrl?: string;
+  baseTopic?: string;
+  gpio?: string[];
+  logPredictions?: boolean;
+  checkConfig?: boolean;
+  selfTest?: boolean;
+};
 
 /** Flags as configuration overrides; a malformed `--gpio` is a ConfigError (exit 78) naming the grammar. */
 async function overridesFrom(flags: RunFlags): Promise<ConfigOverrides> {
@@ -107,6 +117,12 @@ async function run(flags: RunFlags): Promise<number> {
   const { config, warnings } = await load();
   if (flags.checkConfig) {
     for (const w of warnings) process.stderr.write(`edge-classifier: warning: ${w}\n`);
+    if (flags.selfTest) {
+      const { createLogger } = await import('./core/log.js');
+      const { selfTest } = await import('./service/self-test.js');
+      const problems = await selfTest(config, createLogger('warn', 'pretty', process.stderr), programDir);
+      if (problems.length > 0) throw new ConfigError(problems);
+    }
     process.stdout.write(`${JSON.stringify(await resolvedForDisplay(config))}\n`);
     return 0;
   }
@@ -119,7 +135,11 @@ async function run(flags: RunFlags): Promise<number> {
   const { SdNotifier } = await import('./service/sd-notify.js');
   const { Supervisor, errorFields } = await import('./service/supervisor.js');
   const notifier = new SdNotifier({ log });
-  const supervisor = new Supervisor({ config, load: async () => (await load()).config, log, notifier, logPredictions: flags.logPredictions ?? false });
+  // systemd sets RUNTIME_DIRECTORY from the unit's RuntimeDirectory=; outside a unit there is no health file.
+  const runtimeDir = process.env.RUNTIME_DIRECTORY?.split(':')[0];
+  const { HealthFile } = await import('./service/health-file.js');
+  const health = runtimeDir ? new HealthFile({ file: `${runtimeDir}/health.json`, version: programVersion(), programDir, log }) : undefined;
+  const supervisor = new Supervisor({ config, load: async () => (await load()).config, log, notifier, health, logPredictions: flags.logPredictions ?? false });
   // A crash still runs the cleanup: outputs to their safe level, offline published, no child left.
   const crash = (err: unknown) => {
     log.fatal({ err }, `unexpected error: ${(err as Error)?.message ?? String(err)}`);
@@ -267,12 +287,21 @@ async function inspect(flags: { model?: string; json?: boolean; config?: string 
   return 0;
 }
 
+/** The folder this program runs from (holding package.json and dist/): a release folder on a device. */
+const programDir = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+
+/** This program's package.json version (a release's own version when it runs from a release). */
+function programVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 function program(setExit: (p: Promise<number>) => void): Command {
-  const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
   const cli = new Command('edge-classifier')
     .description('Camera frames to a TFLite image classifier, published over MQTT and on GPIO pins.')
-    .version(version)
+    .version(programVersion())
     .showHelpAfterError()
+    // Options before the command belong to the program (--version), after it to the command (pack --version V).
+    .enablePositionalOptions()
     .exitOverride();
 
   addModelFlags(
@@ -286,6 +315,7 @@ function program(setExit: (p: Promise<number>) => void): Command {
     .option('--gpio <rule>', `GPIO rule ${GPIO_HELP}`, collect)
     .option('--log-predictions', 'log every prediction at info level')
     .option('--check-config', 'validate the configuration, print it resolved as JSON and exit (0, or 78 when invalid)')
+    .option('--self-test', 'with --check-config: also load everything the daemon uses (TFLite and the model, sharp, the GPIO backend)')
     .action((opts: RunFlags) => setExit(run(opts)));
 
   addModelFlags(cli.command('classify').description('classify image files once').argument('<image...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)'))
@@ -311,6 +341,7 @@ function program(setExit: (p: Promise<number>) => void): Command {
     },
     setExit,
   });
+  addReleaseCommands(cli, programDir, setExit);
   return cli;
 }
 

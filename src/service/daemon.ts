@@ -18,6 +18,7 @@ import { FrameDecodeError } from '../inference/preprocess/preprocess.js';
 import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
 import { MqttPublisher } from '../mqtt/publisher.js';
 import { StateTracker } from '../mqtt/state.js';
+import type { PipelineHealth } from './health-file.js';
 import { type SdNotifier, SdWatchdog } from './sd-notify.js';
 
 /** How often `STATUS=` and the stats log line are refreshed, in ms. */
@@ -60,6 +61,8 @@ export interface DaemonOptions {
    * a looping one that ends anyway (its folder removed) is a failure.
    */
   readonly onEnd?: (reason: string, failure: boolean) => void;
+  /** Called once when the first frame is classified (READY=1 is sent then). */
+  readonly onReady?: () => void;
   /** Called once after {@link MAX_CONSECUTIVE_FAILURES} classifications in a row failed for a reason other than a bad frame. */
   readonly onFailed?: (err: Error) => void;
   /** Builds the frame source (default: `createFrameSource`); tests hand in an array-backed one. */
@@ -115,6 +118,8 @@ export class Daemon implements Lifecycle {
   private readonly failureLog = new LogThrottle(FAILURE_LOG_INTERVAL_MS);
   private readonly badFrames: Record<string, number> = {};
   private lastClassifiedAt = 0;
+  /** Wall-clock time of the last classified frame, ISO 8601, for the health file. */
+  private lastClassifiedIso: string | null = null;
   private classifiedAtLastStatus = 0;
   private lastStatusAt = 0;
   private classifiedFps = 0;
@@ -242,6 +247,7 @@ export class Daemon implements Lifecycle {
         this.log.info('frames are being classified again');
       }
       this.lastClassifiedAt = performance.now();
+      this.lastClassifiedIso = new Date().toISOString();
       const timings = { ...result.timings, total_ms: totalMs };
       this.publisher?.publishPrediction({
         seq: frame.seq,
@@ -267,6 +273,7 @@ export class Daemon implements Lifecycle {
         const mqtt = this.publisher?.connected ? 'mqtt connected' : 'mqtt offline';
         this.options.notifier?.ready(`first frame classified in ${Math.round(totalMs)} ms, source asked for ${this.plan.source.options.fps} fps, ${mqtt}`);
         this.log.info({ ms: Math.round(totalMs) }, 'first frame classified: ready');
+        this.options.onReady?.();
       }
     } catch (err) {
       if (this.stopping) return;
@@ -301,6 +308,26 @@ export class Daemon implements Lifecycle {
     const text = this.statusText();
     this.options.notifier?.status(text);
     this.log.info({ stats: this.stats(), mqtt: this.publisher?.stats() }, text);
+  }
+
+  /** What the health file says about this daemon (see `HealthFile`): ready, the model in use, counters, stall, problems. */
+  health(): PipelineHealth {
+    const s = this.stats();
+    return {
+      ready: this.isReady,
+      model_path: this.classifier?.modelPath ?? null,
+      labels_path: this.options.config.model.labels,
+      frames_in: s.framesIn,
+      classified: s.classified,
+      dropped: s.dropped,
+      bad_frames: Object.values(s.badFrames).reduce((a, b) => a + b, 0),
+      failed: s.failed,
+      fps: s.classifiedFps,
+      last_classified_at: this.lastClassifiedIso,
+      stalled: this.stalled,
+      mqtt_connected: this.publisher?.connected ?? false,
+      problems: [],
+    };
   }
 
   /** Current counters. */

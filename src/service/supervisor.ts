@@ -2,6 +2,7 @@ import type { Config } from '../config/schema.js';
 import { CancelledError } from '../core/lifecycle.js';
 import { componentLogger, type Logger } from '../core/log.js';
 import { Daemon, type DaemonOptions } from './daemon.js';
+import type { HealthFile } from './health-file.js';
 import type { SdNotifier } from './sd-notify.js';
 
 /** Longest a shutdown may take before the process exits anyway, in ms (systemd's TimeoutStopSec is longer). */
@@ -32,6 +33,8 @@ export interface SupervisorOptions {
   readonly logPredictions?: boolean;
   /** See {@link SHUTDOWN_DEADLINE_MS}. */
   readonly shutdownDeadlineMs?: number;
+  /** The health file the daemon keeps for `edge-classifier health` and the release gates (under systemd). */
+  readonly health?: HealthFile;
 }
 
 /**
@@ -53,6 +56,11 @@ export interface SupervisorOptions {
  * - The daemon's `onEnd`/`onFailed` lead to a shutdown: a finite source that
  *   ended exits 0, a looping one that ended or a classifier failing 20 frames
  *   in a row exits 1 (systemd restarts it).
+ *
+ * The health file (when given) follows: the running configuration's
+ * pipeline from each start, `reloading`/`stopping` while one is stopped,
+ * one more reload when a new configuration runs, and the reason when a
+ * reload did not take (rejected, or rolled back to the previous one).
  *
  * Never calls `process.exit`.
  */
@@ -93,7 +101,8 @@ export class Supervisor {
   async start(): Promise<void> {
     this.phase = 'starting';
     await this.options.notifier.start();
-    const started = this.startDaemon(this.config);
+    this.options.health?.start();
+    const started = this.startDaemon(this.config, false);
     this.busy = started.catch(() => {});
     try {
       await started;
@@ -140,16 +149,19 @@ export class Supervisor {
     } catch (err) {
       this.counters.rejected++;
       this.log.error(`SIGHUP: ${(err as Error).message}; keeping the running configuration`);
+      this.options.health?.reloadFailed((err as Error).message);
       return;
     }
     if (this.shuttingDown) return;
     this.log.info('SIGHUP: reloading configuration');
     const previous = this.config;
+    this.options.notifier.reloading();
+    this.options.health?.detach('reloading');
     try {
       await this.daemon?.stop();
       if (this.shuttingDown) return;
       try {
-        await this.startDaemon(next);
+        await this.startDaemon(next, true);
         this.config = next;
         this.counters.reloads++;
         this.options.log.level = next.log.level;
@@ -158,7 +170,8 @@ export class Supervisor {
         if (this.shuttingDown || err instanceof CancelledError) return;
         this.counters.rollbacks++;
         this.log.error(`SIGHUP: the new configuration failed to start (${(err as Error).message}); starting the previous one again`);
-        await this.startDaemon(previous);
+        await this.startDaemon(previous, false);
+        this.options.health?.reloadFailed(`the new configuration failed to start: ${(err as Error).message}`);
       }
     } catch (err) {
       if (this.shuttingDown || err instanceof CancelledError) return;
@@ -167,8 +180,8 @@ export class Supervisor {
     }
   }
 
-  /** Builds and starts a daemon for `config`; it becomes the running one. */
-  private async startDaemon(config: Config): Promise<void> {
+  /** Builds and starts a daemon for `config`; it becomes the running one (`reload`: it replaces another after SIGHUP). */
+  private async startDaemon(config: Config, reload: boolean): Promise<void> {
     const o = this.options;
     const daemonOptions: DaemonOptions = {
       config,
@@ -176,6 +189,7 @@ export class Supervisor {
       notifier: o.notifier,
       ...(o.logPredictions !== undefined ? { logPredictions: o.logPredictions } : {}),
       onEnd: (reason, failure) => void this.shutdown(`source ended: ${reason}`, failure ? 1 : 0),
+      onReady: () => o.health?.changed(),
       onFailed: (err) => {
         this.log.fatal(`classification keeps failing (${err.message}): stopping so the service manager can restart`);
         void this.shutdown('classifier failing', 1);
@@ -185,6 +199,7 @@ export class Supervisor {
     this.daemon = daemon;
     this.counters.starts++;
     await daemon.start();
+    o.health?.attach(() => daemon.health(), reload);
   }
 
   /**
@@ -199,6 +214,7 @@ export class Supervisor {
     this.log.info({ why }, 'shutting down');
     const notifier = this.options.notifier;
     notifier.stopping();
+    this.options.health?.detach('stopping');
     const deadlineMs = this.options.shutdownDeadlineMs ?? SHUTDOWN_DEADLINE_MS;
     const deadline = setTimeout(() => {
       this.log.error(`shutdown took longer than ${deadlineMs} ms: exiting anyway`);
@@ -217,6 +233,7 @@ export class Supervisor {
       status = 1;
     }
     await notifier.stop();
+    this.options.health?.stop();
     clearTimeout(deadline);
     this.resolveExit(status);
   }
