@@ -154,7 +154,8 @@ async function run(flags: RunFlags): Promise<number> {
   } catch (err) {
     log.fatal(errorFields(err), (err as Error).message);
     await notifier.stop();
-    return err instanceof ConfigError ? EX_CONFIG : 1;
+    // A native module that cannot load will not load after a restart either.
+    return err instanceof ConfigError || (err as Error)?.name === 'NotLoadableError' ? EX_CONFIG : 1;
   }
   return supervisor.exited;
 }
@@ -360,7 +361,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await result;
   } catch (err) {
-    if ((err as Error)?.name === 'ConfigError') {
+    if ((err as Error)?.name === 'ConfigError' || (err as Error)?.name === 'NotLoadableError') {
       process.stderr.write(`edge-classifier: ${(err as Error).message}\n`);
       return 78;
     }

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * to about a second on a busy Pi, while onoff's own wait (10 000 tries of
  * open(2), no sleep) ends after 0.2–0.6 s.
  */
-export const GPIO_ACCESS_WAIT_MS = 2_000;
+const GPIO_ACCESS_WAIT_MS = 2_000;
 /** Time between two access checks while waiting, ms. */
 const POLL_MS = 25;
 
@@ -78,8 +78,11 @@ export async function exportAndWaitForAccess(sysfsNumber: number, sysfsRoot = '/
     const waitedMs = Date.now() - started;
     if (blocked === undefined) return { waitedMs };
     if (waitedMs >= timeoutMs) {
-      const fix = blocked.code === 'ENOENT' ? 'the kernel did not create it: check that the pin exists on this board' : "add the service user to the 'gpio' group";
-      throw new Error(`GPIO ${sysfsNumber}: ${blocked.file} still ${blocked.code === 'ENOENT' ? 'missing' : 'not writable'} ${timeoutMs} ms after the export (${blocked.code}): ${fix}`);
+      const fix =
+        blocked.code === 'ENOENT' ? 'the kernel did not create it: check that the pin exists on this board' : "add the service user to the 'gpio' group";
+      throw new Error(
+        `GPIO ${sysfsNumber}: ${blocked.file} still ${blocked.code === 'ENOENT' ? 'missing' : 'not writable'} ${timeoutMs} ms after the export (${blocked.code}): ${fix}`,
+      );
     }
     await sleep(POLL_MS);
   }

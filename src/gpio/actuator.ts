@@ -78,7 +78,7 @@ export class GpioActuator implements Lifecycle {
     if (this.started || this.stopping !== undefined) return;
     for (const slot of this.slots) {
       try {
-        slot.output = this.backend.open(slot.rule.pin, electrical(slot.rule, false));
+        slot.output = await this.backend.open(slot.rule.pin, electrical(slot.rule, false));
       } catch (err) {
         this.releaseAll();
         throw err;

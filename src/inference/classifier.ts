@@ -8,7 +8,7 @@ import { type DelegateDescriptor, EdgeTpuUnavailableError, edgeTpuDelegate, prob
 import { InterpreterHost } from './host.js';
 import { Labels, readLabelsFile } from './labels.js';
 import { dequantize, topK } from './postprocess.js';
-import { type PreparedInput, Preprocessor, type ResizeMode } from './preprocess/preprocess.js';
+import { loadSharp, type PreparedInput, Preprocessor, type ResizeMode } from './preprocess/preprocess.js';
 import type { InputTensorArray } from './preprocess/quantize.js';
 import { EDGETPU_CUSTOM_OP, readModelFile } from './tflite-model.js';
 
@@ -109,6 +109,8 @@ export class Classifier implements Lifecycle {
   async start(): Promise<void> {
     if (this.host) return;
     const o = this.options;
+    // The decoder before the model: a sharp that cannot load fails the start, not every frame.
+    await loadSharp();
     let { bytes, info } = await readModelFile(o.modelPath);
     this._modelPath = o.modelPath;
     let delegate: DelegateDescriptor | undefined;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile, rename, rm, symlink, unlink } from 'node:fs/promises';
+import { type FileHandle, open, readFile, rename, rm, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -33,7 +33,7 @@ export async function sha256File(file: string): Promise<string> {
  * ignored: the rename itself is still atomic.
  */
 export async function fsyncDir(dir: string): Promise<void> {
-  let handle;
+  let handle: FileHandle | undefined;
   try {
     handle = await open(dir, 'r');
     await handle.sync();
@@ -120,7 +120,11 @@ export async function acquireLock(file: string, what: string): Promise<() => Pro
       const text = await readFile(file, 'utf8').catch(() => '');
       const pid = Number(text.split(' ')[0]);
       if (processAlive(pid)) {
-        throw new OperationError('lock', `another operation is changing this device: process ${pid} (${text.trim().split(' ').slice(1).join(' ') || 'unknown'}) holds ${file}`, 'wait for it to finish');
+        throw new OperationError(
+          'lock',
+          `another operation is changing this device: process ${pid} (${text.trim().split(' ').slice(1).join(' ') || 'unknown'}) holds ${file}`,
+          'wait for it to finish',
+        );
       }
       await unlink(file).catch(() => undefined);
     }

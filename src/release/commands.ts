@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { OperationError } from './atomic.js';
 import type { Progress } from './gate.js';
 import { layoutFor } from './layout.js';
@@ -80,7 +80,11 @@ function printSwitch(r: SwitchResult, json: boolean | undefined): number {
   if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
   else if (r.ok) process.stdout.write(`${r.action}: ${r.target} is current and healthy (was ${r.previous ?? 'none'})\n`);
   else {
-    const back = r.rolled_back ? (r.rollback_healthy ? `; rolled back to ${r.previous}, which is healthy` : `; rolled back to ${r.previous}, which is NOT healthy either`) : '';
+    const back = r.rolled_back
+      ? r.rollback_healthy
+        ? `; rolled back to ${r.previous}, which is healthy`
+        : `; rolled back to ${r.previous}, which is NOT healthy either`
+      : '';
     process.stdout.write(`${r.action}: ${r.target} FAILED the ${r.check} check: ${r.reason}${back}\n${r.fix ? `  fix: ${r.fix}\n` : ''}`);
   }
   return switchExitCode(r);
@@ -106,7 +110,9 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
           try {
             const { pack } = await import('./pack.js');
             const r = await pack({ source: packageRoot, outDir: path.resolve(opts.out), version: opts.version, arch: opts.arch, progress: stderrProgress });
-            process.stdout.write(opts.json ? `${JSON.stringify({ ok: true, archive: r.archive, sha256: r.sha256, manifest: r.manifest })}\n` : `${r.archive}\n`);
+            process.stdout.write(
+              opts.json ? `${JSON.stringify({ ok: true, archive: r.archive, sha256: r.sha256, manifest: r.manifest })}\n` : `${r.archive}\n`,
+            );
             return 0;
           } catch (err) {
             return refused(err, opts.json);
@@ -116,7 +122,12 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
     );
 
   const release = cli.command('release').description('install, activate, roll back and list releases on this device');
-  addDeviceFlags(release.command('install').description('verify an archive, unpack and self-test it; never activatable half-installed').argument('<archive>', 'edge-classifier-<version>-linux-<arch>.tar.gz (its .sha256 beside it)'))
+  addDeviceFlags(
+    release
+      .command('install')
+      .description('verify an archive, unpack and self-test it; never activatable half-installed')
+      .argument('<archive>', 'edge-classifier-<version>-linux-<arch>.tar.gz (its .sha256 beside it)'),
+  )
     .option('--node <path>', "the Node.js the service runs (default: the unit's ExecStart)")
     .action((archive: string, opts: DeviceFlags) =>
       setExit(
@@ -124,7 +135,11 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
           try {
             const { installRelease } = await import('./releases.js');
             const r = await installRelease(context(opts), path.resolve(archive));
-            process.stdout.write(opts.json ? `${JSON.stringify({ ok: true, version: r.version, dir: r.dir, already: r.already, manifest: r.manifest })}\n` : `${r.already ? 'already installed' : 'installed'}: ${r.version}\n`);
+            process.stdout.write(
+              opts.json
+                ? `${JSON.stringify({ ok: true, version: r.version, dir: r.dir, already: r.already, manifest: r.manifest })}\n`
+                : `${r.already ? 'already installed' : 'installed'}: ${r.version}\n`,
+            );
             return 0;
           } catch (err) {
             return refused(err, opts.json);
@@ -137,10 +152,12 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
     .option('--node <path>', "the Node.js the service runs (default: the unit's ExecStart)")
     .action((version: string, opts: DeviceFlags & { healthTimeout: number }) =>
       setExit(
-        import('./releases.js').then(({ activateRelease }) => activateRelease(context(opts), version, { healthTimeoutMs: opts.healthTimeout * 1000 })).then(
-          (r) => printSwitch(r, opts.json),
-          (err) => refused(err, opts.json),
-        ),
+        import('./releases.js')
+          .then(({ activateRelease }) => activateRelease(context(opts), version, { healthTimeoutMs: opts.healthTimeout * 1000 }))
+          .then(
+            (r) => printSwitch(r, opts.json),
+            (err) => refused(err, opts.json),
+          ),
       ),
     );
   addDeviceFlags(release.command('rollback').description('activate the previous release, with the same health gate'))
@@ -148,10 +165,12 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
     .option('--node <path>', "the Node.js the service runs (default: the unit's ExecStart)")
     .action((opts: DeviceFlags & { healthTimeout: number }) =>
       setExit(
-        import('./releases.js').then(({ rollbackRelease }) => rollbackRelease(context(opts), { healthTimeoutMs: opts.healthTimeout * 1000 })).then(
-          (r) => printSwitch(r, opts.json),
-          (err) => refused(err, opts.json),
-        ),
+        import('./releases.js')
+          .then(({ rollbackRelease }) => rollbackRelease(context(opts), { healthTimeoutMs: opts.healthTimeout * 1000 }))
+          .then(
+            (r) => printSwitch(r, opts.json),
+            (err) => refused(err, opts.json),
+          ),
       ),
     );
   addDeviceFlags(release.command('list').description('installed releases: current, previous, history with results')).action((opts: DeviceFlags) =>
@@ -164,7 +183,10 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
           return 0;
         }
         const lines = [`current: ${l.current ?? 'none'}   previous: ${l.previous ?? 'none'}`];
-        for (const r of l.releases) lines.push(`${r.status.padEnd(9)} ${r.version.padEnd(16)} ${r.commit.slice(0, 12)} linux-${r.arch} abi ${r.node_abi} built ${r.built_at}${r.last_result ? `  ${r.last_result}` : ''}`);
+        for (const r of l.releases)
+          lines.push(
+            `${r.status.padEnd(9)} ${r.version.padEnd(16)} ${r.commit.slice(0, 12)} linux-${r.arch} abi ${r.node_abi} built ${r.built_at}${r.last_result ? `  ${r.last_result}` : ''}`,
+          );
         if (l.history.length > 0) lines.push('history:');
         for (const e of l.history) lines.push(`  ${e.at} ${e.event} ${e.version ?? ''}${e.to ? ` → ${e.to}` : ''}${e.reason ? `: ${e.reason}` : ''}`);
         process.stdout.write(`${lines.join('\n')}\n`);
@@ -176,29 +198,41 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
     .requiredOption('--keep <n>', 'releases to keep (newest installs first)', whole('--keep'))
     .action((opts: DeviceFlags & { keep: number }) =>
       setExit(
-        import('./releases.js').then(({ pruneReleases }) => pruneReleases(context(opts), opts.keep)).then(
-          (removed) => {
-            process.stdout.write(opts.json ? `${JSON.stringify({ ok: true, removed })}\n` : `removed: ${removed.join(', ') || 'nothing'}\n`);
-            return 0;
-          },
-          (err) => refused(err, opts.json),
-        ),
+        import('./releases.js')
+          .then(({ pruneReleases }) => pruneReleases(context(opts), opts.keep))
+          .then(
+            (removed) => {
+              process.stdout.write(opts.json ? `${JSON.stringify({ ok: true, removed })}\n` : `removed: ${removed.join(', ') || 'nothing'}\n`);
+              return 0;
+            },
+            (err) => refused(err, opts.json),
+          ),
       ),
     );
 
   const model = cli.command('model').description('install a model without a code release, or roll it back');
-  addDeviceFlags(model.command('install').description('store, check, switch the configured model and reload the daemon without a restart; roll back on failure').argument('<file>', '.tflite model'))
+  addDeviceFlags(
+    model
+      .command('install')
+      .description('store, check, switch the configured model and reload the daemon without a restart; roll back on failure')
+      .argument('<file>', '.tflite model'),
+  )
     .option('--labels <file>', "labels file (default: the labels in the model's metadata)")
     .option('--health-timeout <s>', 'seconds for the daemon to report healthy after the reload', seconds('--health-timeout'), DEFAULT_HEALTH_TIMEOUT_S)
     .option('--node <path>', "the Node.js the service runs (default: the unit's ExecStart)")
     .action((file: string, opts: DeviceFlags & { labels?: string; healthTimeout: number }) =>
       setExit(
         import('./model.js')
-          .then(({ installModel }) => installModel(context(opts), path.resolve(file), opts.labels === undefined ? undefined : path.resolve(opts.labels), { healthTimeoutMs: opts.healthTimeout * 1000, programDir: packageRoot }))
+          .then(({ installModel }) =>
+            installModel(context(opts), path.resolve(file), opts.labels === undefined ? undefined : path.resolve(opts.labels), {
+              healthTimeoutMs: opts.healthTimeout * 1000,
+              programDir: packageRoot,
+            }),
+          )
           .then(
-          (r) => printSwitch(r, opts.json),
-          (err) => refused(err, opts.json),
-        ),
+            (r) => printSwitch(r, opts.json),
+            (err) => refused(err, opts.json),
+          ),
       ),
     );
   addDeviceFlags(model.command('rollback').description('put back the model that ran before the last model switch'))
@@ -209,9 +243,9 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
         import('./model.js')
           .then(({ rollbackModel }) => rollbackModel(context(opts), { healthTimeoutMs: opts.healthTimeout * 1000, programDir: packageRoot }))
           .then(
-          (r) => printSwitch(r, opts.json),
-          (err) => refused(err, opts.json),
-        ),
+            (r) => printSwitch(r, opts.json),
+            (err) => refused(err, opts.json),
+          ),
       ),
     );
 
@@ -240,7 +274,7 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
       ),
     );
 
-  addDeviceFlags(cli.command('unit').description("print the systemd unit for this root and Node.js (what bootstrap installs)"), false)
+  addDeviceFlags(cli.command('unit').description('print the systemd unit for this root and Node.js (what bootstrap installs)'), false)
     .option('--node <path>', 'the Node.js for ExecStart', '/usr/bin/node')
     .action((opts: DeviceFlags & { node: string }) =>
       setExit(

@@ -4,13 +4,14 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { raspberryPiModel } from '../gpio/access.js';
 import { execCapture } from './exec.js';
 import type { Layout } from './layout.js';
-import { readManifest, type ReleaseManifest } from './manifest.js';
-import { execStartProgram, nodeIdentity, readInstalledUnit, type NodeIdentity } from './unit-file.js';
+import { type ReleaseManifest, readManifest } from './manifest.js';
+import { execStartProgram, type NodeIdentity, nodeIdentity, readInstalledUnit } from './unit-file.js';
 
 /** One line of `doctor`. */
-export interface DoctorCheck {
+interface DoctorCheck {
   /** Short name: `node`, `arch`, `tflite`, `camera`, `gpio`, `edgetpu`, `disk`, `clock`, `broker`, `unit`, ... */
   readonly name: string;
   readonly status: 'ok' | 'warn' | 'fail';
@@ -50,18 +51,6 @@ const ok = (name: string, detail: string): DoctorCheck => ({ name, status: 'ok',
 const warn = (name: string, detail: string, fix: string): DoctorCheck => ({ name, status: 'warn', detail, fix });
 const fail = (name: string, detail: string, fix: string): DoctorCheck => ({ name, status: 'fail', detail, fix });
 
-/** The board model from the device tree ("Raspberry Pi 4 Model B Rev 1.4"), or null on other machines. */
-export function boardModel(sysRoot = '/'): string | null {
-  for (const p of ['proc/device-tree/model', 'sys/firmware/devicetree/base/model']) {
-    try {
-      return readFileSync(path.join(sysRoot, p), 'utf8').replace(/\0/g, '').trim();
-    } catch {
-      // not there
-    }
-  }
-  return null;
-}
-
 /** Groups of `user` (from `id -nG`), or null when the user does not exist. */
 async function groupsOf(user: string): Promise<string[] | null> {
   const r = await execCapture('id', ['-nG', user], { timeoutMs: 5_000 });
@@ -86,12 +75,34 @@ function nodeChecks(node: NodeIdentity | Error, nodeSource: string, release: Rel
   const checks: DoctorCheck[] = [];
   const major = Number(node.version.replace(/^v/, '').split('.')[0]);
   const what = `${node.path} ${node.version} (ABI ${node.abi}, ${nodeSource})`;
-  if (major < MIN_NODE_MAJOR) checks.push(fail('node', `${what} is older than Node.js ${MIN_NODE_MAJOR}`, `install Node.js ${MIN_NODE_MAJOR} or later (Raspberry Pi OS's own nodejs is 18: use NodeSource's arm64 packages)`));
+  if (major < MIN_NODE_MAJOR)
+    checks.push(
+      fail(
+        'node',
+        `${what} is older than Node.js ${MIN_NODE_MAJOR}`,
+        `install Node.js ${MIN_NODE_MAJOR} or later (Raspberry Pi OS's own nodejs is 18: use NodeSource's arm64 packages)`,
+      ),
+    );
   else if (release === null) checks.push(warn('node', `${what}; no current release to compare with`, 'activate a release'));
-  else if (release.node_abi !== node.abi) checks.push(fail('node', `${what}, but release ${release.version} was built with ${release.node_version} (ABI ${release.node_abi}): its native modules will not load`, `install a release packed with Node.js ${release.node_version.split('.')[0]}, or run npm rebuild in ${current}`));
+  else if (release.node_abi !== node.abi)
+    checks.push(
+      fail(
+        'node',
+        `${what}, but release ${release.version} was built with ${release.node_version} (ABI ${release.node_abi}): its native modules will not load`,
+        `install a release packed with Node.js ${release.node_version.split('.')[0]}, or run npm rebuild in ${current}`,
+      ),
+    );
   else checks.push(ok('node', `${what} matches release ${release.version}`));
-  if (node.arch === 'arm') checks.push(fail('arch', 'linux-arm (32-bit): the TFLite library ships for linux x64 and arm64 only', 'install 64-bit Raspberry Pi OS'));
-  else if (release !== null && release.arch !== node.arch) checks.push(fail('arch', `this Node.js runs on linux-${node.arch}, release ${release.version} is for linux-${release.arch}`, `install the linux-${node.arch} archive`));
+  if (node.arch === 'arm')
+    checks.push(fail('arch', 'linux-arm (32-bit): the TFLite library ships for linux x64 and arm64 only', 'install 64-bit Raspberry Pi OS'));
+  else if (release !== null && release.arch !== node.arch)
+    checks.push(
+      fail(
+        'arch',
+        `this Node.js runs on linux-${node.arch}, release ${release.version} is for linux-${release.arch}`,
+        `install the linux-${node.arch} archive`,
+      ),
+    );
   else checks.push(ok('arch', `linux-${node.arch}${release ? ` (release ${release.version}: linux-${release.arch})` : ''}`));
   return checks;
 }
@@ -103,13 +114,34 @@ function nodeChecks(node: NodeIdentity | Error, nodeSource: string, release: Rel
  */
 async function selfTestChecks(o: DoctorOptions, node: string, programDir: string, hasConfig: boolean): Promise<DoctorCheck[]> {
   const cli = path.join(programDir, 'dist', 'cli.js');
-  const r = await execCapture(node, [cli, 'run', '--check-config', '--self-test', ...(hasConfig ? ['--config', o.layout.configFile] : [])], { cwd: programDir, timeoutMs: 180_000, env: { ...(o.env ?? process.env), NOTIFY_SOCKET: '', RUNTIME_DIRECTORY: '' } });
+  const r = await execCapture(node, [cli, 'run', '--check-config', '--self-test', ...(hasConfig ? ['--config', o.layout.configFile] : [])], {
+    cwd: programDir,
+    timeoutMs: 180_000,
+    env: { ...(o.env ?? process.env), NOTIFY_SOCKET: '', RUNTIME_DIRECTORY: '' },
+  });
   const names = ['config', 'tflite', 'sharp', 'gpio', 'release'] as const;
   const found = new Map<string, string[]>(names.map((n) => [n, []]));
   if (r.code !== 0) {
-    const lines = r.stderr.split('\n').map((l) => l.replace(/^\s*-\s*/, '').replace(/^edge-classifier: (invalid configuration[^:]*: ?)?/, '').trim()).filter((l) => l !== '');
+    const lines = r.stderr
+      .split('\n')
+      .map((l) =>
+        l
+          .replace(/^\s*-\s*/, '')
+          .replace(/^edge-classifier: (invalid configuration[^:]*: ?)?/, '')
+          .trim(),
+      )
+      .filter((l) => l !== '');
     for (const line of lines) {
-      const kind = line.startsWith('inference') || /tflite/i.test(line) ? 'tflite' : line.startsWith('sharp') ? 'sharp' : line.startsWith('gpio') ? 'gpio' : line.startsWith('release') ? 'release' : 'config';
+      const kind =
+        line.startsWith('inference') || /tflite/i.test(line)
+          ? 'tflite'
+          : line.startsWith('sharp')
+            ? 'sharp'
+            : line.startsWith('gpio')
+              ? 'gpio'
+              : line.startsWith('release')
+                ? 'release'
+                : 'config';
       found.get(kind)!.push(line);
     }
     if (lines.length === 0) found.get('config')!.push(`the self-test exited ${r.code ?? r.signal} without a message`);
@@ -139,29 +171,48 @@ async function cameraChecks(config: Config | null, user: string | null, sysRoot:
   const v4l2 = spec.startsWith('/dev/video');
   if (camera) {
     const prog = (await onPath('rpicam-vid')) || (await onPath('libcamera-vid'));
-    checks.push(prog ? ok('camera', `Pi camera source: ${prog}`) : fail('camera', 'the source is the Pi camera, but neither rpicam-vid nor libcamera-vid is on PATH', 'sudo apt install rpicam-apps'));
-  } else if (/^[a-z]+:\/\//.test(spec) || v4l2 || existsSync(spec) && statSync(spec).isFile()) {
+    checks.push(
+      prog
+        ? ok('camera', `Pi camera source: ${prog}`)
+        : fail('camera', 'the source is the Pi camera, but neither rpicam-vid nor libcamera-vid is on PATH', 'sudo apt install rpicam-apps'),
+    );
+  } else if (/^[a-z]+:\/\//.test(spec) || v4l2 || (existsSync(spec) && statSync(spec).isFile())) {
     const prog = await onPath('ffmpeg');
-    checks.push(prog ? ok('camera', `source ${spec.replace(/\/\/[^@/]*@/, '//***@')} through ${prog}`) : fail('camera', `the source ${spec} needs ffmpeg, which is not on PATH`, 'sudo apt install ffmpeg'));
+    checks.push(
+      prog
+        ? ok('camera', `source ${spec.replace(/\/\/[^@/]*@/, '//***@')} through ${prog}`)
+        : fail('camera', `the source ${spec} needs ffmpeg, which is not on PATH`, 'sudo apt install ffmpeg'),
+    );
   } else {
     checks.push(ok('camera', `source ${spec}: a folder of images (no camera)`));
   }
   if (camera || v4l2) {
     const groups = user ? await groupsOf(user) : null;
-    if (user && groups === null) checks.push(fail('video-group', `the service user ${user} does not exist`, `sudo useradd --system --groups video,gpio ${user}`));
-    else if (user && !groups!.includes('video')) checks.push(fail('video-group', `the service user ${user} is not in the video group (groups: ${groups!.join(' ')})`, `sudo usermod -aG video ${user}`));
+    if (user && groups === null)
+      checks.push(fail('video-group', `the service user ${user} does not exist`, `sudo useradd --system --groups video,gpio ${user}`));
+    else if (user && !groups!.includes('video'))
+      checks.push(fail('video-group', `the service user ${user} is not in the video group (groups: ${groups!.join(' ')})`, `sudo usermod -aG video ${user}`));
     else if (user) checks.push(ok('video-group', `${user} is in the video group`));
     if (camera) {
       const heapDir = path.join(sysRoot, 'dev', 'dma_heap');
       const videoGid = groupId('video');
       const heaps = existsSync(heapDir) ? readdirSync(heapDir) : [];
-      if (heaps.length === 0) checks.push(fail('dma_heap', `no ${heapDir}: libcamera allocates frame buffers there`, 'use a Raspberry Pi OS Bookworm kernel (dma_heap is built in)'));
+      if (heaps.length === 0)
+        checks.push(fail('dma_heap', `no ${heapDir}: libcamera allocates frame buffers there`, 'use a Raspberry Pi OS Bookworm kernel (dma_heap is built in)'));
       else {
         const closed = heaps.filter((h) => {
           const st = statSync(path.join(heapDir, h));
           return !(st.mode & 0o006) && !(st.gid === videoGid && st.mode & 0o060);
         });
-        checks.push(closed.length === 0 ? ok('dma_heap', `${heaps.map((h) => path.join(heapDir, h)).join(', ')} usable by the video group`) : fail('dma_heap', `${closed.join(', ')} in ${heapDir} not readable and writable by the video group`, 'add a udev rule: SUBSYSTEM=="dma_heap", GROUP="video", MODE="0660"'));
+        checks.push(
+          closed.length === 0
+            ? ok('dma_heap', `${heaps.map((h) => path.join(heapDir, h)).join(', ')} usable by the video group`)
+            : fail(
+                'dma_heap',
+                `${closed.join(', ')} in ${heapDir} not readable and writable by the video group`,
+                'add a udev rule: SUBSYSTEM=="dma_heap", GROUP="video", MODE="0660"',
+              ),
+        );
       }
     }
   }
@@ -171,12 +222,23 @@ async function cameraChecks(config: Config | null, user: string | null, sysRoot:
 async function gpioChecks(config: Config | null, user: string | null, sysRoot: string): Promise<DoctorCheck[]> {
   const backend = config?.gpio.backend ?? 'auto';
   const rules = config?.gpio.rules.length ?? 0;
-  const board = boardModel(sysRoot);
+  const board = raspberryPiModel(sysRoot);
   const classDir = path.join(sysRoot, 'sys', 'class', 'gpio');
   if (backend === 'virtual') return [ok('gpio-chip', `gpio.backend is virtual (${rules} rule${rules === 1 ? '' : 's'}): no pin is driven`)];
   if (!existsSync(classDir)) {
-    if (board?.startsWith('Raspberry Pi')) return [fail('gpio-chip', `${board} without ${classDir}: the kernel's sysfs GPIO interface is missing`, 'use the Raspberry Pi OS kernel (CONFIG_GPIO_SYSFS), or set gpio.backend: virtual')];
-    return [backend === 'sysfs' ? fail('gpio-chip', `gpio.backend is sysfs but this machine has no ${classDir}`, 'set gpio.backend: virtual') : ok('gpio-chip', `no GPIO on this machine (${board ?? 'not a Raspberry Pi'}): gpio.backend auto uses virtual GPIO`)];
+    if (board?.startsWith('Raspberry Pi'))
+      return [
+        fail(
+          'gpio-chip',
+          `${board} without ${classDir}: the kernel's sysfs GPIO interface is missing`,
+          'use the Raspberry Pi OS kernel (CONFIG_GPIO_SYSFS), or set gpio.backend: virtual',
+        ),
+      ];
+    return [
+      backend === 'sysfs'
+        ? fail('gpio-chip', `gpio.backend is sysfs but this machine has no ${classDir}`, 'set gpio.backend: virtual')
+        : ok('gpio-chip', `no GPIO on this machine (${board ?? 'not a Raspberry Pi'}): gpio.backend auto uses virtual GPIO`),
+    ];
   }
   const checks: DoctorCheck[] = [];
   const chips = readdirSync(classDir).filter((n) => n.startsWith('gpiochip'));
@@ -188,15 +250,27 @@ async function gpioChecks(config: Config | null, user: string | null, sysRoot: s
     }
   });
   const header = labels.find((l) => l.startsWith('pinctrl-'));
-  checks.push(header ? ok('gpio-chip', `header GPIO chip ${header}${board ? ` on ${board}` : ''}`) : warn('gpio-chip', `no Raspberry Pi header GPIO chip among ${labels.join(', ') || 'none'}`, 'check the board; gpio.backend: virtual runs without pins'));
+  checks.push(
+    header
+      ? ok('gpio-chip', `header GPIO chip ${header}${board ? ` on ${board}` : ''}`)
+      : warn('gpio-chip', `no Raspberry Pi header GPIO chip among ${labels.join(', ') || 'none'}`, 'check the board; gpio.backend: virtual runs without pins'),
+  );
   const exportFile = path.join(classDir, 'export');
   try {
     const st = statSync(exportFile);
     const gpioGid = groupId('gpio');
     const groupWritable = st.gid === gpioGid && (st.mode & 0o020) !== 0;
     const groups = user ? await groupsOf(user) : null;
-    if (!groupWritable && !(st.mode & 0o002)) checks.push(fail('gpio-permissions', `${exportFile} is not writable by the gpio group`, "Raspberry Pi OS's udev rules (99-com.rules) give it to group gpio: install them"));
-    else if (user && groups && !groups.includes('gpio')) checks.push(fail('gpio-permissions', `the service user ${user} is not in the gpio group`, `sudo usermod -aG gpio ${user}`));
+    if (!groupWritable && !(st.mode & 0o002))
+      checks.push(
+        fail(
+          'gpio-permissions',
+          `${exportFile} is not writable by the gpio group`,
+          "Raspberry Pi OS's udev rules (99-com.rules) give it to group gpio: install them",
+        ),
+      );
+    else if (user && groups && !groups.includes('gpio'))
+      checks.push(fail('gpio-permissions', `the service user ${user} is not in the gpio group`, `sudo usermod -aG gpio ${user}`));
     else checks.push(ok('gpio-permissions', `${exportFile} writable by the gpio group${user ? `, ${user} is in it` : ''}`));
   } catch (err) {
     checks.push(fail('gpio-permissions', `${exportFile}: ${(err as NodeJS.ErrnoException).code}`, 'use the Raspberry Pi OS kernel'));
@@ -219,7 +293,13 @@ function edgeTpuCheck(config: Config | null, sysRoot: string): DoctorCheck {
   }
   if (existsSync(path.join(sysRoot, 'dev', 'apex_0'))) found = 'PCIe/M.2 accelerator /dev/apex_0';
   const fallback = config.model.cpu_fallback ? ` (model.cpu_fallback ${path.basename(config.model.cpu_fallback)} runs without it)` : '';
-  return found ? ok('edgetpu', found) : warn('edgetpu', `inference.delegate is edgetpu but no Coral accelerator is attached${fallback}`, 'plug in the accelerator (USB 3 port), or set inference.delegate: cpu');
+  return found
+    ? ok('edgetpu', found)
+    : warn(
+        'edgetpu',
+        `inference.delegate is edgetpu but no Coral accelerator is attached${fallback}`,
+        'plug in the accelerator (USB 3 port), or set inference.delegate: cpu',
+      );
 }
 
 async function diskCheck(layout: Layout): Promise<DoctorCheck> {
@@ -228,7 +308,8 @@ async function diskCheck(layout: Layout): Promise<DoctorCheck> {
   const s = await statfs(dir);
   const free = s.bavail * s.bsize;
   const text = `${Math.floor(free / 1048576)} MiB free in ${dir}`;
-  if (free < DISK_FAIL_BYTES) return fail('disk', `${text}: too little for a release (~150 MiB unpacked) and models`, 'edge-classifier release prune --keep 2, or free space');
+  if (free < DISK_FAIL_BYTES)
+    return fail('disk', `${text}: too little for a release (~150 MiB unpacked) and models`, 'edge-classifier release prune --keep 2, or free space');
   if (free < DISK_WARN_BYTES) return warn('disk', `${text}: room for about one more release`, 'edge-classifier release prune --keep 2');
   return ok('disk', text);
 }
@@ -237,7 +318,12 @@ async function clockCheck(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
   const r = await execCapture('timedatectl', ['show', '-p', 'NTPSynchronized', '--value'], { timeoutMs: 5_000, env });
   const value = r.stdout.trim();
   if (value === 'yes') return ok('clock', 'synchronised (timedatectl: NTPSynchronized=yes)');
-  if (value === 'no') return warn('clock', 'not synchronised (timedatectl: NTPSynchronized=no): prediction times and TLS certificate checks depend on it (a Pi has no battery clock)', 'sudo timedatectl set-ntp true, and let UDP port 123 out');
+  if (value === 'no')
+    return warn(
+      'clock',
+      'not synchronised (timedatectl: NTPSynchronized=no): prediction times and TLS certificate checks depend on it (a Pi has no battery clock)',
+      'sudo timedatectl set-ntp true, and let UDP port 123 out',
+    );
   const why = r.spawnError ? `timedatectl not found (${r.spawnError.code})` : `timedatectl failed: ${(r.stderr.trim() || `exit ${r.code}`).split('\n')[0]}`;
   return warn('clock', `cannot tell whether the clock is synchronised: ${why}`, 'run on a systemd machine with systemd-timesyncd');
 }
@@ -251,7 +337,7 @@ function brokerCheck(config: Config | null, timeoutMs: number): Promise<DoctorCh
     const u = new URL(url);
     host = u.hostname.replace(/^\[|\]$/g, '');
     const defaults: Record<string, number> = { 'mqtt:': 1883, 'tcp:': 1883, 'mqtts:': 8883, 'ssl:': 8883, 'tls:': 8883, 'ws:': 80, 'wss:': 443 };
-    port = u.port ? Number(u.port) : defaults[u.protocol] ?? 1883;
+    port = u.port ? Number(u.port) : (defaults[u.protocol] ?? 1883);
   } catch {
     return Promise.resolve(fail('broker', `mqtt.url ${url} is not a URL`, 'e.g. mqtt://broker.local:1883'));
   }
@@ -263,8 +349,18 @@ function brokerCheck(config: Config | null, timeoutMs: number): Promise<DoctorCh
       resolve(c);
     };
     socket.once('connect', () => done(ok('broker', `${where} accepts TCP connections`)));
-    socket.once('timeout', () => done(fail('broker', `${where} did not answer within ${timeoutMs} ms`, 'check the broker address, the network and its firewall')));
-    socket.once('error', (err: NodeJS.ErrnoException) => done(fail('broker', `${where}: ${err.code ?? err.message}`, err.code === 'ENOTFOUND' ? 'check the host name (DNS, /etc/hosts)' : 'start the broker or fix mqtt.url')));
+    socket.once('timeout', () =>
+      done(fail('broker', `${where} did not answer within ${timeoutMs} ms`, 'check the broker address, the network and its firewall')),
+    );
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      done(
+        fail(
+          'broker',
+          `${where}: ${err.code ?? err.message}`,
+          err.code === 'ENOTFOUND' ? 'check the host name (DNS, /etc/hosts)' : 'start the broker or fix mqtt.url',
+        ),
+      ),
+    );
   });
 }
 
@@ -297,7 +393,11 @@ export async function doctor(o: DoctorOptions): Promise<DoctorReport> {
     release = await readManifest(programDir).catch(() => null);
   }
   checks.push(...nodeChecks(node, nodeSource, release, programDir));
-  checks.push(release ? ok('release', `current → ${release.version} (commit ${release.commit.slice(0, 12)}, built ${release.built_at})`) : fail('release', `no current release at ${layout.current}`, 'edge-classifier release install ARCHIVE, then release activate VERSION'));
+  checks.push(
+    release
+      ? ok('release', `current → ${release.version} (commit ${release.commit.slice(0, 12)}, built ${release.built_at})`)
+      : fail('release', `no current release at ${layout.current}`, 'edge-classifier release install ARCHIVE, then release activate VERSION'),
+  );
 
   let config: Config | null = null;
   const hasConfig = existsSync(layout.configFile);
@@ -307,7 +407,14 @@ export async function doctor(o: DoctorOptions): Promise<DoctorReport> {
     // the self-test below reports it
   }
   if (programDir && !(node instanceof Error)) checks.push(...(await selfTestChecks(o, node.path, programDir, hasConfig)));
-  if (!hasConfig) checks.push(warn('config', `no ${layout.configFile}: the daemon runs on defaults (Pi camera, embedded broker)`, 'copy systemd/config.example.yaml there and set at least mqtt.url'));
+  if (!hasConfig)
+    checks.push(
+      warn(
+        'config',
+        `no ${layout.configFile}: the daemon runs on defaults (Pi camera, embedded broker)`,
+        'copy systemd/config.example.yaml there and set at least mqtt.url',
+      ),
+    );
   checks.push(...(await cameraChecks(config, user, sysRoot, env)));
   checks.push(...(await gpioChecks(config, user, sysRoot)));
   checks.push(edgeTpuCheck(config, sysRoot));
@@ -315,12 +422,25 @@ export async function doctor(o: DoctorOptions): Promise<DoctorReport> {
   checks.push(await clockCheck(env));
   checks.push(await brokerCheck(config, o.brokerTimeoutMs ?? 3_000));
 
-  if (!unit) checks.push(fail('unit', `${layout.unitFile} is not installed`, `edge-classifier unit --node ${process.execPath} > ${layout.unitFile}, then systemctl daemon-reload`));
+  if (!unit)
+    checks.push(
+      fail('unit', `${layout.unitFile} is not installed`, `edge-classifier unit --node ${process.execPath} > ${layout.unitFile}, then systemctl daemon-reload`),
+    );
   else if (unitNode === undefined) checks.push(fail('unit', `${layout.unitFile} has no ExecStart=`, 'install the unit again'));
   else {
     const real = (p: string) => (existsSync(p) ? realpathSync(p) : p);
-    if (real(unitNode) !== real(nodePath)) checks.push(warn('unit', `ExecStart runs ${unitNode}, but the checks above used ${nodePath} (--node)`, "run doctor without --node to check the unit's Node.js"));
-    else if (real(unitNode) !== real(process.execPath)) checks.push(warn('unit', `ExecStart runs ${unitNode} (checked above), but this shell runs ${process.execPath}: what you rebuild or run by hand uses another Node.js than the service`, `use ${unitNode} for npm rebuild and manual runs`));
+    if (real(unitNode) !== real(nodePath))
+      checks.push(
+        warn('unit', `ExecStart runs ${unitNode}, but the checks above used ${nodePath} (--node)`, "run doctor without --node to check the unit's Node.js"),
+      );
+    else if (real(unitNode) !== real(process.execPath))
+      checks.push(
+        warn(
+          'unit',
+          `ExecStart runs ${unitNode} (checked above), but this shell runs ${process.execPath}: what you rebuild or run by hand uses another Node.js than the service`,
+          `use ${unitNode} for npm rebuild and manual runs`,
+        ),
+      );
     else checks.push(ok('unit', `${layout.unitFile}: ExecStart runs ${unitNode}, the Node.js checked above`));
   }
   return { ok: checks.every((c) => c.status !== 'fail'), checks };
@@ -329,5 +449,7 @@ export async function doctor(o: DoctorOptions): Promise<DoctorReport> {
 /** The report as aligned text lines: `ok   name  detail` and `FAIL name  detail — fix: ...`. */
 export function formatDoctor(r: DoctorReport): string {
   const width = Math.max(...r.checks.map((c) => c.name.length));
-  return r.checks.map((c) => `${c.status === 'ok' ? 'ok  ' : c.status === 'warn' ? 'warn' : 'FAIL'} ${c.name.padEnd(width)}  ${c.detail}${c.fix ? ` — fix: ${c.fix}` : ''}`).join('\n');
+  return r.checks
+    .map((c) => `${c.status === 'ok' ? 'ok  ' : c.status === 'warn' ? 'warn' : 'FAIL'} ${c.name.padEnd(width)}  ${c.detail}${c.fix ? ` — fix: ${c.fix}` : ''}`)
+    .join('\n');
 }

@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 /** What a finished child process left. */
 export interface ExecResult {
@@ -34,7 +35,7 @@ export function execCapture(command: string, args: readonly string[], options: E
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    let child;
+    let child: ChildProcessByStdio<null, Readable, Readable>;
     try {
       child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {

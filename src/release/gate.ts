@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OperationError } from './atomic.js';
-import { judgeHealth, readHealthRecord, type HealthReport } from './health.js';
+import { type HealthReport, judgeHealth, readHealthRecord } from './health.js';
 import type { ServiceManager, UnitStatus } from './service-manager.js';
 
 /** How often the gate looks at the unit and the health file, ms. */
@@ -24,7 +24,10 @@ export interface GateOptions {
 }
 
 function describeExit(st: UnitStatus): string {
-  const how = st.result === 'exit-code' ? `exit status ${st.execMainStatus}${st.execMainStatus === 78 ? ' (EX_CONFIG: the configuration or a part of the release cannot work)' : ''}` : `result ${st.result}`;
+  const how =
+    st.result === 'exit-code'
+      ? `exit status ${st.execMainStatus}${st.execMainStatus === 78 ? ' (EX_CONFIG: the configuration or a part of the release cannot work)' : ''}`
+      : `result ${st.result}`;
   return `${how} (ActiveState=${st.activeState}, SubState=${st.subState})`;
 }
 
@@ -44,7 +47,11 @@ export async function restartAndWaitReady(o: GateOptions): Promise<number> {
     await o.manager.restart(limit);
   } catch (err) {
     const st = await o.manager.show().catch(() => undefined);
-    throw new OperationError('start', `the service did not start: ${(err as Error).message}${st ? `; ${describeExit(st)}` : ''}`, `journalctl -u ${o.manager.unit} -n 50 shows why`);
+    throw new OperationError(
+      'start',
+      `the service did not start: ${(err as Error).message}${st ? `; ${describeExit(st)}` : ''}`,
+      `journalctl -u ${o.manager.unit} -n 50 shows why`,
+    );
   }
   const st = await o.manager.show();
   if (st.activeState !== 'active' || st.mainPid <= 0) {
@@ -84,7 +91,11 @@ export async function waitForHealthy(o: GateOptions, expect: HealthExpectation):
   for (;;) {
     const st = await o.manager.show();
     if (st.mainPid !== expect.pid || (st.activeState !== 'active' && st.activeState !== 'reloading')) {
-      throw new OperationError('health', `the service did not stay up: pid ${expect.pid} was replaced or stopped (${describeExit(st)}, MainPID=${st.mainPid})`, `journalctl -u ${o.manager.unit} -n 50 shows why`);
+      throw new OperationError(
+        'health',
+        `the service did not stay up: pid ${expect.pid} was replaced or stopped (${describeExit(st)}, MainPID=${st.mainPid})`,
+        `journalctl -u ${o.manager.unit} -n 50 shows why`,
+      );
     }
     const record = await readHealthRecord(o.healthFile);
     const report = judgeHealth(record, o.healthFile);
@@ -99,7 +110,11 @@ export async function waitForHealthy(o: GateOptions, expect: HealthExpectation):
         if (expect.reloadsAbove !== undefined && record.reloads <= expect.reloadsAbove) reasons.push('the daemon has not reloaded yet');
         else if (expect.modelSha256 !== undefined && record.model?.sha256 !== expect.modelSha256) {
           if (expect.reloadsAbove !== undefined) {
-            throw new OperationError('reload', `the daemon reloaded but runs model ${record.model?.path ?? 'none'} (sha256 ${record.model?.sha256.slice(0, 12) ?? '-'}…), not the one with sha256 ${expect.modelSha256.slice(0, 12)}… (a CPU fallback, or a model override in its environment)`, 'edge-classifier health and the daemon log say why');
+            throw new OperationError(
+              'reload',
+              `the daemon reloaded but runs model ${record.model?.path ?? 'none'} (sha256 ${record.model?.sha256.slice(0, 12) ?? '-'}…), not the one with sha256 ${expect.modelSha256.slice(0, 12)}… (a CPU fallback, or a model override in its environment)`,
+              'edge-classifier health and the daemon log say why',
+            );
           }
           reasons.push(`the daemon runs model ${record.model?.sha256.slice(0, 12) ?? 'none'}…, expected ${expect.modelSha256.slice(0, 12)}…`);
         }
@@ -108,7 +123,9 @@ export async function waitForHealthy(o: GateOptions, expect: HealthExpectation):
     if (reasons.length === 0 && record !== null) {
       if (firstHealthyAt === undefined) firstHealthyAt = record.updated_at;
       else if (record.updated_at !== firstHealthyAt) {
-        o.progress(`healthy: ${report.classified} frames classified, ${report.fps?.toFixed(1)} fps, no error problem (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+        o.progress(
+          `healthy: ${report.classified} frames classified, ${report.fps?.toFixed(1)} fps, no error problem (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+        );
         return report;
       }
     } else {
@@ -116,7 +133,11 @@ export async function waitForHealthy(o: GateOptions, expect: HealthExpectation):
       lastReasons = reasons;
     }
     if (Date.now() - started > o.healthTimeoutMs) {
-      throw new OperationError('health', `not healthy within ${Math.round(o.healthTimeoutMs / 1000)} s: ${lastReasons.join('; ')}`, `edge-classifier health and journalctl -u ${o.manager.unit} show more`);
+      throw new OperationError(
+        'health',
+        `not healthy within ${Math.round(o.healthTimeoutMs / 1000)} s: ${lastReasons.join('; ')}`,
+        `edge-classifier health and journalctl -u ${o.manager.unit} show more`,
+      );
     }
     await sleep(POLL_MS);
   }

@@ -52,12 +52,30 @@ export function judgeHealth(record: HealthRecord | null, file: string, now = Dat
   const reasons: string[] = [];
   if (record === null) {
     reasons.push(`no health file at ${file}: the daemon is not running, or not yet started`);
-    return { healthy: false, reasons, file, pid: null, release: null, version: null, model: null, ready: false, since: null, fps: null, classified: null, reloads: null, mqtt_connected: null, problems: [], updated_at: null, record };
+    return {
+      healthy: false,
+      reasons,
+      file,
+      pid: null,
+      release: null,
+      version: null,
+      model: null,
+      ready: false,
+      since: null,
+      fps: null,
+      classified: null,
+      reloads: null,
+      mqtt_connected: null,
+      problems: [],
+      updated_at: null,
+      record,
+    };
   }
   if (!processAlive(record.pid)) reasons.push(`the daemon's process ${record.pid} is gone (the file is left from an earlier run)`);
   const age = now - Date.parse(record.updated_at);
   const staleMs = Math.max(MIN_STALE_MS, STALE_INTERVALS * record.interval_ms);
-  if (!(age <= staleMs)) reasons.push(`the health file was last written ${Math.round(age / 1000)} s ago (stale after ${Math.round(staleMs / 1000)} s): the daemon is hung`);
+  if (!(age <= staleMs))
+    reasons.push(`the health file was last written ${Math.round(age / 1000)} s ago (stale after ${Math.round(staleMs / 1000)} s): the daemon is hung`);
   const p = record.pipeline;
   if (record.state !== 'running' || p === null) reasons.push(`the daemon is ${record.state === 'running' ? 'not running a configuration' : record.state}`);
   else {

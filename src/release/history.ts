@@ -2,7 +2,7 @@ import { appendFile, mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Kinds of event in the device's history. */
-export type HistoryEventKind =
+type HistoryEventKind =
   | 'installed'
   | 'install-failed'
   | 'activating'

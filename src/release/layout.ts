@@ -4,7 +4,7 @@ import path from 'node:path';
 export const UNIT_NAME = 'edge-classifier.service';
 
 /** Environment variable holding the root folder when `--root` is not given. */
-export const ROOT_ENV = 'EDGE_CLASSIFIER_ROOT';
+const ROOT_ENV = 'EDGE_CLASSIFIER_ROOT';
 
 /**
  * Where a device keeps its releases, state and configuration, relative to
@@ -96,7 +96,9 @@ export function layoutFor(rootFlag: string | undefined, env: NodeJS.ProcessEnv =
  */
 export function checkVersion(version: string): string {
   if (!/^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$/.test(version)) {
-    throw new Error(`release version ${JSON.stringify(version)} is not usable: expected letters, digits, '.', '_', '+', '-' (e.g. 1.4.0), starting with a letter or digit`);
+    throw new Error(
+      `release version ${JSON.stringify(version)} is not usable: expected letters, digits, '.', '_', '+', '-' (e.g. 1.4.0), starting with a letter or digit`,
+    );
   }
   return version;
 }

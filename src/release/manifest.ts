@@ -48,7 +48,8 @@ export function archiveName(version: string, arch: string): string {
  * @throws Error naming the field, what was expected and what came.
  */
 export function parseManifest(value: unknown, where: string): ReleaseManifest {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${where}: expected a JSON object, got ${JSON.stringify(value)?.slice(0, 60)}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new Error(`${where}: expected a JSON object, got ${JSON.stringify(value)?.slice(0, 60)}`);
   const m = value as Record<string, unknown>;
   const str = (key: string): string => {
     const v = m[key];
@@ -61,7 +62,8 @@ export function parseManifest(value: unknown, where: string): ReleaseManifest {
     return v;
   };
   if (m.name !== 'edge-classifier') throw new Error(`${where}: not an edge-classifier release (name ${JSON.stringify(m.name)})`);
-  if (m.format !== 1) throw new Error(`${where}: manifest format ${JSON.stringify(m.format)} is not known to this version (expected 1): install it with a newer edge-classifier`);
+  if (m.format !== 1)
+    throw new Error(`${where}: manifest format ${JSON.stringify(m.format)} is not known to this version (expected 1): install it with a newer edge-classifier`);
   const version = str('version');
   try {
     checkVersion(version);

@@ -2,11 +2,11 @@ import { existsSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { readLabelsFile, checkLabelCount } from '../inference/labels.js';
+import { checkLabelCount, readLabelsFile } from '../inference/labels.js';
 import { readModelInfo } from '../inference/tflite-model.js';
 import { acquireLock, fsyncDir, OperationError, sha256File, writeFileAtomic } from './atomic.js';
 import { waitForHealthy } from './gate.js';
-import { healthJson, judgeHealth, readHealthRecord } from './health.js';
+import { type HealthReport, healthJson, judgeHealth, readHealthRecord } from './health.js';
 import { History } from './history.js';
 import type { Layout } from './layout.js';
 import type { DeviceContext, SwitchResult } from './releases.js';
@@ -62,7 +62,7 @@ function checkingProgram(layout: Layout, thisProgram: string): string {
  * @throws OperationError (`labels` or `model`).
  */
 async function checkModel(ctx: DeviceContext, thisProgram: string, model: string, labels: string | null): Promise<void> {
-  let info;
+  let info: Awaited<ReturnType<typeof readModelInfo>>;
   try {
     info = await readModelInfo(model);
   } catch (err) {
@@ -84,7 +84,11 @@ async function checkModel(ctx: DeviceContext, thisProgram: string, model: string
     count = info.metadata.labels.length;
     source = `the labels in ${path.basename(model)}'s metadata`;
   } else {
-    throw new OperationError('labels', `${path.basename(model)} carries no labels in its metadata and no labels file was given`, 'pass --labels FILE (one label per line, in output order)');
+    throw new OperationError(
+      'labels',
+      `${path.basename(model)} carries no labels in its metadata and no labels file was given`,
+      'pass --labels FILE (one label per line, in output order)',
+    );
   }
   const mismatch = checkLabelCount(count, classes, source, `the output ${out!.name} [${out!.shape.join(',')}]`);
   if (mismatch) throw new OperationError('labels', mismatch, 'use the labels file that belongs to this model');
@@ -142,20 +146,36 @@ export interface ModelOptions {
 async function switchModel(ctx: DeviceContext, choice: ModelChoice, action: 'model-install' | 'model-rollback', o: ModelOptions): Promise<SwitchResult> {
   const { layout, manager, progress } = ctx;
   const history = new History(layout.historyFile);
-  if (!existsSync(layout.configFile)) throw new OperationError('config', `no configuration at ${layout.configFile}`, 'install one (bootstrap does) before installing models');
+  if (!existsSync(layout.configFile))
+    throw new OperationError('config', `no configuration at ${layout.configFile}`, 'install one (bootstrap does) before installing models');
   const st = await manager.show();
   const before = await readHealthRecord(layout.healthFile);
   if (st.activeState !== 'active' || before === null || before.pid !== st.mainPid) {
-    throw new OperationError('service', `the service is not running (${st.activeState}${before && before.pid !== st.mainPid ? `, health file from pid ${before.pid}` : ''}): a model is switched on a running daemon`, `start it (systemctl start ${manager.unit}) or activate a release first`);
+    throw new OperationError(
+      'service',
+      `the service is not running (${st.activeState}${before && before.pid !== st.mainPid ? `, health file from pid ${before.pid}` : ''}): a model is switched on a running daemon`,
+      `start it (systemctl start ${manager.unit}) or activate a release first`,
+    );
   }
   const previousSha = before.model?.sha256 ?? null;
   if (previousSha === choice.sha256) {
     progress(`model ${choice.sha256.slice(0, 12)}… is already running`);
-    return { ok: true, action, target: choice.sha256, previous: previousSha, rolled_back: false, healthy_at_end: true, health: healthJson(judgeHealth(before, layout.healthFile)) };
+    return {
+      ok: true,
+      action,
+      target: choice.sha256,
+      previous: previousSha,
+      rolled_back: false,
+      healthy_at_end: true,
+      health: healthJson(judgeHealth(before, layout.healthFile)),
+    };
   }
   const original = await readFile(layout.configFile, 'utf8');
   const originalDoc = parseDocument(original);
-  const previousValues = { path: (originalDoc.getIn(['model', 'path']) as string | undefined) ?? null, labels: (originalDoc.getIn(['model', 'labels']) as string | null | undefined) ?? null };
+  const previousValues = {
+    path: (originalDoc.getIn(['model', 'path']) as string | undefined) ?? null,
+    labels: (originalDoc.getIn(['model', 'labels']) as string | null | undefined) ?? null,
+  };
   const gate = { manager, healthFile: layout.healthFile, healthTimeoutMs: o.healthTimeoutMs, progress };
 
   const reloadAndWait = async (sha: string) => {
@@ -169,7 +189,19 @@ async function switchModel(ctx: DeviceContext, choice: ModelChoice, action: 'mod
   await writeConfig(layout.configFile, withModel(original, choice));
   try {
     const health = await reloadAndWait(choice.sha256);
-    await history.append({ event: 'model-activated', version: choice.sha256, previous: previousSha, detail: { path: choice.modelPath, labels: choice.labelsPath, previous_path: previousValues.path, previous_labels: previousValues.labels, previous_resolved: before.model?.path ?? null, rollback: action === 'model-rollback' } });
+    await history.append({
+      event: 'model-activated',
+      version: choice.sha256,
+      previous: previousSha,
+      detail: {
+        path: choice.modelPath,
+        labels: choice.labelsPath,
+        previous_path: previousValues.path,
+        previous_labels: previousValues.labels,
+        previous_resolved: before.model?.path ?? null,
+        rollback: action === 'model-rollback',
+      },
+    });
     progress(`model ${health.model?.name ?? choice.sha256.slice(0, 12)} is running and healthy`);
     return { ok: true, action, target: choice.sha256, previous: previousSha, rolled_back: false, healthy_at_end: true, health: healthJson(health) };
   } catch (err) {
@@ -178,7 +210,7 @@ async function switchModel(ctx: DeviceContext, choice: ModelChoice, action: 'mod
     progress('rolling back: the previous configuration, reload');
     await writeConfig(layout.configFile, original);
     let rollbackHealthy = true;
-    let health;
+    let health: HealthReport | undefined;
     let rollbackReason: string | undefined;
     try {
       health = previousSha ? await reloadAndWait(previousSha) : undefined;
@@ -187,8 +219,27 @@ async function switchModel(ctx: DeviceContext, choice: ModelChoice, action: 'mod
       rollbackReason = (e2 as Error).message;
       progress(`the previous model is not healthy either: ${rollbackReason}`);
     }
-    await history.append({ event: 'model-rolled-back', version: choice.sha256, to: previousSha, check: err.check, reason: err.message, detail: { path: choice.modelPath, rollback_healthy: rollbackHealthy, ...(rollbackReason ? { rollback_reason: rollbackReason } : {}) } });
-    return { ok: false, action, target: choice.sha256, previous: previousSha, rolled_back: true, rollback_healthy: rollbackHealthy, healthy_at_end: rollbackHealthy, check: err.check, reason: err.message, fix: err.fix, health: health ? healthJson(health) : undefined };
+    await history.append({
+      event: 'model-rolled-back',
+      version: choice.sha256,
+      to: previousSha,
+      check: err.check,
+      reason: err.message,
+      detail: { path: choice.modelPath, rollback_healthy: rollbackHealthy, ...(rollbackReason ? { rollback_reason: rollbackReason } : {}) },
+    });
+    return {
+      ok: false,
+      action,
+      target: choice.sha256,
+      previous: previousSha,
+      rolled_back: true,
+      rollback_healthy: rollbackHealthy,
+      healthy_at_end: rollbackHealthy,
+      check: err.check,
+      reason: err.message,
+      fix: err.fix,
+      health: health ? healthJson(health) : undefined,
+    };
   }
 }
 
@@ -219,7 +270,14 @@ export async function installModel(ctx: DeviceContext, file: string, labels: str
     try {
       await checkModel(ctx, o.programDir, stored, storedLabels);
     } catch (err) {
-      if (err instanceof OperationError) await new History(layout.historyFile).append({ event: 'model-failed', version: sha, check: err.check, reason: err.message, detail: { file: path.basename(file) } });
+      if (err instanceof OperationError)
+        await new History(layout.historyFile).append({
+          event: 'model-failed',
+          version: sha,
+          check: err.check,
+          reason: err.message,
+          detail: { file: path.basename(file) },
+        });
       throw err;
     }
     return await switchModel(ctx, { modelPath: stored, labelsPath: storedLabels, sha256: sha }, 'model-install', o);
@@ -239,13 +297,19 @@ export async function rollbackModel(ctx: DeviceContext, o: ModelOptions): Promis
   try {
     const events = await new History(layout.historyFile).read();
     const last = [...events].reverse().find((e) => e.event === 'model-activated');
-    if (!last || !last.previous) throw new OperationError('no-previous', 'no earlier model is recorded to roll back to', 'install a model with edge-classifier model install FILE');
+    if (!last?.previous)
+      throw new OperationError('no-previous', 'no earlier model is recorded to roll back to', 'install a model with edge-classifier model install FILE');
     const detail = (last.detail ?? {}) as { previous_path?: string | null; previous_labels?: string | null; previous_resolved?: string | null };
     const configDir = path.dirname(layout.configFile);
     const modelPath = detail.previous_path ?? null;
     // No model.path before: the release's default model, which the daemon reported running.
-    const resolved = modelPath === null ? detail.previous_resolved ?? null : path.resolve(configDir, modelPath);
-    if (resolved === null || !existsSync(resolved)) throw new OperationError('no-previous', `the previous model ${resolved ?? ''} is no longer there`, 'install it again with edge-classifier model install FILE');
+    const resolved = modelPath === null ? (detail.previous_resolved ?? null) : path.resolve(configDir, modelPath);
+    if (resolved === null || !existsSync(resolved))
+      throw new OperationError(
+        'no-previous',
+        `the previous model ${resolved ?? ''} is no longer there`,
+        'install it again with edge-classifier model install FILE',
+      );
     const labels = detail.previous_labels ? path.resolve(configDir, detail.previous_labels) : null;
     await checkModel(ctx, o.programDir, resolved, labels);
     return await switchModel(ctx, { modelPath, labelsPath: detail.previous_labels ?? null, sha256: await sha256File(resolved) }, 'model-rollback', o);
@@ -253,4 +317,3 @@ export async function rollbackModel(ctx: DeviceContext, o: ModelOptions): Promis
     await unlock();
   }
 }
-

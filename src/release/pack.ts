@@ -4,9 +4,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { OperationError, sha256File, writeFileAtomic } from './atomic.js';
 import { execCapture, lastLines } from './exec.js';
+import type { Progress } from './gate.js';
 import { checkVersion } from './layout.js';
 import { archiveName, MANIFEST_FILE, type ReleaseManifest } from './manifest.js';
-import type { Progress } from './gate.js';
 import { selfTestRelease } from './self-test.js';
 
 /** Top-level files and folders of the source tree that go into a release (node_modules, models and samples are added separately). */
@@ -92,7 +92,7 @@ async function holdsAddon(dir: string, depth = 0): Promise<boolean> {
 async function nativeParts(dirs: readonly string[], arch: string): Promise<NativePart[]> {
   const parts: NativePart[] = [];
   const visit = async (dir: string) => {
-    let pj;
+    let pj: Awaited<ReturnType<typeof packageJson>>;
     try {
       pj = await packageJson(dir);
     } catch {
@@ -229,7 +229,10 @@ export async function pack(o: PackOptions): Promise<PackResult> {
       }
     } else {
       o.progress(`npm ci --omit=dev --os=linux --cpu=${arch} (prebuilt binaries)`);
-      const r = await execCapture(npm, ['ci', '--omit=dev', '--os=linux', `--cpu=${arch}`, '--libc=glibc', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: staging, timeoutMs: 600_000 });
+      const r = await execCapture(npm, ['ci', '--omit=dev', '--os=linux', `--cpu=${arch}`, '--libc=glibc', '--ignore-scripts', '--no-audit', '--no-fund'], {
+        cwd: staging,
+        timeoutMs: 600_000,
+      });
       if (r.code !== 0) throw new OperationError('npm', `npm ci for linux-${arch} failed: ${lastLines(r.stderr)}`, 'check the network or the npm cache');
     }
 
@@ -256,7 +259,13 @@ export async function pack(o: PackOptions): Promise<PackResult> {
 
     if (native) {
       o.progress('self-test of the staged release');
-      await selfTestRelease({ dir: staging, node: process.execPath, source: path.join(staging, 'samples'), samples: [path.join(staging, 'samples')], progress: o.progress });
+      await selfTestRelease({
+        dir: staging,
+        node: process.execPath,
+        source: path.join(staging, 'samples'),
+        samples: [path.join(staging, 'samples')],
+        progress: o.progress,
+      });
     }
 
     const name = archiveName(version, arch);

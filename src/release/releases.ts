@@ -3,15 +3,15 @@ import { mkdir, readdir, readFile, readlink, rename, rm, stat, statfs } from 'no
 import path from 'node:path';
 import { acquireLock, fsyncDir, OperationError, sha256File, switchSymlink } from './atomic.js';
 import { execCapture, lastLines } from './exec.js';
-import { restartAndWaitReady, waitForHealthy, type Progress } from './gate.js';
-import { healthJson, type HealthReport } from './health.js';
+import { type Progress, restartAndWaitReady, waitForHealthy } from './gate.js';
+import { type HealthReport, healthJson } from './health.js';
 import { currentSequence, History, type HistoryEvent } from './history.js';
 import type { Layout } from './layout.js';
 import { checkVersion } from './layout.js';
-import { MANIFEST_FILE, parseManifest, readManifest, type ReleaseManifest } from './manifest.js';
+import { MANIFEST_FILE, parseManifest, type ReleaseManifest, readManifest } from './manifest.js';
 import { selfTestRelease } from './self-test.js';
 import type { ServiceManager } from './service-manager.js';
-import { nodeIdentity, serviceNode, type NodeIdentity } from './unit-file.js';
+import { type NodeIdentity, nodeIdentity, serviceNode } from './unit-file.js';
 
 /** Space kept free beyond the unpacked size, bytes: the daemon and journald still need room. */
 const FREE_MARGIN_BYTES = 32 * 1024 * 1024;
@@ -51,7 +51,7 @@ export interface SwitchResult {
 }
 
 /** The version `current` points at, or null when there is no `current`. */
-export async function currentVersion(layout: Layout): Promise<string | null> {
+async function currentVersion(layout: Layout): Promise<string | null> {
   try {
     return path.basename(await readlink(layout.current));
   } catch {
@@ -60,7 +60,7 @@ export async function currentVersion(layout: Layout): Promise<string | null> {
 }
 
 /** Installed (complete) releases: folders under `releases/` holding a readable manifest; hidden `.install-*` folders never count. */
-export async function installedReleases(layout: Layout): Promise<Map<string, ReleaseManifest>> {
+async function installedReleases(layout: Layout): Promise<Map<string, ReleaseManifest>> {
   const out = new Map<string, ReleaseManifest>();
   for (const name of await readdir(layout.releases).catch(() => [] as string[])) {
     if (name.startsWith('.')) continue;
@@ -87,7 +87,7 @@ async function previousVersion(layout: Layout, events: readonly HistoryEvent[], 
  * against one ABI fail to load under another).
  * @throws OperationError (`arch` or `node-abi`).
  */
-export function checkCompatible(m: ReleaseManifest, node: NodeIdentity, nodeSource: string): void {
+function checkCompatible(m: ReleaseManifest, node: NodeIdentity, nodeSource: string): void {
   if (m.platform !== 'linux' || m.arch !== node.arch) {
     throw new OperationError(
       'arch',
@@ -107,7 +107,10 @@ export function checkCompatible(m: ReleaseManifest, node: NodeIdentity, nodeSour
 async function serviceNodeIdentity(ctx: DeviceContext): Promise<{ id: NodeIdentity; source: string }> {
   const node = serviceNode(ctx.layout, ctx.node);
   try {
-    return { id: await nodeIdentity(node.path), source: node.source === 'unit' ? `ExecStart of ${ctx.layout.unitFile}` : node.source === 'flag' ? '--node' : 'this process (no unit installed)' };
+    return {
+      id: await nodeIdentity(node.path),
+      source: node.source === 'unit' ? `ExecStart of ${ctx.layout.unitFile}` : node.source === 'flag' ? '--node' : 'this process (no unit installed)',
+    };
   } catch (err) {
     throw new OperationError('node', (err as Error).message, node.source === 'unit' ? `fix ExecStart= in ${ctx.layout.unitFile}` : undefined);
   }
@@ -123,7 +126,8 @@ async function expectedSha256(archive: string): Promise<string> {
     throw new OperationError('checksum', `no checksum file ${file} beside the archive`, 'copy the .sha256 file made by edge-classifier pack with the archive');
   }
   const hex = text.trim().split(/\s+/)[0]?.toLowerCase() ?? '';
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new OperationError('checksum', `${file} does not hold a sha256 (64 hex digits), got ${JSON.stringify(text.slice(0, 80))}`);
+  if (!/^[0-9a-f]{64}$/.test(hex))
+    throw new OperationError('checksum', `${file} does not hold a sha256 (64 hex digits), got ${JSON.stringify(text.slice(0, 80))}`);
   return hex;
 }
 
@@ -143,7 +147,8 @@ async function archiveManifest(archive: string): Promise<ReleaseManifest> {
     // A damaged stream: no point trying the other member name.
     if (/unexpected|corrupt|invalid|not in gzip|EOF|Error is not recoverable/i.test(last) && !/Not found in archive/i.test(last)) break;
   }
-  if (/Not found in archive/i.test(last)) throw new OperationError('manifest', `${archive} holds no ${MANIFEST_FILE}: not a release archive made by edge-classifier pack`);
+  if (/Not found in archive/i.test(last))
+    throw new OperationError('manifest', `${archive} holds no ${MANIFEST_FILE}: not a release archive made by edge-classifier pack`);
   throw new OperationError('archive', `${archive} cannot be read: ${last} (truncated or not a .tar.gz)`, 'copy the archive again');
 }
 
@@ -179,7 +184,11 @@ export async function installRelease(ctx: DeviceContext, archive: string): Promi
     const expected = await expectedSha256(archive);
     const actual = await sha256File(archive);
     if (actual !== expected) {
-      throw new OperationError('checksum', `${path.basename(archive)} has sha256 ${actual}, but ${path.basename(archive)}.sha256 says ${expected}: the archive is damaged or incomplete`, 'copy the archive again (and its .sha256)');
+      throw new OperationError(
+        'checksum',
+        `${path.basename(archive)} has sha256 ${actual}, but ${path.basename(archive)}.sha256 says ${expected}: the archive is damaged or incomplete`,
+        'copy the archive again (and its .sha256)',
+      );
     }
     progress(`checksum ok (sha256 ${actual.slice(0, 12)}…)`);
     const manifest = await archiveManifest(archive);
@@ -195,7 +204,11 @@ export async function installRelease(ctx: DeviceContext, archive: string): Promi
         progress(`release ${version} is already installed`);
         return { version, dir, manifest, already: true };
       }
-      throw new OperationError('version', `release ${version} is already installed from another build (commit ${have?.commit.slice(0, 12) ?? '?'}, built ${have?.built_at ?? '?'})`, `pack it with another version, or remove the installed one first with release prune (it must not be current or previous)`);
+      throw new OperationError(
+        'version',
+        `release ${version} is already installed from another build (commit ${have?.commit.slice(0, 12) ?? '?'}, built ${have?.built_at ?? '?'})`,
+        `pack it with another version, or remove the installed one first with release prune (it must not be current or previous)`,
+      );
     }
 
     await removeLeftovers(layout, progress);
@@ -204,7 +217,11 @@ export async function installRelease(ctx: DeviceContext, archive: string): Promi
     const fs = await statfs(layout.releases);
     const free = fs.bavail * fs.bsize;
     if (free < need) {
-      throw new OperationError('disk', `not enough free space in ${layout.releases}: release ${version} needs ${mib(need)} MiB (unpacked ${mib(manifest.unpacked_bytes)} MiB + margin), ${mib(free)} MiB free`, 'remove old releases with edge-classifier release prune --keep 2, or free space');
+      throw new OperationError(
+        'disk',
+        `not enough free space in ${layout.releases}: release ${version} needs ${mib(need)} MiB (unpacked ${mib(manifest.unpacked_bytes)} MiB + margin), ${mib(free)} MiB free`,
+        'remove old releases with edge-classifier release prune --keep 2, or free space',
+      );
     }
 
     const tmp = path.join(layout.releases, `.install-${version}-${process.pid}`);
@@ -214,13 +231,19 @@ export async function installRelease(ctx: DeviceContext, archive: string): Promi
       const tar = await execCapture('tar', ['-xzf', archive, '-C', tmp, '--no-same-owner', '--no-overwrite-dir'], { timeoutMs: 900_000 });
       if (tar.code !== 0) {
         const text = lastLines(tar.stderr);
-        if (/No space left/i.test(text)) throw new OperationError('disk', `the disk filled up while unpacking release ${version}: ${text}`, 'remove old releases with edge-classifier release prune --keep 2, or free space');
+        if (/No space left/i.test(text))
+          throw new OperationError(
+            'disk',
+            `the disk filled up while unpacking release ${version}: ${text}`,
+            'remove old releases with edge-classifier release prune --keep 2, or free space',
+          );
         throw new OperationError('archive', `unpacking ${path.basename(archive)} failed: ${text}`, 'copy the archive again');
       }
       const unpacked = await readManifest(tmp).catch((err: Error) => {
         throw new OperationError('archive', `the unpacked release has no usable manifest: ${err.message}`);
       });
-      if (unpacked.version !== version || unpacked.built_at !== manifest.built_at) throw new OperationError('archive', 'the unpacked manifest differs from the one read before unpacking');
+      if (unpacked.version !== version || unpacked.built_at !== manifest.built_at)
+        throw new OperationError('archive', 'the unpacked manifest differs from the one read before unpacking');
 
       await selfTestRelease({
         dir: tmp,
@@ -244,7 +267,9 @@ export async function installRelease(ctx: DeviceContext, archive: string): Promi
     return { version, dir, manifest, already: false };
   } catch (err) {
     if (err instanceof OperationError && err.check !== 'lock') {
-      await history.append({ event: 'install-failed', version, check: err.check, reason: err.message, detail: { archive: path.basename(archive) } }).catch(() => undefined);
+      await history
+        .append({ event: 'install-failed', version, check: err.check, reason: err.message, detail: { archive: path.basename(archive) } })
+        .catch(() => undefined);
     }
     throw err;
   } finally {
@@ -270,7 +295,9 @@ async function removeLeftovers(layout: Layout, progress: Progress): Promise<void
       await rename(dir, trash).catch(() => undefined);
       if (existsSync(trash)) dir = trash;
     }
-    await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }).catch((err: Error) => progress(`could not remove ${path.basename(dir)} yet (${err.message}); it is left for the next install`));
+    await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }).catch((err: Error) =>
+      progress(`could not remove ${path.basename(dir)} yet (${err.message}); it is left for the next install`),
+    );
   }
 }
 
@@ -304,7 +331,11 @@ export async function activateRelease(ctx: DeviceContext, version: string, o: Ac
     const installed = await installedReleases(layout);
     const manifest = installed.get(version);
     if (!manifest) {
-      throw new OperationError('not-installed', `release ${version} is not installed (installed: ${[...installed.keys()].join(', ') || 'none'})`, 'install it first with edge-classifier release install ARCHIVE');
+      throw new OperationError(
+        'not-installed',
+        `release ${version} is not installed (installed: ${[...installed.keys()].join(', ') || 'none'})`,
+        'install it first with edge-classifier release install ARCHIVE',
+      );
     }
     const node = await serviceNodeIdentity(ctx);
     checkCompatible(manifest, node.id, node.source);
@@ -331,7 +362,12 @@ export async function activateRelease(ctx: DeviceContext, version: string, o: Ac
     try {
       const pid = await restartAndWaitReady(gate);
       const health = await waitForHealthy(gate, { pid });
-      await history.append({ event: 'activated', version, previous, detail: { rollback: o.rollback === true, fps: health.fps, classified: health.classified } });
+      await history.append({
+        event: 'activated',
+        version,
+        previous,
+        detail: { rollback: o.rollback === true, fps: health.fps, classified: health.classified },
+      });
       progress(`release ${version} is current and healthy`);
       return { ok: true, action, target: version, previous, rolled_back: false, healthy_at_end: true, health: healthJson(health) };
     } catch (err) {
@@ -341,7 +377,17 @@ export async function activateRelease(ctx: DeviceContext, version: string, o: Ac
         await rm(layout.current, { force: true });
         await manager.stop().catch(() => undefined);
         await history.append({ event: 'activation-failed', version, previous, check: err.check, reason: err.message });
-        return { ok: false, action, target: version, previous, rolled_back: false, healthy_at_end: false, check: err.check, reason: `${err.message}; there is no previous release to go back to: the service is stopped and current removed`, fix: err.fix };
+        return {
+          ok: false,
+          action,
+          target: version,
+          previous,
+          rolled_back: false,
+          healthy_at_end: false,
+          check: err.check,
+          reason: `${err.message}; there is no previous release to go back to: the service is stopped and current removed`,
+          fix: err.fix,
+        };
       }
       progress(`rolling back: current → ${previous}`);
       await switchSymlink(layout.current, path.join('releases', previous));
@@ -356,7 +402,14 @@ export async function activateRelease(ctx: DeviceContext, version: string, o: Ac
         rollbackReason = (e2 as Error).message;
         progress(`the previous release ${previous} is not healthy either: ${rollbackReason}`);
       }
-      await history.append({ event: 'rolled-back', version, to: previous, check: err.check, reason: err.message, detail: { rollback_healthy: rollbackHealthy, ...(rollbackReason ? { rollback_reason: rollbackReason } : {}) } });
+      await history.append({
+        event: 'rolled-back',
+        version,
+        to: previous,
+        check: err.check,
+        reason: err.message,
+        detail: { rollback_healthy: rollbackHealthy, ...(rollbackReason ? { rollback_reason: rollbackReason } : {}) },
+      });
       return {
         ok: false,
         action,
@@ -385,12 +438,17 @@ export async function rollbackRelease(ctx: DeviceContext, o: Omit<ActivateOption
   const events = await new History(ctx.layout.historyFile).read();
   const current = await currentVersion(ctx.layout);
   const previous = await previousVersion(ctx.layout, events, current);
-  if (previous === null) throw new OperationError('no-previous', `there is no previous release to roll back to (current: ${current ?? 'none'})`, 'install and activate another release');
+  if (previous === null)
+    throw new OperationError(
+      'no-previous',
+      `there is no previous release to roll back to (current: ${current ?? 'none'})`,
+      'install and activate another release',
+    );
   return activateRelease(ctx, previous, { ...o, rollback: true });
 }
 
 /** One installed release as `release list` shows it. */
-export interface ReleaseEntry {
+interface ReleaseEntry {
   readonly version: string;
   readonly commit: string;
   readonly arch: string;
@@ -423,9 +481,31 @@ export async function listReleases(layout: Layout, historyLimit = 20): Promise<R
     const installedAt = [...mine].reverse().find((e) => e.event === 'installed')?.at ?? (await stat(layout.release(version))).mtime.toISOString();
     const lastSwitch = [...mine].reverse().find((e) => ['activating', 'activated', 'rolled-back', 'activation-failed'].includes(e.event));
     const result =
-      lastSwitch === undefined ? null : lastSwitch.event === 'activated' ? `activated ${lastSwitch.at}` : lastSwitch.event === 'activating' ? `unconfirmed: the activation begun ${lastSwitch.at} did not finish` : `failed ${lastSwitch.at}: ${lastSwitch.reason}`;
-    const status = version === current ? 'current' : version === previous ? 'previous' : lastSwitch && lastSwitch.event !== 'activated' && lastSwitch.event !== 'activating' ? 'failed' : 'installed';
-    entries.push({ version, commit: m.commit, arch: m.arch, node_abi: m.node_abi, built_at: m.built_at, installed_at: installedAt, status, last_result: result });
+      lastSwitch === undefined
+        ? null
+        : lastSwitch.event === 'activated'
+          ? `activated ${lastSwitch.at}`
+          : lastSwitch.event === 'activating'
+            ? `unconfirmed: the activation begun ${lastSwitch.at} did not finish`
+            : `failed ${lastSwitch.at}: ${lastSwitch.reason}`;
+    const status =
+      version === current
+        ? 'current'
+        : version === previous
+          ? 'previous'
+          : lastSwitch && lastSwitch.event !== 'activated' && lastSwitch.event !== 'activating'
+            ? 'failed'
+            : 'installed';
+    entries.push({
+      version,
+      commit: m.commit,
+      arch: m.arch,
+      node_abi: m.node_abi,
+      built_at: m.built_at,
+      installed_at: installedAt,
+      status,
+      last_result: result,
+    });
   }
   entries.sort((a, b) => (b.installed_at ?? '').localeCompare(a.installed_at ?? ''));
   return { current, previous, releases: entries, history: events.slice(-historyLimit) };

@@ -38,7 +38,7 @@ export interface SampleResult {
 }
 
 /** Sample frames from the first folder of `folders` that holds any, in name order. */
-export async function sampleFrames(folders: readonly string[]): Promise<string[]> {
+async function sampleFrames(folders: readonly string[]): Promise<string[]> {
   for (const dir of folders) {
     if (!existsSync(dir)) continue;
     const files = (await readdir(dir)).filter((f) => SAMPLE_EXTENSIONS.has(path.extname(f).toLowerCase())).sort();
@@ -66,16 +66,32 @@ export async function selfTestRelease(o: SelfTestOptions): Promise<SampleResult[
   delete env.WATCHDOG_USEC;
   const configArgs = o.config ? ['--config', o.config] : [];
   const modelArgs = [...(o.model ? ['--model', o.model] : []), ...(o.labels ? ['--labels', o.labels] : [])];
-  const check = await execCapture(o.node, [cli, 'run', '--check-config', '--self-test', ...configArgs, ...modelArgs, ...(o.source ? ['--source', o.source] : [])], { cwd: o.dir, env, timeoutMs: STEP_TIMEOUT_MS });
+  const check = await execCapture(
+    o.node,
+    [cli, 'run', '--check-config', '--self-test', ...configArgs, ...modelArgs, ...(o.source ? ['--source', o.source] : [])],
+    { cwd: o.dir, env, timeoutMs: STEP_TIMEOUT_MS },
+  );
   if (check.code !== 0) {
-    const why = check.timedOut ? `did not finish within ${STEP_TIMEOUT_MS / 1000} s` : check.spawnError ? `could not start ${o.node} (${check.spawnError.code})` : `exited ${check.code ?? check.signal}`;
-    throw new OperationError('self-test', `run --check-config --self-test ${why}: ${lastLines(check.stderr || check.stdout, 6) || 'no message'}`, check.code === 78 ? 'fix what it names (configuration, model, or a native part of the release)' : undefined);
+    const why = check.timedOut
+      ? `did not finish within ${STEP_TIMEOUT_MS / 1000} s`
+      : check.spawnError
+        ? `could not start ${o.node} (${check.spawnError.code})`
+        : `exited ${check.code ?? check.signal}`;
+    throw new OperationError(
+      'self-test',
+      `run --check-config --self-test ${why}: ${lastLines(check.stderr || check.stdout, 6) || 'no message'}`,
+      check.code === 78 ? 'fix what it names (configuration, model, or a native part of the release)' : undefined,
+    );
   }
   o.progress('self-test: configuration, TFLite, sharp and GPIO load');
 
   const frames = (await sampleFrames(o.samples)).slice(0, o.frames ?? 1);
   if (frames.length === 0) {
-    throw new OperationError('self-test', `no sample frame to classify in ${o.samples.join(' or ')}`, `put a JPEG or PNG frame from this device's camera into ${o.samples[0]}`);
+    throw new OperationError(
+      'self-test',
+      `no sample frame to classify in ${o.samples.join(' or ')}`,
+      `put a JPEG or PNG frame from this device's camera into ${o.samples[0]}`,
+    );
   }
   const r = await execCapture(o.node, [cli, 'classify', '--json', ...configArgs, ...modelArgs, ...frames], { cwd: o.dir, env, timeoutMs: STEP_TIMEOUT_MS });
   const results: SampleResult[] = [];
@@ -95,6 +111,8 @@ export async function selfTestRelease(o: SelfTestOptions): Promise<SampleResult[
     throw new OperationError('self-test', `classify of the sample frame${frames.length > 1 ? 's' : ''} failed: ${why}`);
   }
   const first = results[0]!;
-  o.progress(`self-test: ${path.basename(first.file)} → ${first.classes[0] ? `${first.classes[0].label} ${first.classes[0].score.toFixed(3)}` : 'nothing above the score threshold'}`);
+  o.progress(
+    `self-test: ${path.basename(first.file)} → ${first.classes[0] ? `${first.classes[0].label} ${first.classes[0].score.toFixed(3)}` : 'nothing above the score threshold'}`,
+  );
   return results;
 }

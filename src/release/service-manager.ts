@@ -31,7 +31,19 @@ const SHOW_PROPERTIES = ['LoadState', 'ActiveState', 'SubState', 'MainPID', 'Res
 export function parseTimespan(text: string): number {
   const t = text.trim();
   if (t === 'infinity') return Infinity;
-  const units: Record<string, number> = { us: 0.001, usec: 0.001, ms: 1, msec: 1, s: 1000, sec: 1000, m: 60_000, min: 60_000, h: 3_600_000, hr: 3_600_000, d: 86_400_000 };
+  const units: Record<string, number> = {
+    us: 0.001,
+    usec: 0.001,
+    ms: 1,
+    msec: 1,
+    s: 1000,
+    sec: 1000,
+    m: 60_000,
+    min: 60_000,
+    h: 3_600_000,
+    hr: 3_600_000,
+    d: 86_400_000,
+  };
   let total = 0;
   let matched = '';
   for (const m of t.matchAll(/(\d+(?:\.\d+)?)\s*([a-z]*)/g)) {
@@ -64,7 +76,10 @@ export class ServiceManager {
   private async run(args: string[], timeoutMs = 30_000): Promise<string> {
     const r = await execCapture(this.systemctl, args, { env: this.env, timeoutMs });
     if (r.spawnError) throw new Error(`cannot run ${this.systemctl} (${r.spawnError.code ?? r.spawnError.message}): is this a systemd machine?`);
-    if (r.code !== 0) throw new Error(`${this.systemctl} ${args.join(' ')} failed (${r.timedOut ? 'timed out' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr || r.stdout) || 'no message'}`);
+    if (r.code !== 0)
+      throw new Error(
+        `${this.systemctl} ${args.join(' ')} failed (${r.timedOut ? 'timed out' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr || r.stdout) || 'no message'}`,
+      );
     return r.stdout;
   }
 

@@ -47,7 +47,10 @@ export function readInstalledUnit(layout: Layout): UnitSettings | undefined {
   const texts = [readFileSync(layout.unitFile, 'utf8')];
   const dropins = `${layout.unitFile}.d`;
   if (existsSync(dropins)) {
-    for (const f of readdirSync(dropins).filter((n) => n.endsWith('.conf')).sort()) texts.push(readFileSync(path.join(dropins, f), 'utf8'));
+    for (const f of readdirSync(dropins)
+      .filter((n) => n.endsWith('.conf'))
+      .sort())
+      texts.push(readFileSync(path.join(dropins, f), 'utf8'));
   }
   return parseUnit(...texts);
 }
@@ -60,7 +63,10 @@ export function execStartProgram(unit: UnitSettings): string | undefined {
   const values = unit.get('Service')?.get('ExecStart');
   const last = values?.[values.length - 1];
   if (last === undefined) return undefined;
-  const first = last.replace(/^[-@+!:]+/, '').trim().split(/\s+/)[0];
+  const first = last
+    .replace(/^[-@+!:]+/, '')
+    .trim()
+    .split(/\s+/)[0];
   return first === '' ? undefined : first;
 }
 
@@ -84,7 +90,7 @@ export async function nodeIdentity(node: string): Promise<NodeIdentity> {
   const r = await execCapture(node, ['-p', 'process.versions.modules + " " + process.version + " " + process.arch'], { timeoutMs: 30_000 });
   const parts = r.stdout.trim().split(' ');
   if (r.code !== 0 || parts.length !== 3) {
-    const why = r.spawnError ? r.spawnError.code ?? r.spawnError.message : `exit ${r.code ?? r.signal}: ${r.stderr.trim().slice(0, 200)}`;
+    const why = r.spawnError ? (r.spawnError.code ?? r.spawnError.message) : `exit ${r.code ?? r.signal}: ${r.stderr.trim().slice(0, 200)}`;
     throw new Error(`cannot run the Node.js ${node} (${why})`);
   }
   return { path: node, abi: parts[0]!, version: parts[1]!, arch: parts[2]! };

@@ -11,7 +11,7 @@ import { componentLogger, type Logger, LogThrottle } from '../core/log.js';
 import { redactUrl } from '../core/redact.js';
 import type { Frame } from '../core/types.js';
 import { GpioActuator } from '../gpio/actuator.js';
-import { createGpioBackend, type GpioBackend } from '../gpio/backends.js';
+import { createGpioBackend, type GpioBackend, VirtualBackend } from '../gpio/backends.js';
 import { unknownLabelWarnings } from '../gpio/rules.js';
 import { Classifier, type ClassifierOptions } from '../inference/classifier.js';
 import { FrameDecodeError } from '../inference/preprocess/preprocess.js';
@@ -174,7 +174,9 @@ export class Daemon implements Lifecycle {
     this.publisher = publisher;
 
     const gpioLog = componentLogger(log, 'gpio');
-    const backend = o.gpioBackend ?? (await createGpioBackend(p.gpio.backend, { log: gpioLog }));
+    // Without rules no pin is driven: no backend to load (a Pi whose onoff is broken but drives nothing runs).
+    const backend =
+      o.gpioBackend ?? (p.gpio.rules.length === 0 ? new VirtualBackend({ log: gpioLog }) : await createGpioBackend(p.gpio.backend, { log: gpioLog }));
     const onChange = (pin: number, level: 0 | 1) => publisher.publishGpio(pin, level);
     this.gpio = await this.parts.start(new GpioActuator({ rules: p.gpio.rules, backend, log: gpioLog, onChange }), signal);
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from '../core/log.js';
 
 /** Default time between two writes of the health file, in ms. */
-export const HEALTH_INTERVAL_MS = 2_000;
+const HEALTH_INTERVAL_MS = 2_000;
 /** Window of the frame rate in the health file, ms. */
 const FPS_WINDOW_MS = 10_000;
 
@@ -19,7 +19,7 @@ export interface HealthProblem {
 }
 
 /** The model file in use, identified by content. */
-export interface HealthModel {
+interface HealthModel {
   readonly path: string;
   /** sha256 of the file, 64 hex digits. */
   readonly sha256: string;
@@ -251,7 +251,10 @@ export class HealthFile {
     } catch (err) {
       if (this.warned) return;
       this.warned = true;
-      this.log.warn({ file: this.file, err: (err as Error).message }, `cannot write the health file ${this.file}: edge-classifier health and release health gates will not see this daemon`);
+      this.log.warn(
+        { file: this.file, err: (err as Error).message },
+        `cannot write the health file ${this.file}: edge-classifier health and release health gates will not see this daemon`,
+      );
     }
   }
 }

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 
 /** The shared library that holds sd_notify(3); on every systemd machine (Debian's libsystemd0). */
-export const LIBSYSTEMD = 'libsystemd.so.0';
+const LIBSYSTEMD = 'libsystemd.so.0';
 
 /**
  * sd_notify(3) sends `state` (newline-separated `KEY=VALUE` fields) as one

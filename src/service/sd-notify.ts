@@ -112,7 +112,8 @@ export class SdNotifier implements Lifecycle {
     if (want === 'libsystemd' || (want === 'auto' && this.env === process.env)) {
       const loaded = loadSdNotify();
       this.ffi = loaded.fn;
-      if (!loaded.fn && this.enabled) this.log.warn(`sd_notify through libsystemd is not available (${loaded.error}): using ${this.command}, which needs NotifyAccess=all in the unit`);
+      if (!loaded.fn && this.enabled)
+        this.log.warn(`sd_notify through libsystemd is not available (${loaded.error}): using ${this.command}, which needs NotifyAccess=all in the unit`);
     }
     this.transport = this.ffi ? 'libsystemd' : 'systemd-notify';
   }

@@ -3,9 +3,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { classifierOptions } from '../config/options.js';
 import type { Config } from '../config/schema.js';
+import { NotLoadableError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { createGpioBackend } from '../gpio/backends.js';
 import { Classifier } from '../inference/classifier.js';
-import type { Logger } from '../core/log.js';
+import { loadSharp } from '../inference/preprocess/preprocess.js';
 
 /** Where a release keeps the list of its program files with their sha256 (written by `pack`). */
 const PROGRAM_FILES = 'program-files.json';
@@ -19,7 +21,7 @@ const PROGRAM_FILES = 'program-files.json';
  * program does not come from a release (a git checkout).
  * @returns one problem per missing or changed file (at most 5 named).
  */
-export function checkProgramFiles(programDir: string): string[] {
+function checkProgramFiles(programDir: string): string[] {
   const list = path.join(programDir, PROGRAM_FILES);
   if (!existsSync(list)) return [];
   let files: Record<string, string>;
@@ -36,7 +38,9 @@ export function checkProgramFiles(programDir: string): string[] {
   }
   if (bad.length === 0) return [];
   const shown = bad.slice(0, 5).join(', ') + (bad.length > 5 ? ` and ${bad.length - 5} more` : '');
-  return [`release: ${bad.length} program file${bad.length > 1 ? 's' : ''} of ${Object.keys(files).length} not as packed (${shown}): the release is incomplete (half-copied?); install it again from its archive`];
+  return [
+    `release: ${bad.length} program file${bad.length > 1 ? 's' : ''} of ${Object.keys(files).length} not as packed (${shown}): the release is incomplete (half-copied?); install it again from its archive`,
+  ];
 }
 
 /**
@@ -45,21 +49,18 @@ export function checkProgramFiles(programDir: string): string[] {
  * fix, instead of at the first camera frame.
  * @returns a problem, or undefined when sharp works.
  */
-export async function checkSharp(): Promise<string | undefined> {
+async function checkSharp(): Promise<string | undefined> {
   try {
-    const sharp = (await import('sharp')).default;
-    const jpeg = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 200, g: 100, b: 50 } } }).jpeg().toBuffer();
+    const sharp = await loadSharp();
+    const jpeg = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 200, g: 100, b: 50 } } })
+      .jpeg()
+      .toBuffer();
     const { info } = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
     if (info.width !== 8 || info.channels !== 3) return `sharp: decoding a test JPEG gave ${info.width}x${info.height}x${info.channels}, expected 8x8x3`;
     return undefined;
   } catch (err) {
-    const first = (err as Error).message.split('\n')[0];
-    return `sharp cannot load on linux-${process.arch} with Node.js ${process.version} (${first}): its native part is missing or built for another platform; run npm rebuild sharp in ${nativeFixDir()}, or install the release packed for this machine`;
+    return err instanceof NotLoadableError ? err.message : `sharp: decoding a test JPEG failed: ${(err as Error).message}`;
   }
-}
-
-function nativeFixDir(): string {
-  return path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 }
 
 /**
@@ -86,10 +87,12 @@ export async function selfTest(config: Config, log: Logger, programDir: string):
   } catch (err) {
     problems.push(`inference: the model ${config.model.path} cannot be loaded on the ${config.inference.delegate} engine: ${(err as Error).message}`);
   }
-  try {
-    await createGpioBackend(config.gpio.backend, { log });
-  } catch (err) {
-    problems.push(`gpio: ${(err as Error).message}`);
+  if (config.gpio.rules.length > 0) {
+    try {
+      await createGpioBackend(config.gpio.backend, { log });
+    } catch (err) {
+      problems.push(`gpio: ${(err as Error).message}`);
+    }
   }
   return problems;
 }

@@ -4,14 +4,15 @@
  * "udev" (a timer in the test) changes their mode 0.8 s after the export.
  * Also which machines count as having GPIO.
  */
-import t from 'tap';
+
 import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { repoRoot } from '../helpers/assets.js';
+import t from 'tap';
 import { machineHasGpio, raspberryPiModel } from '../../src/gpio/access.js';
+import { repoRoot } from '../helpers/assets.js';
 
 const run = promisify(execFile);
 const tmp = mkdtempSync(path.join(tmpdir(), 'ec-gpio-access-'));
@@ -48,7 +49,11 @@ function fakeSysfs(t: { teardown(fn: () => unknown): void }, name: string, pin: 
         writeFileSync(f, '0');
         chmodSync(f, 0o644);
       }
-      if (udevMs !== null) timer = setTimeout(() => files.forEach((f) => chmodSync(f, 0o666)), udevMs);
+      if (udevMs !== null) {
+        timer = setTimeout(() => {
+          for (const f of files) chmodSync(f, 0o666);
+        }, udevMs);
+      }
       resolve(at);
     }, 5);
   });
@@ -64,20 +69,28 @@ catch (e) { console.log(JSON.stringify({ ok: false, message: e.message })); }`;
   return run(process.execPath, ['--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY }).then((r) => JSON.parse(r.stdout.trim()));
 }
 
-t.test('waits for udev to grant access after the export, then succeeds', { skip: process.getuid?.() !== 0 ? 'needs root to run a child as nobody' : false }, async (t) => {
-  const { root, exported } = fakeSysfs(t, 'late-udev', 529, 800);
-  const r = await waitAsNobody(root, 529);
-  await exported;
-  t.equal(r.ok, true, r.message);
-  t.ok(r.waitedMs >= 700 && r.waitedMs < 2000, `waited ${r.waitedMs} ms for the permissions udev granted 800 ms after the export`);
-});
+t.test(
+  'waits for udev to grant access after the export, then succeeds',
+  { skip: process.getuid?.() !== 0 ? 'needs root to run a child as nobody' : false },
+  async (t) => {
+    const { root, exported } = fakeSysfs(t, 'late-udev', 529, 800);
+    const r = await waitAsNobody(root, 529);
+    await exported;
+    t.equal(r.ok, true, r.message);
+    t.ok(r.waitedMs >= 700 && r.waitedMs < 2000, `waited ${r.waitedMs} ms for the permissions udev granted 800 ms after the export`);
+  },
+);
 
-t.test('never granted: a permission error naming the file and the gpio group, after about 2 s', { skip: process.getuid?.() !== 0 ? 'needs root to run a child as nobody' : false }, async (t) => {
-  const { root } = fakeSysfs(t, 'no-udev', 588, null);
-  const r = await waitAsNobody(root, 588);
-  t.equal(r.ok, false);
-  t.match(r.message, /GPIO 588: .*gpio588\/value still not writable 2000 ms after the export \(EACCES\): add the service user to the 'gpio' group/);
-});
+t.test(
+  'never granted: a permission error naming the file and the gpio group, after about 2 s',
+  { skip: process.getuid?.() !== 0 ? 'needs root to run a child as nobody' : false },
+  async (t) => {
+    const { root } = fakeSysfs(t, 'no-udev', 588, null);
+    const r = await waitAsNobody(root, 588);
+    t.equal(r.ok, false);
+    t.match(r.message, /GPIO 588: .*gpio588\/value still not writable 2000 ms after the export \(EACCES\): add the service user to the 'gpio' group/);
+  },
+);
 
 t.test('which machines have GPIO: a sysfs GPIO class, or a Raspberry Pi in the device tree', async (t) => {
   const laptop = path.join(tmp, 'laptop');

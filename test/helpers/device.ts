@@ -38,6 +38,7 @@ export interface Device {
   readonly healthFile: string;
   readonly unitFile: string;
   /** Runs `dist/cli.js ARGS` against this device; `json` is the last stdout line parsed, when it is JSON. */
+  // biome-ignore lint/suspicious/noExplicitAny: the JSON a command printed, checked field by field by each test
   cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; json: any }>;
   /** Runs the systemctl stand-in for this device. */
   systemctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
@@ -142,4 +143,3 @@ export async function makeDevice(t: TeardownTarget, o: DeviceOptions = {}): Prom
   });
   return dev;
 }
-

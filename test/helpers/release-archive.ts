@@ -12,14 +12,15 @@
  * in package.json and release.json, the program file list recomputed,
  * packed again with its `.sha256`.
  */
-import { createHash } from 'node:crypto';
+
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { repoRoot } from './assets.js';
 import { CLI } from './cli.js';
 
@@ -37,7 +38,9 @@ async function walk(dir: string, rel = ''): Promise<string[]> {
 
 /** sha256 of a file, hex. */
 export async function sha256Of(file: string): Promise<string> {
-  return createHash('sha256').update(await readFile(file)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
 }
 
 /** Version of the archive `packedRelease()` makes. */
@@ -67,7 +70,11 @@ export async function packedRelease(): Promise<string> {
       // Archives of earlier builds are of no use any more.
       for (const old of await readdir(base)) if (old !== key && old !== `${key}.lock`) await rm(path.join(base, old), { recursive: true, force: true });
       await mkdir(dir, { recursive: true });
-      await run(process.execPath, [CLI, 'pack', '--out', dir, '--version', BASE_VERSION], { cwd: repoRoot, maxBuffer: 1 << 24, env: { ...process.env, EDGE_CLASSIFIER_MIRROR: process.env.EDGE_CLASSIFIER_MIRROR ?? path.join(repoRoot, '..', 'shared', 'assets') } });
+      await run(process.execPath, [CLI, 'pack', '--out', dir, '--version', BASE_VERSION], {
+        cwd: repoRoot,
+        maxBuffer: 1 << 24,
+        env: { ...process.env, EDGE_CLASSIFIER_MIRROR: process.env.EDGE_CLASSIFIER_MIRROR ?? path.join(repoRoot, '..', 'shared', 'assets') },
+      });
       return archive;
     } finally {
       await rm(lock, { recursive: true, force: true });

@@ -5,10 +5,11 @@
  * (`NotifyAccess=main`), and keeps its health file. A release that reaches
  * READY and then dies fails the health gate and is rolled back by itself.
  */
-import t from 'tap';
+
 import { mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import t from 'tap';
 import { model } from '../helpers/assets.js';
 import { makeDevice } from '../helpers/device.js';
 import { BASE_VERSION, packedRelease, repack, sha256Of } from '../helpers/release-archive.js';
@@ -25,8 +26,9 @@ const dies = await repack(archive, out, {
   mutate: async (dir) => {
     const file = path.join(dir, 'dist', 'service', 'daemon.js');
     const js = await readFile(file, 'utf8');
-    const patched = js.replace("this.emit('ready');", "this.emit('ready'); setTimeout(() => { console.error('simulated fault after READY'); process.exit(1); }, 1000);");
-    if (patched === js) throw new Error(`cannot patch ${file}: the ready emit moved`);
+    const ready = "'first frame classified: ready');";
+    const patched = js.replace(ready, `${ready} setTimeout(() => { console.error('simulated fault after READY'); process.exit(1); }, 1000);`);
+    if (patched === js) throw new Error(`cannot patch ${file}: its "first frame classified: ready" log line moved`);
     await writeFile(file, patched);
   },
 });
@@ -52,7 +54,14 @@ t.test('activate: current switched, service READY through libsystemd from its ma
 
   const h = await dev.cli(['health', '--json']);
   t.equal(h.code, 0, h.stdout);
-  t.match(h.json, { healthy: true, pid, release: BASE_VERSION, version: BASE_VERSION, ready: true, model: { sha256: defaultModelSha, name: 'mobilenet_v2_1.0_224_quant' } });
+  t.match(h.json, {
+    healthy: true,
+    pid,
+    release: BASE_VERSION,
+    version: BASE_VERSION,
+    ready: true,
+    model: { sha256: defaultModelSha, name: 'mobilenet_v2_1.0_224_quant' },
+  });
   t.ok(h.json.classified >= 1, `${h.json.classified} frames classified`);
   const text = await dev.cli(['health']);
   t.match(text.stdout, new RegExp(`^healthy \\(pid ${pid}\\)`));
@@ -69,7 +78,15 @@ t.test('activate another release: a new process; the old one is previous', async
 t.test('a release that dies after READY fails the gate and is rolled back; the history says why', async (t) => {
   const r = await dev.cli(['release', 'activate', '1.2.0', '--json']);
   t.equal(r.code, 1, 'exit 1: failed, but healthy on the previous release');
-  t.match(r.json, { ok: false, target: '1.2.0', previous: '1.1.0', rolled_back: true, rollback_healthy: true, healthy_at_end: true, health: { release: '1.1.0', healthy: true } });
+  t.match(r.json, {
+    ok: false,
+    target: '1.2.0',
+    previous: '1.1.0',
+    rolled_back: true,
+    rollback_healthy: true,
+    healthy_at_end: true,
+    health: { release: '1.1.0', healthy: true },
+  });
   t.match(r.json.reason, /did not stay up|not healthy|did not start/);
   t.equal(await readlink(dev.currentLink), 'releases/1.1.0', 'current points at the previous release again');
   const journal = await readFile(path.join(dev.root, 'run', 'systemd-standin', 'edge-classifier.service', 'journal.log'), 'utf8');
@@ -97,7 +114,8 @@ t.test('release rollback goes to the previous release with the same gate', async
 t.test('doctor on the device: every line ok or warn, with what it found', async (t) => {
   const r = await dev.cli(['doctor', '--json']);
   const byName = Object.fromEntries(r.json.checks.map((c: { name: string }) => [c.name, c]));
-  for (const name of ['node', 'arch', 'release', 'config', 'tflite', 'sharp', 'gpio', 'camera', 'disk', 'broker', 'unit']) t.equal(byName[name]?.status, 'ok', `${name}: ${byName[name]?.detail}`);
+  for (const name of ['node', 'arch', 'release', 'config', 'tflite', 'sharp', 'gpio', 'camera', 'disk', 'broker', 'unit'])
+    t.equal(byName[name]?.status, 'ok', `${name}: ${byName[name]?.detail}`);
   t.match(byName.node.detail, new RegExp(`${process.version} \\(ABI ${process.versions.modules}, the unit's ExecStart\\) matches release ${BASE_VERSION}`));
   t.match(byName.unit.detail, /ExecStart runs .*, the Node\.js checked above/);
   t.ok(['ok', 'warn'].includes(byName.clock.status), `clock: ${byName.clock.detail}`);

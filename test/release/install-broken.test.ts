@@ -3,18 +3,17 @@
  * cannot load, a half-copied dist/ (the self-test in the unpacked release
  * exits 78 naming the part), and a disk too full to unpack into.
  */
-import t from 'tap';
+
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdtemp, readdir, readFile, rm, truncate, writeFile, stat, copyFile, readlink } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { repoRoot } from '../helpers/assets.js';
-import { CLI, runCli } from '../helpers/cli.js';
+import t from 'tap';
+import { CLI } from '../helpers/cli.js';
 import { makeDevice } from '../helpers/device.js';
-import { BASE_VERSION, manifestOnlyArchive, packedRelease, repack, sha256Of } from '../helpers/release-archive.js';
+import { packedRelease, repack, sha256Of } from '../helpers/release-archive.js';
 
 const run = promisify(execFile);
 // Real releases are unpacked and self-tested (and daemons started): more than the default per-file time on a busy machine.
@@ -41,7 +40,11 @@ t.test('self-test refuses a release whose sharp cannot load, or whose dist/ is h
   t.match(r.json.reason, /exited 78/);
   t.match(r.json.reason, /sharp cannot load/);
   t.match(r.json.reason, /npm rebuild sharp/);
-  t.same((await readdir(dev.releasesDir)).filter((f) => !f.startsWith('.')), [], 'not installed');
+  t.same(
+    (await readdir(dev.releasesDir)).filter((f) => !f.startsWith('.')),
+    [],
+    'not installed',
+  );
   t.same(await readdir(dev.releasesDir), [], 'its temporary folder removed');
 
   const halfCopied = await repack(archive, out, { version: '3.0.1' });
@@ -64,7 +67,25 @@ t.test('full disk: refused before unpacking, with the sizes and the prune fix', 
   const releases = dev.releasesDir;
   const script = `mkdir -p "${releases}" && mount -t tmpfs -o size=40m tmpfs "${releases}" && exec "$0" "$@"`;
   const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn('unshare', ['--mount', '--propagation', 'private', ...(process.getuid?.() === 0 ? [] : ['--user', '--map-root-user']), 'sh', '-c', script, process.execPath, CLI, 'release', 'install', archive, '--json'], { env: dev.env });
+    const child = spawn(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        ...(process.getuid?.() === 0 ? [] : ['--user', '--map-root-user']),
+        'sh',
+        '-c',
+        script,
+        process.execPath,
+        CLI,
+        'release',
+        'install',
+        archive,
+        '--json',
+      ],
+      { env: dev.env },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -1,16 +1,16 @@
 /** `release install` killed midway leaves nothing activatable; `release prune` keeps the current and previous releases. */
-import t from 'tap';
+
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { repoRoot } from '../helpers/assets.js';
-import { CLI, runCli } from '../helpers/cli.js';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { CLI } from '../helpers/cli.js';
 import { makeDevice } from '../helpers/device.js';
-import { BASE_VERSION, manifestOnlyArchive, packedRelease, repack, sha256Of } from '../helpers/release-archive.js';
+import { BASE_VERSION, packedRelease } from '../helpers/release-archive.js';
 
 const run = promisify(execFile);
 // Real releases are unpacked and self-tested (and daemons started): more than the default per-file time on a busy machine.
@@ -58,7 +58,7 @@ t.test('prune keeps the newest N and never the current or previous one', async (
   // 1.1.0 current, 1.2.0 previous: the two oldest installs.
   history.push({ at: new Date(Date.UTC(2026, 0, 10)).toISOString(), event: 'activated', version: '1.2.0', previous: null });
   history.push({ at: new Date(Date.UTC(2026, 0, 11)).toISOString(), event: 'activated', version: '1.1.0', previous: '1.2.0' });
-  await writeFile(path.join(dev.stateDir, 'history.jsonl'), history.map((e) => JSON.stringify(e)).join('\n') + '\n');
+  await writeFile(path.join(dev.stateDir, 'history.jsonl'), `${history.map((e) => JSON.stringify(e)).join('\n')}\n`);
   await symlink('releases/1.1.0', dev.currentLink);
   const r = await dev.cli(['release', 'prune', '--keep', '1', '--json']);
   t.equal(r.code, 0, r.stderr);
@@ -68,7 +68,20 @@ t.test('prune keeps the newest N and never the current or previous one', async (
   t.same((await readdir(dev.releasesDir)).sort(), ['1.1.0', '1.2.0']);
   t.equal(await readlink(dev.currentLink), 'releases/1.1.0');
   const list = await dev.cli(['release', 'list', '--json']);
-  t.match(list.json, { current: '1.1.0', previous: '1.2.0', releases: [{ version: '1.2.0', status: 'previous' }, { version: '1.1.0', status: 'current' }] });
-  const events = (await readFile(path.join(dev.stateDir, 'history.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-  t.same(events.filter((e) => e.event === 'pruned').map((e) => e.version), ['1.3.0', '1.4.0']);
+  t.match(list.json, {
+    current: '1.1.0',
+    previous: '1.2.0',
+    releases: [
+      { version: '1.2.0', status: 'previous' },
+      { version: '1.1.0', status: 'current' },
+    ],
+  });
+  const events = (await readFile(path.join(dev.stateDir, 'history.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  t.same(
+    events.filter((e) => e.event === 'pruned').map((e) => e.version),
+    ['1.3.0', '1.4.0'],
+  );
 });

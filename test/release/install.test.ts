@@ -3,18 +3,16 @@
  * anything is unpacked — wrong checksum, no checksum, a truncated archive,
  * another arch, another Node.js ABI.
  */
-import t from 'tap';
-import { execFile, spawn } from 'node:child_process';
+
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdtemp, readdir, readFile, rm, truncate, writeFile, stat, copyFile, readlink } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { repoRoot } from '../helpers/assets.js';
-import { CLI, runCli } from '../helpers/cli.js';
+import t from 'tap';
 import { makeDevice } from '../helpers/device.js';
-import { BASE_VERSION, manifestOnlyArchive, packedRelease, repack, sha256Of } from '../helpers/release-archive.js';
+import { BASE_VERSION, manifestOnlyArchive, packedRelease, sha256Of } from '../helpers/release-archive.js';
 
 const run = promisify(execFile);
 // Real releases are unpacked and self-tested (and daemons started): more than the default per-file time on a busy machine.
@@ -71,20 +69,34 @@ t.test('install refuses: checksum, missing .sha256, truncated archive, another a
   const otherArch = process.arch === 'arm64' ? 'x64' : 'arm64';
   const armDir = await mkdtemp(path.join(out, 'arch-'));
   const arm = await manifestOnlyArchive(armDir, { ...manifest, version: '2.0.0', arch: otherArch });
-  const a = await refused(arm, 'arch', new RegExp(`built for linux-${otherArch}, but the service's Node.js \\(${process.execPath.replace(/[/.]/g, '\\$&')}, from ExecStart`));
+  const a = await refused(
+    arm,
+    'arch',
+    new RegExp(`built for linux-${otherArch}, but the service's Node.js \\(${process.execPath.replace(/[/.]/g, '\\$&')}, from ExecStart`),
+  );
   t.match(a.json.fix, new RegExp(`linux-${process.arch}\\.tar\\.gz`));
 
   const abiDir = await mkdtemp(path.join(out, 'abi-'));
   const abi = await manifestOnlyArchive(abiDir, { ...manifest, version: '2.0.1', node_abi: '93', node_version: 'v16.20.2' });
-  await refused(abi, 'node-abi', new RegExp(`built with Node\\.js v16\\.20\\.2 \\(ABI 93\\), but the service runs .* ${process.version} \\(ABI ${process.versions.modules}`));
+  await refused(
+    abi,
+    'node-abi',
+    new RegExp(`built with Node\\.js v16\\.20\\.2 \\(ABI 93\\), but the service runs .* ${process.version} \\(ABI ${process.versions.modules}`),
+  );
 
-  const history = (await readFile(path.join(dev.stateDir, 'history.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-  t.same(history.map((e) => [e.event, e.check]), [
-    ['install-failed', 'checksum'],
-    ['install-failed', 'checksum'],
-    ['install-failed', 'checksum'],
-    ['install-failed', 'archive'],
-    ['install-failed', 'arch'],
-    ['install-failed', 'node-abi'],
-  ]);
+  const history = (await readFile(path.join(dev.stateDir, 'history.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  t.same(
+    history.map((e) => [e.event, e.check]),
+    [
+      ['install-failed', 'checksum'],
+      ['install-failed', 'checksum'],
+      ['install-failed', 'checksum'],
+      ['install-failed', 'archive'],
+      ['install-failed', 'arch'],
+      ['install-failed', 'node-abi'],
+    ],
+  );
 });

@@ -6,9 +6,10 @@
  * does not end up running is rolled back. MQTT subscribers see the new
  * model's predictions.
  */
-import t from 'tap';
+
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import t from 'tap';
 import { parseDocument } from 'yaml';
 import { labels as labelsAsset, model } from '../helpers/assets.js';
 import { makeDevice } from '../helpers/device.js';
@@ -42,7 +43,14 @@ t.test('model install: stored by sha256, checked, reloaded without a restart, pr
   const pid = await dev.mainPid();
   const r = await dev.cli(['model', 'install', FLOWERS, '--json']);
   t.equal(r.code, 0, r.stderr);
-  t.match(r.json, { ok: true, action: 'model-install', target: flowersSha, previous: defaultSha, healthy_at_end: true, health: { healthy: true, pid, model: { sha256: flowersSha } } });
+  t.match(r.json, {
+    ok: true,
+    action: 'model-install',
+    target: flowersSha,
+    previous: defaultSha,
+    healthy_at_end: true,
+    health: { healthy: true, pid, model: { sha256: flowersSha } },
+  });
   t.equal(await dev.mainPid(), pid, 'same process: reloaded, not restarted');
   const stored = path.join(dev.stateDir, 'models', flowersSha, 'automl_labeler_model.tflite');
   t.equal(await sha256Of(stored), flowersSha, 'stored under its sha256');
@@ -50,9 +58,16 @@ t.test('model install: stored by sha256, checked, reloaded without a restart, pr
   t.match(config, /^# test device configuration/, 'comments kept');
   t.match(config, new RegExp(`^  path: ${stored.replace(/[/.]/g, '\\$&')}$`, 'm'));
   t.match(r.stderr, /model check: 5 classes, 5 labels/);
-  const m = await rec.waitFor((m) => m.topic === `${base}/prediction` && (JSON.parse(m.payload) as Prediction).model === 'automl_labeler_model', 30_000, 'a prediction of the new model');
+  const m = await rec.waitFor(
+    (m) => m.topic === `${base}/prediction` && (JSON.parse(m.payload) as Prediction).model === 'automl_labeler_model',
+    30_000,
+    'a prediction of the new model',
+  );
   const p = JSON.parse(m.payload) as Prediction;
-  t.ok(p.classes.every((c) => FLOWER_LABELS.includes(c.label)), `flower labels: ${p.classes.map((c) => c.label).join(', ')}`);
+  t.ok(
+    p.classes.every((c) => FLOWER_LABELS.includes(c.label)),
+    `flower labels: ${p.classes.map((c) => c.label).join(', ')}`,
+  );
   const h = await dev.cli(['health', '--json']);
   t.match(h.json, { healthy: true, reloads: 1, model: { sha256: flowersSha, name: 'automl_labeler_model' } });
 });
@@ -72,8 +87,14 @@ t.test('a model that does not load, or whose labels do not fit its output, is re
   t.equal(await dev.mainPid(), pid, 'daemon untouched');
   const h = await dev.cli(['health', '--json']);
   t.match(h.json, { healthy: true, reloads: 1, model: { sha256: flowersSha } });
-  const events = (await readFile(path.join(dev.stateDir, 'history.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-  t.same(events.filter((e) => e.event === 'model-failed').map((e) => e.check), ['model', 'labels', 'labels']);
+  const events = (await readFile(path.join(dev.stateDir, 'history.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  t.same(
+    events.filter((e) => e.event === 'model-failed').map((e) => e.check),
+    ['model', 'labels', 'labels'],
+  );
 });
 
 t.test('model rollback: the model that ran before, by reload', async (t) => {
@@ -116,6 +137,9 @@ t.test('a model the daemon does not end up running (Edge TPU model, no Edge TPU,
   t.equal(await dev.mainPid(), pid, 'never restarted');
   const after = await dev.cli(['health', '--json']);
   t.match(after.json, { healthy: true, model: { sha256: cpuSha } });
-  const events = (await readFile(path.join(dev.stateDir, 'history.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const events = (await readFile(path.join(dev.stateDir, 'history.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   t.match(events.at(-1), { event: 'model-rolled-back', check: 'reload', detail: { rollback_healthy: true } });
 });

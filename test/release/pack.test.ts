@@ -1,16 +1,14 @@
 /** `pack`: a real archive of this build (name, checksum, manifest, contents) and the refusal to pack for another arch. */
-import t from 'tap';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { appendFile, mkdtemp, readdir, readFile, rm, truncate, writeFile, stat, copyFile, readlink } from 'node:fs/promises';
+
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
 import { repoRoot } from '../helpers/assets.js';
-import { CLI, runCli } from '../helpers/cli.js';
-import { makeDevice } from '../helpers/device.js';
-import { BASE_VERSION, manifestOnlyArchive, packedRelease, repack, sha256Of } from '../helpers/release-archive.js';
+import { runCli } from '../helpers/cli.js';
+import { BASE_VERSION, packedRelease } from '../helpers/release-archive.js';
 
 const run = promisify(execFile);
 // Real releases are unpacked and self-tested (and daemons started): more than the default per-file time on a busy machine.
@@ -25,14 +23,37 @@ t.test('pack: archive name, .sha256 as sha256sum writes it, manifest from this m
   t.equal((await readFile(`${archive}.sha256`, 'utf8')).trim(), `${sum}  ${path.basename(archive)}`, 'sha256sum -c can check it');
   const manifest = JSON.parse((await run('tar', ['-xzOf', archive, './release.json'])).stdout);
   const head = (await run('git', ['-C', repoRoot, 'rev-parse', 'HEAD'])).stdout.trim();
-  t.match(manifest, { name: 'edge-classifier', version: BASE_VERSION, commit: head, platform: 'linux', arch: process.arch, node_abi: process.versions.modules, node_version: process.version });
+  t.match(manifest, {
+    name: 'edge-classifier',
+    version: BASE_VERSION,
+    commit: head,
+    platform: 'linux',
+    arch: process.arch,
+    node_abi: process.versions.modules,
+    node_version: process.version,
+  });
   t.ok(Math.abs(Date.parse(manifest.built_at) - Date.now()) < 24 * 3600_000, 'build date is an ISO date');
   const list = (await run('tar', ['-tzf', archive], { maxBuffer: 1 << 26 })).stdout.split('\n');
-  for (const f of ['./dist/cli.js', './package.json', './systemd/edge-classifier.service', './node_modules/sharp/package.json', './node_modules/tfjs-tflite-node/package.json', './models/mobilenet_v2_1.0_224_quant.tflite', './program-files.json']) {
+  for (const f of [
+    './dist/cli.js',
+    './package.json',
+    './systemd/edge-classifier.service',
+    './node_modules/sharp/package.json',
+    './node_modules/tfjs-tflite-node/package.json',
+    './models/mobilenet_v2_1.0_224_quant.tflite',
+    './program-files.json',
+  ]) {
     t.ok(list.includes(f), `${f} in the archive`);
   }
-  t.notOk(list.some((f) => f.startsWith('./node_modules/tap/') || f.startsWith('./node_modules/typescript/')), 'no dev dependencies');
-  t.ok(manifest.native.some((n: string) => n.startsWith('tfjs-tflite-node@')) && manifest.native.some((n: string) => n.startsWith('sharp@') || n.startsWith('@img/sharp-')), `native parts listed: ${manifest.native.join(', ')}`);
+  t.notOk(
+    list.some((f) => f.startsWith('./node_modules/tap/') || f.startsWith('./node_modules/typescript/')),
+    'no dev dependencies',
+  );
+  t.ok(
+    manifest.native.some((n: string) => n.startsWith('tfjs-tflite-node@')) &&
+      manifest.native.some((n: string) => n.startsWith('sharp@') || n.startsWith('@img/sharp-')),
+    `native parts listed: ${manifest.native.join(', ')}`,
+  );
 });
 
 t.test('pack --arch for another arch refuses, naming each part that is compiled at install', async (t) => {
@@ -43,5 +64,8 @@ t.test('pack --arch for another arch refuses, naming each part that is compiled 
   t.match(r.stderr, /tfjs-tflite-node@[\d.]+/, 'names the TFLite binding');
   t.match(r.stderr, /epoll@[\d.]+/, "names onoff's epoll");
   t.match(r.stderr, /builder host/, 'says where to build instead');
-  t.notOk((await readdir(out)).some((f) => f.endsWith('.tar.gz')), 'no archive written');
+  t.notOk(
+    (await readdir(out)).some((f) => f.endsWith('.tar.gz')),
+    'no archive written',
+  );
 });

@@ -1,29 +1,62 @@
 /** The small parts of the release commands, in process: health verdicts, the health file, time spans, the history, unit parsing, doctor on a fake Raspberry Pi. */
-import t from 'tap';
+
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import t from 'tap';
+import { silentLogger } from '../../src/core/log.js';
+import { doctor } from '../../src/release/doctor.js';
 import { judgeHealth } from '../../src/release/health.js';
 import { currentSequence, type HistoryEvent } from '../../src/release/history.js';
+import { Layout } from '../../src/release/layout.js';
 import { parseTimespan } from '../../src/release/service-manager.js';
 import { execStartProgram, parseUnit } from '../../src/release/unit-file.js';
-import { doctor } from '../../src/release/doctor.js';
-import { Layout } from '../../src/release/layout.js';
 import { HealthFile, type HealthRecord, type PipelineHealth } from '../../src/service/health-file.js';
-import { silentLogger } from '../../src/core/log.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'ec-parts-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 
 function pipeline(over: Partial<PipelineHealth> = {}): PipelineHealth {
-  return { ready: true, model_path: null, labels_path: null, frames_in: 10, classified: 9, dropped: 1, bad_frames: 0, failed: 0, fps: 4, last_classified_at: new Date().toISOString(), stalled: false, mqtt_connected: true, problems: [], ...over };
+  return {
+    ready: true,
+    model_path: null,
+    labels_path: null,
+    frames_in: 10,
+    classified: 9,
+    dropped: 1,
+    bad_frames: 0,
+    failed: 0,
+    fps: 4,
+    last_classified_at: new Date().toISOString(),
+    stalled: false,
+    mqtt_connected: true,
+    problems: [],
+    ...over,
+  };
 }
 
 function record(over: Partial<HealthRecord> = {}, p: Partial<PipelineHealth> = {}): HealthRecord {
   const { model_path: _m, labels_path: _l, ...rest } = pipeline(p);
   const now = new Date().toISOString();
-  return { format: 1, pid: process.pid, version: '1.0.0', program_dir: '/opt/edge-classifier/releases/1.0.0', started_at: now, updated_at: now, interval_ms: 2000, reloads: 0, loaded_at: now, last_reload: null, ready_at: now, model: null, labels: null, pipeline: rest, state: 'running', ...over };
+  return {
+    format: 1,
+    pid: process.pid,
+    version: '1.0.0',
+    program_dir: '/opt/edge-classifier/releases/1.0.0',
+    started_at: now,
+    updated_at: now,
+    interval_ms: 2000,
+    reloads: 0,
+    loaded_at: now,
+    last_reload: null,
+    ready_at: now,
+    model: null,
+    labels: null,
+    pipeline: rest,
+    state: 'running',
+    ...over,
+  };
 }
 
 t.test('health verdict: healthy; stale; process gone; not ready; stalled; an error problem; a warning is not', async (t) => {
@@ -37,7 +70,9 @@ t.test('health verdict: healthy; stale; process gone; not ready; stalled; an err
   t.match(judgeHealth(record({}, { stalled: true }), 'h.json').reasons, [/stalled/]);
   t.match(judgeHealth(record({ state: 'reloading', pipeline: null }), 'h.json').reasons, [/reloading/]);
   const problem = { id: 'broker_unreachable', message: 'broker 10.0.0.1:1883 unreachable', hint: 'check the network', since: new Date().toISOString() };
-  t.match(judgeHealth(record({}, { problems: [{ ...problem, severity: 'error' }] }), 'h.json').reasons, [/problem broker_unreachable: broker 10\.0\.0\.1:1883 unreachable/]);
+  t.match(judgeHealth(record({}, { problems: [{ ...problem, severity: 'error' }] }), 'h.json').reasons, [
+    /problem broker_unreachable: broker 10\.0\.0\.1:1883 unreachable/,
+  ]);
   const warned = judgeHealth(record({}, { problems: [{ ...problem, severity: 'warning' }] }), 'h.json');
   t.equal(warned.healthy, true, 'a warning is shown, not counted');
   t.equal(warned.problems.length, 1);
@@ -121,5 +156,9 @@ t.test('doctor on a fake Raspberry Pi tree: GPIO chip, permissions, Edge TPU, ca
 
   rmSync(gpio, { recursive: true });
   const gone = await doctor({ layout, sysRoot: sys, env: { PATH: '/nonexistent' } });
-  t.match(gone.checks.find((c) => c.name === 'gpio-chip'), { status: 'fail', detail: /Raspberry Pi 4 .* without .*sys\/class\/gpio/ }, 'a Pi without sysfs GPIO is a failure, not a quiet virtual fallback');
+  t.match(
+    gone.checks.find((c) => c.name === 'gpio-chip'),
+    { status: 'fail', detail: /Raspberry Pi 4 .* without .*sys\/class\/gpio/ },
+    'a Pi without sysfs GPIO is a failure, not a quiet virtual fallback',
+  );
 });

@@ -5,14 +5,15 @@
  * restarted, reload by ExecReload with $MAINPID, stop with SIGTERM, the
  * runtime folder made and removed, `show` and `is-active` output.
  */
-import t from 'tap';
+
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import t from 'tap';
 import { repoRoot } from '../helpers/assets.js';
 import { STANDIN_BIN } from '../helpers/device.js';
 
@@ -25,7 +26,22 @@ async function machine(t: { teardown(fn: () => unknown): void }, mode: string, e
   await mkdir(unitDir, { recursive: true });
   await writeFile(
     path.join(unitDir, 'demo.service'),
-    ['[Unit]', 'Description=demo', '[Service]', 'Type=notify', 'NotifyAccess=main', `ExecStart=${process.execPath} ${FIXTURE} ${mode}`, 'ExecReload=/bin/kill -HUP $MAINPID', 'RuntimeDirectory=demo', 'TimeoutStartSec=3', 'TimeoutStopSec=3', 'Restart=on-failure', 'RestartSec=0.2', 'RestartPreventExitStatus=78', ...extra].join('\n'),
+    [
+      '[Unit]',
+      'Description=demo',
+      '[Service]',
+      'Type=notify',
+      'NotifyAccess=main',
+      `ExecStart=${process.execPath} ${FIXTURE} ${mode}`,
+      'ExecReload=/bin/kill -HUP $MAINPID',
+      'RuntimeDirectory=demo',
+      'TimeoutStartSec=3',
+      'TimeoutStopSec=3',
+      'Restart=on-failure',
+      'RestartSec=0.2',
+      'RestartPreventExitStatus=78',
+      ...extra,
+    ].join('\n'),
   );
   const env = { ...process.env, EDGE_CLASSIFIER_ROOT: root };
   const systemctl = async (...args: string[]) => {
@@ -37,7 +53,13 @@ async function machine(t: { teardown(fn: () => unknown): void }, mode: string, e
       return { code: e.code, stdout: e.stdout, stderr: e.stderr };
     }
   };
-  const show = async (...props: string[]) => Object.fromEntries((await systemctl('show', '-p', props.join(','), 'demo')).stdout.trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+  const show = async (...props: string[]) =>
+    Object.fromEntries(
+      (await systemctl('show', '-p', props.join(','), 'demo')).stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+    );
   const journal = () => readFile(path.join(root, 'run', 'systemd-standin', 'demo.service', 'journal.log'), 'utf8').catch(() => '');
   t.teardown(async () => {
     await systemctl('stop', 'demo');
@@ -82,7 +104,12 @@ t.test('exit 78 before READY: failed, not restarted; exit 1: restarted', async (
   t.equal(r.code, 1);
   t.match(r.stderr, /status=78/);
   await sleep(600);
-  t.match(await m.show('ActiveState', 'Result', 'ExecMainStatus', 'NRestarts'), { ActiveState: 'failed', Result: 'exit-code', ExecMainStatus: '78', NRestarts: '0' });
+  t.match(await m.show('ActiveState', 'Result', 'ExecMainStatus', 'NRestarts'), {
+    ActiveState: 'failed',
+    Result: 'exit-code',
+    ExecMainStatus: '78',
+    NRestarts: '0',
+  });
 
   const c = await machine(t, 'exit:1', ['StartLimitBurst=3', 'StartLimitIntervalSec=60']);
   t.equal((await c.systemctl('start', 'demo')).code, 1);

@@ -5,12 +5,13 @@
  * part, or explained in a comment). `edge-classifier unit` renders it for a
  * root and a Node.js.
  */
-import t from 'tap';
+
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import t from 'tap';
 import { repoRoot } from '../helpers/assets.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -55,7 +56,10 @@ t.test('edge-classifier unit: the shipped unit, moved under a root, with another
   const root = await mkdtemp(path.join(tmpdir(), 'ec-unit-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const r = await runCli(['unit', '--root', root, '--node', process.execPath]);
-  t.match(r.stdout, new RegExp(`^ExecStart=${process.execPath} ${root}/opt/edge-classifier/current/dist/cli\\.js run --config ${root}/etc/edge-classifier/config\\.yaml$`, 'm'));
+  t.match(
+    r.stdout,
+    new RegExp(`^ExecStart=${process.execPath} ${root}/opt/edge-classifier/current/dist/cli\\.js run --config ${root}/etc/edge-classifier/config\\.yaml$`, 'm'),
+  );
   t.match(r.stdout, new RegExp(`^WorkingDirectory=${root}/opt/edge-classifier/current$`, 'm'));
   for (const p of ['/opt/edge-classifier', '/etc/edge-classifier', '/var/lib/edge-classifier']) {
     t.notOk(r.stdout.split(`${root}${p}`).join('').includes(p), `every ${p} moved under the root`);

@@ -1,4 +1,5 @@
-import sharp, { type OutputInfo } from 'sharp';
+import type { OutputInfo, default as Sharp } from 'sharp';
+import { NotLoadableError } from '../../core/errors.js';
 import type { TensorDetails } from '../../core/types.js';
 import { applyPixelMapping, type InputDType, type InputTensorArray, type PixelMapping, type PixelMappingOptions, resolvePixelMapping } from './quantize.js';
 
@@ -16,6 +17,30 @@ export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'tiff' | 'avif' | 'h
 
 /** Formats the prebuilt sharp (libvips) decodes, as a sentence fragment for messages. */
 const READABLE_FORMATS = 'JPEG, PNG, WebP, GIF, TIFF or AVIF';
+
+let sharpModule: typeof Sharp | undefined;
+
+/**
+ * Loads sharp (libvips) once, on first use rather than at import, so that a
+ * sharp whose native part is missing or built for another platform, arch or
+ * Node.js fails with a message naming the fix instead of an uncaught stack
+ * trace before anything can report it.
+ * @throws NotLoadableError (`sharp`).
+ */
+export async function loadSharp(): Promise<typeof Sharp> {
+  if (sharpModule) return sharpModule;
+  try {
+    sharpModule = (await import('sharp')).default;
+  } catch (err) {
+    const first = (err as Error).message.split('\n').find((l) => l.trim() !== '') ?? String(err);
+    throw new NotLoadableError(
+      'sharp',
+      `sharp cannot load on linux-${process.arch} with Node.js ${process.version} (${first}): its native part is missing or built for another platform; run npm rebuild sharp in the program's folder, or install the release packed for this machine`,
+      { cause: err },
+    );
+  }
+  return sharpModule;
+}
 
 /**
  * Why a frame could not be decoded, for counting and logging once per kind:
@@ -206,6 +231,7 @@ export class Preprocessor {
     const fit = this.resize === 'stretch' ? 'fill' : this.resize === 'crop' ? 'cover' : 'contain';
     let data: Buffer;
     let info: OutputInfo;
+    const sharp = await loadSharp();
     try {
       ({ data, info } = await sharp(image, { failOn: 'truncated', limitInputPixels: this.limitInputPixels })
         .rotate()
