@@ -131,7 +131,9 @@ const gpioSchema = z
   .strictObject({
     backend: z
       .enum(['auto', 'sysfs', 'virtual'])
-      .describe('`sysfs` drives real pins through onoff, `virtual` only logs and publishes, `auto` picks sysfs when /sys/class/gpio exists.'),
+      .describe(
+        '`sysfs` drives real pins through onoff, `virtual` only logs and publishes, `auto` picks sysfs, and virtual only on a machine without GPIO (no /sys/class/gpio, not a Raspberry Pi).',
+      ),
     rules: z
       .array(gpioRuleSchema)
       .superRefine((rules, ctx) => {
