@@ -11,7 +11,7 @@ import { type ReleaseManifest, readManifest } from './manifest.js';
 import { execStartProgram, type NodeIdentity, nodeIdentity, readInstalledUnit } from './unit-file.js';
 
 /** One line of `doctor`. */
-interface DoctorCheck {
+export interface DoctorCheck {
   /** Short name: `node`, `arch`, `tflite`, `camera`, `gpio`, `edgetpu`, `disk`, `clock`, `broker`, `unit`, ... */
   readonly name: string;
   readonly status: 'ok' | 'warn' | 'fail';

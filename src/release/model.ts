@@ -9,7 +9,7 @@ import { waitForHealthy } from './gate.js';
 import { type HealthReport, healthJson, judgeHealth, readHealthRecord } from './health.js';
 import { History } from './history.js';
 import type { Layout } from './layout.js';
-import type { DeviceContext, SwitchResult } from './releases.js';
+import { type DeviceContext, doctorFindings, type SwitchResult } from './releases.js';
 import { selfTestRelease } from './self-test.js';
 import { serviceNode } from './unit-file.js';
 
@@ -219,6 +219,7 @@ async function switchModel(ctx: DeviceContext, choice: ModelChoice, action: 'mod
       rollbackReason = (e2 as Error).message;
       progress(`the previous model is not healthy either: ${rollbackReason}`);
     }
+    const findings = await doctorFindings(ctx);
     await history.append({
       event: 'model-rolled-back',
       version: choice.sha256,
@@ -239,6 +240,7 @@ async function switchModel(ctx: DeviceContext, choice: ModelChoice, action: 'mod
       reason: err.message,
       fix: err.fix,
       health: health ? healthJson(health) : undefined,
+      doctor: findings,
     };
   }
 }

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, rename, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { acquireLock, fsyncDir, OperationError, sha256File, switchSymlink } from './atomic.js';
+import type { DoctorCheck } from './doctor.js';
 import { execCapture, lastLines } from './exec.js';
 import { type Progress, restartAndWaitReady, waitForHealthy } from './gate.js';
 import { type HealthReport, healthJson } from './health.js';
@@ -48,6 +49,21 @@ export interface SwitchResult {
   readonly fix?: string;
   /** The daemon's health at the end. */
   readonly health?: Omit<HealthReport, 'record'>;
+  /** After a failed gate: the `doctor` checks that did not pass, for the report. */
+  readonly doctor?: readonly DoctorCheck[];
+}
+
+/** The doctor's warn and fail lines, for the report of a failed gate (each also as a progress line). */
+export async function doctorFindings(ctx: DeviceContext): Promise<DoctorCheck[]> {
+  try {
+    const { doctor } = await import('./doctor.js');
+    const found = (await doctor({ layout: ctx.layout, node: ctx.node, env: ctx.env })).checks.filter((c) => c.status !== 'ok');
+    for (const c of found) ctx.progress(`doctor: ${c.status} ${c.name}: ${c.detail}${c.fix ? ` — fix: ${c.fix}` : ''}`);
+    return found;
+  } catch (err) {
+    ctx.progress(`doctor could not run: ${(err as Error).message}`);
+    return [];
+  }
 }
 
 /** The version `current` points at, or null when there is no `current`. */
@@ -410,6 +426,7 @@ export async function activateRelease(ctx: DeviceContext, version: string, o: Ac
         reason: err.message,
         detail: { rollback_healthy: rollbackHealthy, ...(rollbackReason ? { rollback_reason: rollbackReason } : {}) },
       });
+      const findings = await doctorFindings(ctx);
       return {
         ok: false,
         action,
@@ -422,6 +439,7 @@ export async function activateRelease(ctx: DeviceContext, version: string, o: Ac
         reason: err.message,
         fix: err.fix,
         health: health ? healthJson(health) : undefined,
+        doctor: findings,
       };
     }
   } finally {

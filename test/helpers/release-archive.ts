@@ -87,6 +87,8 @@ export interface RepackOptions {
   readonly version: string;
   /** Changes the unpacked release (its folder) before it is packed again. */
   readonly mutate?: (dir: string) => Promise<void>;
+  /** Changes the release after its program file list is made (a copy that differs from what was packed). */
+  readonly afterList?: (dir: string) => Promise<unknown>;
   /** Fields to overwrite in release.json (e.g. another arch). */
   readonly manifest?: Record<string, unknown>;
 }
@@ -106,6 +108,7 @@ export async function repack(archive: string, outDir: string, o: RepackOptions):
     const files: Record<string, string> = { 'package.json': await sha256Of(path.join(work, 'package.json')) };
     for (const f of await walk(path.join(work, 'dist'))) files[path.join('dist', f)] = await sha256Of(path.join(work, 'dist', f));
     await writeFile(path.join(work, 'program-files.json'), JSON.stringify(files));
+    await o.afterList?.(work);
     const name = `edge-classifier-${o.version}-linux-${String(manifest.arch)}.tar.gz`;
     const out = path.join(outDir, name);
     await run('tar', ['-C', work, '--use-compress-program=gzip -1', '-cf', out, '.']);

@@ -89,6 +89,8 @@ t.test('a release that dies after READY fails the gate and is rolled back; the h
   });
   t.match(r.json.reason, /did not stay up|not healthy|did not start/);
   t.equal(await readlink(dev.currentLink), 'releases/1.1.0', 'current points at the previous release again');
+  t.ok(Array.isArray(r.json.doctor), 'the report carries the doctor lines that did not pass');
+  t.ok(r.json.doctor.every((c: { status: string }) => c.status === 'warn' || c.status === 'fail'));
   const journal = await readFile(path.join(dev.root, 'run', 'systemd-standin', 'edge-classifier.service', 'journal.log'), 'utf8');
   t.match(journal, /simulated fault after READY/, 'the bad release did run');
   const h = await dev.cli(['health', '--json']);

@@ -4,27 +4,25 @@
  * exits 78 naming the part), and a disk too full to unpack into.
  */
 
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
 import { CLI } from '../helpers/cli.js';
 import { makeDevice } from '../helpers/device.js';
-import { packedRelease, repack, sha256Of } from '../helpers/release-archive.js';
+import { packedRelease, repack } from '../helpers/release-archive.js';
 
-const run = promisify(execFile);
 // Real releases are unpacked and self-tested (and daemons started): more than the default per-file time on a busy machine.
 t.setTimeout(360_000);
 const out = await mkdtemp(path.join(tmpdir(), 'ec-install-'));
 t.teardown(() => rm(out, { recursive: true, force: true }));
 const archive = await packedRelease();
 
-t.test('self-test refuses a release whose sharp cannot load, or whose dist/ is half-copied (exit 78 inside, named)', async (t) => {
+t.test('self-test refuses a release whose sharp cannot load and whose dist/ is half-copied (exit 78 inside, each part named)', async (t) => {
   const dev = await makeDevice(t);
-  const brokenSharp = await repack(archive, out, {
+  const broken = await repack(archive, out, {
     version: '3.0.0',
     mutate: async (dir) => {
       // A native module for another machine: the file is there, the loader rejects it.
@@ -33,32 +31,17 @@ t.test('self-test refuses a release whose sharp cannot load, or whose dist/ is h
       if (addons.length === 0) throw new Error(`no sharp addon in ${lib}`);
       for (const f of addons) await writeFile(path.join(lib, f), 'not an ELF file');
     },
+    // After the program file list is made: a copy that lost a module on the way.
+    afterList: async (dir) => rm(path.join(dir, 'dist', 'mqtt', 'publisher.js')),
   });
-  const r = await dev.cli(['release', 'install', brokenSharp, '--json']);
+  const r = await dev.cli(['release', 'install', broken, '--json']);
   t.equal(r.code, 1);
   t.match(r.json, { ok: false, check: 'self-test' });
   t.match(r.json.reason, /exited 78/);
   t.match(r.json.reason, /sharp cannot load/);
   t.match(r.json.reason, /npm rebuild sharp/);
-  t.same(
-    (await readdir(dev.releasesDir)).filter((f) => !f.startsWith('.')),
-    [],
-    'not installed',
-  );
-  t.same(await readdir(dev.releasesDir), [], 'its temporary folder removed');
-
-  const halfCopied = await repack(archive, out, { version: '3.0.1' });
-  // Cut the archive's dist after its file list was made: unpack, drop a module, pack without updating the list.
-  const work = await mkdtemp(path.join(out, 'half-'));
-  await run('tar', ['-xzf', halfCopied, '-C', work]);
-  await rm(path.join(work, 'dist', 'mqtt', 'publisher.js'));
-  await run('tar', ['-C', work, '--use-compress-program=gzip -1', '-cf', halfCopied, '.']);
-  await writeFile(`${halfCopied}.sha256`, `${await sha256Of(halfCopied)}\n`);
-  await rm(work, { recursive: true, force: true });
-  const h = await dev.cli(['release', 'install', halfCopied, '--json']);
-  t.equal(h.code, 1);
-  t.match(h.json, { ok: false, check: 'self-test' });
-  t.match(h.json.reason, /dist\/mqtt\/publisher\.js/, 'names the missing file');
+  t.match(r.json.reason, /dist\/mqtt\/publisher\.js is missing/, 'names the missing file');
+  t.same(await readdir(dev.releasesDir), [], 'not installed, and its temporary folder removed');
 });
 
 t.test('full disk: refused before unpacking, with the sizes and the prune fix', async (t) => {
