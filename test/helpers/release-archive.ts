@@ -46,11 +46,14 @@ export async function sha256Of(file: string): Promise<string> {
 /** Version of the archive `packedRelease()` makes. */
 export const BASE_VERSION = '1.0.0';
 
-/** The archive of the current build, packed once per build and shared between test files. */
+/** The archive of the current build (dist/, lock file, git commit and changes), packed once and shared between test files. */
 export async function packedRelease(): Promise<string> {
   const hash = createHash('sha256');
   for (const f of await walk(path.join(repoRoot, 'dist'))) hash.update(f).update(await readFile(path.join(repoRoot, 'dist', f)));
   hash.update(await readFile(path.join(repoRoot, 'package-lock.json')));
+  // The manifest records the commit and whether the tree had changes: a new commit is a new archive.
+  hash.update((await run('git', ['-C', repoRoot, 'rev-parse', 'HEAD'])).stdout);
+  hash.update((await run('git', ['-C', repoRoot, 'status', '--porcelain', '--untracked-files=no'])).stdout);
   const key = hash.digest('hex').slice(0, 16);
   const base = path.join(tmpdir(), 'edge-classifier-test-releases');
   const dir = path.join(base, key);
