@@ -35,7 +35,7 @@ export function payloadErrors(name: SchemaName, value: unknown): string {
 }
 
 interface Asserter {
-  equal(found: unknown, wanted: unknown, message?: string): unknown;
+  equal(found: unknown, wanted: unknown, message: string): unknown;
 }
 
 /** Asserts that `value` is valid against schema `name`, naming the errors otherwise. */
