@@ -57,3 +57,26 @@ t.test('readThrottled runs the program, null when it is missing or fails', async
   t.equal(await readThrottled(failing), null);
   t.equal(await readThrottled(path.join(dir, 'missing')), null);
 });
+
+t.test('SystemSampler: memory, CPU percent, temperature and throttling from a stand-in Pi', async (t) => {
+  const { SystemSampler } = await import('../../src/stats/sampler.js');
+  const root = t.testdir();
+  const thermal = await thermalTree(path.join(root, 'thermal'), [['cpu-thermal', '48312']]);
+  const bin = path.join(root, 'bin');
+  await mkdir(bin);
+  await writeFile(path.join(bin, 'vcgencmd'), '#!/bin/sh\necho throttled=0x50000\n');
+  await chmod(path.join(bin, 'vcgencmd'), 0o755);
+  const sampler = new SystemSampler({ thermalRoot: thermal, pathEnv: bin });
+  // Burn about 200 ms of CPU between two samples: cpu_percent must see it.
+  await sampler.sample();
+  const start = Date.now();
+  while (Date.now() - start < 200) Math.sqrt(Math.random());
+  const s = await sampler.sample();
+  t.ok(s.cpu_percent > 30, `cpu_percent ${s.cpu_percent} after a busy loop`);
+  t.equal(s.cpu_temperature_c, 48.3);
+  t.equal(s.throttled?.under_voltage_occurred, true);
+  t.equal(s.throttled?.under_voltage, false);
+  t.ok(s.rss_bytes > 10 * 1024 * 1024 && s.rss_bytes === Math.floor(s.rss_bytes), `rss ${s.rss_bytes} bytes`);
+  const none = await new SystemSampler({ thermalRoot: path.join(root, 'none'), pathEnv: path.join(root, 'empty') }).sample();
+  t.same([none.cpu_temperature_c, none.cpu_temperature_source, none.throttled], [null, null, null], 'a machine without sensors or vcgencmd');
+});
