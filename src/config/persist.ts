@@ -44,7 +44,9 @@ export async function persistSettings(file: string, changes: readonly SettingCha
       if (typeof k !== 'number') continue;
       const parent = doc.getIn(change.path.slice(0, i) as (string | number)[], true);
       if (!isSeq(parent) || k >= parent.items.length) {
-        throw new Error(`cannot persist ${dotted(change.path)} to ${file}: the file has no ${dotted(change.path.slice(0, i + 1))} (it came from the command line?)`);
+        throw new Error(
+          `cannot persist ${dotted(change.path)} to ${file}: the file has no ${dotted(change.path.slice(0, i + 1))} (it came from the command line?)`,
+        );
       }
     }
     const parentPath = change.path.slice(0, -1) as (string | number)[];

@@ -159,7 +159,11 @@ export function parseCommand(base: string, msg: IncomingMessage, requests: reado
 
   if (rest === undefined) return { kind: 'refused', name, error: `topic '${msg.topic}' is not under the base topic '${base}'` };
   if (msg.retain) {
-    return { kind: 'refused', name, error: `retained message on ${msg.topic} ignored: commands must not be retained (clear it with an empty retained message)` };
+    return {
+      kind: 'refused',
+      name,
+      error: `retained message on ${msg.topic} ignored: commands must not be retained (clear it with an empty retained message)`,
+    };
   }
 
   const text = msg.payload.toString('utf8').trim();
@@ -169,7 +173,9 @@ export function parseCommand(base: string, msg: IncomingMessage, requests: reado
     try {
       body = JSON.parse(text) as unknown;
     } catch (err) {
-      return refuse(`${msg.topic}: the payload is not JSON (${(err as Error).message}): expected e.g. ${rest.startsWith('request/') ? '{}' : rest === 'set' ? '{"threshold":0.4}' : '0.4 or {"value":0.4}'}`);
+      return refuse(
+        `${msg.topic}: the payload is not JSON (${(err as Error).message}): expected e.g. ${rest.startsWith('request/') ? '{}' : rest === 'set' ? '{"threshold":0.4}' : '0.4 or {"value":0.4}'}`,
+      );
     }
   }
   if (body === undefined) return refuse(`${msg.topic}: the payload is empty: expected a JSON value`);

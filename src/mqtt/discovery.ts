@@ -106,7 +106,10 @@ export function discoveryTopic(o: Pick<DiscoveryOptions, 'prefix' | 'deviceId' |
 
 /** A label as a component id part: `hotdog, hot dog, red hot` → `hotdog_hot_dog_red_hot`. */
 function labelId(label: string): string {
-  const s = label.toLowerCase().replace(ID_CHARS, '_').replace(/^_+|_+$/g, '');
+  const s = label
+    .toLowerCase()
+    .replace(ID_CHARS, '_')
+    .replace(/^_+|_+$/g, '');
   return s === '' ? createHash('sha256').update(label).digest('hex').slice(0, 8) : s.slice(0, 48);
 }
 
@@ -136,7 +139,8 @@ export function buildDiscovery(o: DiscoveryOptions): DiscoveryMessage {
     // 'None' is Home Assistant's "unknown" for MQTT sensors.
     value_template: "{% if value_json.status == 'detected' %}{{ value_json.label }}{% elif value_json.status == 'none' %}none{% else %}None{% endif %}",
     json_attributes_topic: t.state,
-    json_attributes_template: "{{ {'score': value_json.score, 'index': value_json['index'], 'since': value_json.since, 'top_k': value_json.classes} | tojson }}",
+    json_attributes_template:
+      "{{ {'score': value_json.score, 'index': value_json['index'], 'since': value_json.since, 'top_k': value_json.classes} | tojson }}",
   };
   for (const rule of o.gpio) {
     cmps[`gpio_${rule.pin}`] = {

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Debouncer, resolveSmoothing, type SmoothingOptions } from '../core/debounce.js';
-import type { ClassScore } from '../inference/types.js';
+import type { ClassScore } from '../core/types.js';
 
 /** Options of `StateSmoother` (config keys `state.*`). Scores are probabilities in [0,1]. */
 export interface StateSmootherOptions extends SmoothingOptions {

@@ -22,7 +22,11 @@ function stamp(time: Date): string {
 /** A label as a file name part: letters, digits, `_` and `-`, at most 40 characters. */
 function slug(label: string | null): string {
   if (label === null) return '';
-  const s = label.split(', ')[0]!.replace(/[^A-Za-z0-9-]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 40);
+  const s = label
+    .split(', ')[0]!
+    .replace(/[^A-Za-z0-9-]+/g, '_')
+    .replace(/^_+|_+$/g, '')
+    .slice(0, 40);
   return s === '' ? '' : `_${s}`;
 }
 

@@ -29,7 +29,12 @@ export interface SystemSamplerOptions {
 
 /** The path of `program` (a name looked up on `pathEnv`, or a path) when it is an executable file, else null. */
 async function findExecutable(program: string, pathEnv: string): Promise<string | null> {
-  const candidates = program.includes('/') ? [program] : pathEnv.split(path.delimiter).filter(Boolean).map((d) => path.join(d, program));
+  const candidates = program.includes('/')
+    ? [program]
+    : pathEnv
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((d) => path.join(d, program));
   for (const c of candidates) {
     const ok = await new Promise<boolean>((resolve) => access(c, fsConstants.X_OK, (err) => resolve(!err)));
     if (ok) return c;

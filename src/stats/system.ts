@@ -46,7 +46,10 @@ export async function readCpuTemperature(root: string = THERMAL_ROOT): Promise<C
   zones.sort((a, b) => Number(a.slice(12)) - Number(b.slice(12)));
   const typed: { zone: string; type: string }[] = [];
   for (const zone of zones) {
-    const type = await readFile(path.join(root, zone, 'type'), 'utf8').then((s) => s.trim(), () => '');
+    const type = await readFile(path.join(root, zone, 'type'), 'utf8').then(
+      (s) => s.trim(),
+      () => '',
+    );
     typed.push({ zone, type });
   }
   const ordered = [...CPU_ZONE_TYPES.flatMap((re) => typed.filter((z) => re.test(z.type))), ...typed];

@@ -1,6 +1,6 @@
-import t from 'tap';
-import { chmod, readFile, readdir, stat } from 'node:fs/promises';
+import { chmod, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import t from 'tap';
 import { persistSettings } from '../../src/config/persist.js';
 
 const YAML = `# Front door camera
@@ -26,10 +26,10 @@ t.test('YAML: values changed, comments and the rest kept, missing sections added
   const text = await readFile(file, 'utf8');
   t.match(text, /^# Front door camera\n/);
   t.match(text, /threshold: 0\.35 # below this a class is not reported\n/);
-  t.match(text, /  # how many classes per frame\n  top_k: 3\n/);
+  t.match(text, / {2}# how many classes per frame\n {2}top_k: 3\n/);
   t.match(text, /- pin: 17 # porch light relay\n/);
-  t.match(text, /      min_score: 0\.6\n/);
-  t.match(text, /state:\n  min_frames: 3\n/);
+  t.match(text, / {6}min_score: 0\.6\n/);
+  t.match(text, /state:\n {2}min_frames: 3\n/);
   t.equal((await stat(file)).mode & 0o777, 0o640, 'permission bits kept');
   t.same(await readdir(dir), ['config.yaml'], 'no temporary file left');
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { isProblemId, ProblemRegistry, type Problem } from '../../src/core/problems.js';
+import { isProblemId, type Problem, ProblemRegistry } from '../../src/core/problems.js';
 
 t.test('raise keeps since, updates the text, clear removes; listeners see each change', async (t) => {
   let clock = Date.UTC(2026, 11, 1, 8, 0, 0);
@@ -24,7 +24,10 @@ t.test('raise keeps since, updates the text, clear removes; listeners see each c
   reg.clear('source_stalled');
   reg.clear('source_stalled');
   t.equal(seen.length, 4, 'a second clear of the same id notifies nobody');
-  t.same(seen.at(-1)!.map((p) => p.id), ['gpio_labels_missing:17']);
+  t.same(
+    seen.at(-1)!.map((p) => p.id),
+    ['gpio_labels_missing:17'],
+  );
   t.equal(reg.has('source_stalled'), false);
   off();
   reg.clear('gpio_labels_missing:17');

@@ -24,8 +24,19 @@ for (const file of readdirSync(schemasDir).filter((f) => f.endsWith('.schema.jso
 
 /** Schema names: the file names without `.schema.json`. */
 export type SchemaName =
-  | 'availability' | 'classes' | 'gpio' | 'homeassistant-discovery' | 'prediction' | 'problems' | 'request'
-  | 'response' | 'set' | 'settings' | 'snapshot' | 'state' | 'stats';
+  | 'availability'
+  | 'classes'
+  | 'gpio'
+  | 'homeassistant-discovery'
+  | 'prediction'
+  | 'problems'
+  | 'request'
+  | 'response'
+  | 'set'
+  | 'settings'
+  | 'snapshot'
+  | 'state'
+  | 'stats';
 
 /** Validation errors of `value` against schema `name` as text, or '' when it is valid. */
 export function payloadErrors(name: SchemaName, value: unknown): string {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { commandTopics, parseCommand, RateLimiter, type IncomingMessage } from '../../src/mqtt/commands.js';
+import { commandTopics, type IncomingMessage, parseCommand, RateLimiter } from '../../src/mqtt/commands.js';
 
 const base = 'edge-classifier/dev1';
 const msg = (topic: string, payload: string, extra: Partial<IncomingMessage> = {}): IncomingMessage => ({
@@ -22,7 +22,13 @@ t.test('exact topics, none with a wildcard, all under the base', async (t) => {
 });
 
 t.test('set/<key>: a bare value or a {value} envelope', async (t) => {
-  t.same(parseCommand(base, msg('set/threshold', '0.4')), { kind: 'set', name: 'set/threshold', patch: { threshold: 0.4 }, persist: false, reply: { topic: `${base}/response/set/threshold` } });
+  t.same(parseCommand(base, msg('set/threshold', '0.4')), {
+    kind: 'set',
+    name: 'set/threshold',
+    patch: { threshold: 0.4 },
+    persist: false,
+    reply: { topic: `${base}/response/set/threshold` },
+  });
   t.same(parseCommand(base, msg('set/state/min_frames', '{"value":3,"persist":true,"by":"node-red","id":7}')), {
     kind: 'set',
     name: 'set/state/min_frames',
@@ -39,7 +45,14 @@ t.test('set/<key>: a bare value or a {value} envelope', async (t) => {
 
 t.test('set: several settings at once; unknown keys refused naming the known ones', async (t) => {
   const ok = parseCommand(base, msg('set', '{"threshold":0.4,"state":{"min_frames":3},"gpio":{"17":{"hold_ms":500}},"id":"a"}'));
-  t.same(ok, { kind: 'set', name: 'set', patch: { threshold: 0.4, state: { min_frames: 3 }, gpio: { '17': { hold_ms: 500 } } }, persist: false, reply: { topic: `${base}/response/set` }, id: 'a' });
+  t.same(ok, {
+    kind: 'set',
+    name: 'set',
+    patch: { threshold: 0.4, state: { min_frames: 3 }, gpio: { '17': { hold_ms: 500 } } },
+    persist: false,
+    reply: { topic: `${base}/response/set` },
+    id: 'a',
+  });
   t.match(parseCommand(base, msg('set', '{"thresold":0.4,"id":"b"}')), {
     kind: 'refused',
     error: 'thresold: unknown key (expected one of: threshold, top_k, prediction_interval_ms, paused, state, gpio)',
@@ -51,18 +64,29 @@ t.test('set: several settings at once; unknown keys refused naming the known one
 });
 
 t.test('malformed JSON, empty payloads, bad envelopes, unknown commands', async (t) => {
-  t.match(parseCommand(base, msg('set/threshold', '0,4')), { kind: 'refused', error: /set\/threshold: the payload is not JSON .*expected e\.g\. 0\.4 or \{"value":0\.4\}/ });
+  t.match(parseCommand(base, msg('set/threshold', '0,4')), {
+    kind: 'refused',
+    error: /set\/threshold: the payload is not JSON .*expected e\.g\. 0\.4 or \{"value":0\.4\}/,
+  });
   t.match(parseCommand(base, msg('set/threshold', '')), { error: /the payload is empty/ });
   t.match(parseCommand(base, msg('set/threshold', '{"value":0.4,"persist":"yes"}')), { error: /persist: expected true or false, but received "yes"/ });
   t.match(parseCommand(base, msg('request/reload', '{"force":true}')), { error: /unknown key 'force' \(expected: id, by\)/ });
   t.match(parseCommand(base, msg('request/reboot', '{}')), { error: "unknown command 'reboot': expected one of snapshot, reload, classify_now, get_config" });
   t.match(parseCommand(base, msg('set/state/min_frame', '3')), { error: "unknown setting 'state/min_frame'" });
-  t.same(parseCommand(base, msg('request/get_config', '')), { kind: 'request', name: 'get_config', command: 'get_config', reply: { topic: `${base}/response/get_config` } }, 'empty body = {}');
+  t.same(
+    parseCommand(base, msg('request/get_config', '')),
+    { kind: 'request', name: 'get_config', command: 'get_config', reply: { topic: `${base}/response/get_config` } },
+    'empty body = {}',
+  );
 });
 
 t.test('retained commands are ignored without a reply', async (t) => {
   const r = parseCommand(base, msg('set/threshold', '0.9', { retain: true }));
-  t.same(r, { kind: 'refused', name: 'set/threshold', error: `retained message on ${base}/set/threshold ignored: commands must not be retained (clear it with an empty retained message)` });
+  t.same(r, {
+    kind: 'refused',
+    name: 'set/threshold',
+    error: `retained message on ${base}/set/threshold ignored: commands must not be retained (clear it with an empty retained message)`,
+  });
 });
 
 t.test('MQTT 5: response topic and correlation data; sender from user properties', async (t) => {
@@ -75,7 +99,10 @@ t.test('MQTT 5: response topic and correlation data; sender from user properties
 
 t.test('rate limiter: burst then the rate', async (t) => {
   const rl = new RateLimiter(2, 3);
-  t.same([0, 0, 0, 0].map(() => rl.take(0)), [true, true, true, false]);
+  t.same(
+    [0, 0, 0, 0].map(() => rl.take(0)),
+    [true, true, true, false],
+  );
   t.equal(rl.take(400), false, '0.8 tokens after 400 ms');
   t.equal(rl.take(500), true, '1 token after 500 ms at 2/s');
   t.equal(rl.take(10_000), true);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { buildDiscovery, discoveryObjectId, removalMessage, validateDiscoveryPrefix, type DiscoveryTopics } from '../../src/mqtt/discovery.js';
+import { buildDiscovery, type DiscoveryTopics, discoveryObjectId, removalMessage, validateDiscoveryPrefix } from '../../src/mqtt/discovery.js';
 import { assertPayload, payloadErrors } from '../helpers/schemas.js';
 
 const base = 'edge-classifier/f50949f48743';
@@ -34,7 +34,14 @@ t.test('one device discovery message with every entity, valid against the docume
   t.equal(m.topic, 'homeassistant/device/edge_classifier_f50949f48743/config');
   const p = JSON.parse(m.payload);
   assertPayload(t, 'homeassistant-discovery', p);
-  t.same(p.dev, { ids: ['edge_classifier_f50949f48743'], name: 'edge-classifier front-door', mf: 'edge-classifier', mdl: 'mobilenet_v2_1.0_224_quant', sw: '0.1.0', hw: 'Raspberry Pi 4 Model B Rev 1.4' });
+  t.same(p.dev, {
+    ids: ['edge_classifier_f50949f48743'],
+    name: 'edge-classifier front-door',
+    mf: 'edge-classifier',
+    mdl: 'mobilenet_v2_1.0_224_quant',
+    sw: '0.1.0',
+    hw: 'Raspberry Pi 4 Model B Rev 1.4',
+  });
   t.same(p.o, { name: 'edge-classifier', sw: '0.1.0' });
   t.equal(p.availability_topic, `${base}/availability`);
   const cmps = p.cmps as Record<string, Record<string, unknown>>;

@@ -1,7 +1,7 @@
-import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connectAsync } from 'mqtt';
+import t from 'tap';
 import { isLiveOtherInstance, probeBaseTopic, thisInstance } from '../../src/mqtt/instance.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 

@@ -5,11 +5,27 @@ import { payloadErrors } from '../helpers/schemas.js';
 // the daemon's real payloads are validated in the MQTT and end-to-end tests.
 t.test('state: detected needs a label, none/unknown have none', async (t) => {
   const base = { since: '2026-12-01T08:00:00.000Z', time: '2026-12-01T08:00:00.000Z' };
-  t.equal(payloadErrors('state', { ...base, status: 'detected', label: 'Egyptian cat', index: 286, score: 0.75, classes: [{ index: 286, label: 'Egyptian cat', score: 0.75 }] }), '');
+  t.equal(
+    payloadErrors('state', {
+      ...base,
+      status: 'detected',
+      label: 'Egyptian cat',
+      index: 286,
+      score: 0.75,
+      classes: [{ index: 286, label: 'Egyptian cat', score: 0.75 }],
+    }),
+    '',
+  );
   t.equal(payloadErrors('state', { ...base, status: 'unknown', label: null, index: null, score: null, classes: [] }), '');
   t.match(payloadErrors('state', { ...base, status: 'detected', label: null, index: null, score: null, classes: [] }), /label must be string/);
-  t.match(payloadErrors('state', { ...base, status: 'none', label: null, index: null, score: null, classes: [], extra: 1 }), /must NOT have additional properties/);
-  t.match(payloadErrors('state', { ...base, status: 'none', label: null, index: null, score: null, classes: [], time: 'yesterday' }), /must match format "date-time"/);
+  t.match(
+    payloadErrors('state', { ...base, status: 'none', label: null, index: null, score: null, classes: [], extra: 1 }),
+    /must NOT have additional properties/,
+  );
+  t.match(
+    payloadErrors('state', { ...base, status: 'none', label: null, index: null, score: null, classes: [], time: 'yesterday' }),
+    /must match format "date-time"/,
+  );
 });
 
 t.test('text payloads and commands', async (t) => {

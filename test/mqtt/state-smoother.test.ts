@@ -1,8 +1,8 @@
-import t from 'tap';
 import { readFileSync } from 'node:fs';
+import t from 'tap';
+import type { ClassScore } from '../../src/core/types.js';
 import { Classifier } from '../../src/inference/classifier.js';
-import type { ClassScore } from '../../src/inference/types.js';
-import { StateSmoother, type SmoothedState } from '../../src/mqtt/state-smoother.js';
+import { type SmoothedState, StateSmoother } from '../../src/mqtt/state-smoother.js';
 import { image, model } from '../helpers/assets.js';
 
 const T0 = Date.UTC(2026, 11, 1, 8, 0, 0);
@@ -33,10 +33,16 @@ t.test('defaults keep the old behaviour: the top class of every frame, on change
 t.test('hysteresis: on above min_score, off only below min_score − h', async (t) => {
   const s = new StateSmoother({ minScore: 0.6, hysteresis: 0.15 });
   const scores = [0.55, 0.62, 0.5, 0.46, 0.44, 0.58, 0.61];
-  const states = feed(s, scores.map((x) => [cat(x)]));
+  const states = feed(
+    s,
+    scores.map((x) => [cat(x)]),
+  );
   // 0.55 < 0.6: none; 0.62: on; 0.5 and 0.46 ≥ 0.45: still on; 0.44: off; 0.58 < 0.6: still off; 0.61: on.
   t.same(labelsOf(states), ['none', 'Egyptian cat', 'none', 'Egyptian cat']);
-  t.same(states.map((x) => x.since.getTime() - T0), [0, 100, 400, 600]);
+  t.same(
+    states.map((x) => x.since.getTime() - T0),
+    [0, 100, 400, 600],
+  );
 });
 
 t.test('per-label thresholds, by label or synonym, case-insensitive', async (t) => {
@@ -79,8 +85,16 @@ t.test('markUnknown: the start-up state', async (t) => {
 t.test('real frames: alternating hot dog / chickadee photos do not flap with min_frames 3', async (t) => {
   // The shared assets hold no burger or parrot; a hot dog and a chickadee photo are the same kind of pair:
   // two confident, different top-1 classes (SOURCES.md: hotdog ~0.93, chickadee ~0.98).
-  const classifier = await Classifier.open({ modelPath: model('mobilenet_v2_1.0_224_quant.tflite') });
-  t.teardown(() => classifier.close());
+  const classifier = new Classifier({
+    modelPath: model('mobilenet_v2_1.0_224_quant.tflite'),
+    threads: 1,
+    delegate: 'cpu',
+    topK: 3,
+    threshold: 0,
+    resize: 'stretch',
+  });
+  t.teardown(() => classifier.stop());
+  await classifier.start();
   const classify = async (file: string) => (await classifier.classify(readFileSync(image(file)), file)).classes;
   const hotdog = await classify('hot_dog.jpg');
   const bird = await classify('bird.png');

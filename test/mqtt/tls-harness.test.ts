@@ -1,6 +1,6 @@
-import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'mqtt';
+import t from 'tap';
 import { startMosquitto, tempDir, writePasswordFile } from '../helpers/mosquitto.js';
 import { makePki, tlsListener } from '../helpers/tls.js';
 
@@ -27,8 +27,15 @@ t.test('mosquitto with the test CA: valid, wrong CA, expired, client certificate
       });
     });
   t.equal(await attempt(url, { ca, cert, key, username: 'edge', password: 'secret' }), 'connected');
-  t.match(await attempt(url, { ca: otherCa, cert, key, username: 'edge', password: 'secret' }), /self[- ]signed certificate in certificate chain|unable to verify|UNABLE_TO_VERIFY/i);
+  t.match(
+    await attempt(url, { ca: otherCa, cert, key, username: 'edge', password: 'secret' }),
+    /self[- ]signed certificate in certificate chain|unable to verify|UNABLE_TO_VERIFY/i,
+  );
   t.match(await attempt(url, { ca, cert, key, username: 'edge', password: 'wrong' }), /Not authorized|Bad username or password/);
-  t.match(await attempt(url, { ca, username: 'edge', password: 'secret' }), /alert|certificate required|ECONNRESET|socket disconnected/i, 'no client certificate');
+  t.match(
+    await attempt(url, { ca, username: 'edge', password: 'secret' }),
+    /alert|certificate required|ECONNRESET|socket disconnected/i,
+    'no client certificate',
+  );
   t.match(await attempt(`mqtts://127.0.0.1:${expired.port}`, { ca }), /CERT_HAS_EXPIRED|certificate has expired/);
 });

@@ -1,8 +1,8 @@
-import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
+import t from 'tap';
 import { encodeSnapshot } from '../../src/snapshot/encode.js';
 import { SnapshotFolder } from '../../src/snapshot/folder.js';
 import { image } from '../helpers/assets.js';

@@ -1,6 +1,6 @@
-import t from 'tap';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import t from 'tap';
 import { parseThrottled, readCpuTemperature, readThrottled } from '../../src/stats/system.js';
 
 /** A folder laid out as /sys/class/thermal, with the given zones (type, temp file contents). */
@@ -19,7 +19,11 @@ t.test('CPU temperature: the CPU zone in millidegrees, else zone 0; null without
   // A Pi 5 has cpu-thermal as zone 0; a laptop often lists acpitz before x86_pkg_temp.
   const pi = await thermalTree(path.join(root, 'pi'), [['cpu-thermal', '52615']]);
   t.same(await readCpuTemperature(pi), { celsius: 52.6, source: `${path.join(pi, 'thermal_zone0')} (cpu-thermal)` });
-  const laptop = await thermalTree(path.join(root, 'laptop'), [['acpitz', '27800'], ['iwlwifi_1', 'N/A'], ['x86_pkg_temp', '61000']]);
+  const laptop = await thermalTree(path.join(root, 'laptop'), [
+    ['acpitz', '27800'],
+    ['iwlwifi_1', 'N/A'],
+    ['x86_pkg_temp', '61000'],
+  ]);
   t.equal((await readCpuTemperature(laptop))?.celsius, 61);
   const other = await thermalTree(path.join(root, 'other'), [['battery', '30500']]);
   t.equal((await readCpuTemperature(other))?.celsius, 30.5, 'no CPU zone: the first readable one');
