@@ -18,6 +18,7 @@
 import { runSignals } from './service/signals.js';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ConfigOverrides } from './config/load.js';
@@ -139,7 +140,15 @@ async function run(flags: RunFlags): Promise<number> {
   const runtimeDir = process.env.RUNTIME_DIRECTORY?.split(':')[0];
   const { HealthFile } = await import('./service/health-file.js');
   const health = runtimeDir ? new HealthFile({ file: `${runtimeDir}/health.json`, version: programVersion(), programDir, log }) : undefined;
-  const supervisor = new Supervisor({ config, load: async () => (await load()).config, log, notifier, health, logPredictions: flags.logPredictions ?? false });
+  const supervisor = new Supervisor({
+    config,
+    load: async () => (await load()).config,
+    log,
+    notifier,
+    health,
+    logPredictions: flags.logPredictions ?? false,
+    ...(flags.config !== undefined ? { configFile: path.resolve(flags.config) } : {}),
+  });
   // A crash still runs the cleanup: outputs to their safe level, offline published, no child left.
   const crash = (err: unknown) => {
     log.fatal({ err }, `unexpected error: ${(err as Error)?.message ?? String(err)}`);
@@ -154,29 +163,20 @@ async function run(flags: RunFlags): Promise<number> {
   } catch (err) {
     log.fatal(errorFields(err), (err as Error).message);
     await notifier.stop();
-    // A native module that cannot load will not load after a restart either.
-    return err instanceof ConfigError || (err as Error)?.name === 'NotLoadableError' ? EX_CONFIG : 1;
+    // A native module that cannot load will not load after a restart either; nor does a configuration that
+    // cannot work next to another daemon on the same base topic (its error carries exitCode 78).
+    const exitCode = (err as { exitCode?: unknown }).exitCode;
+    if (err instanceof ConfigError || (err as Error)?.name === 'NotLoadableError') return EX_CONFIG;
+    return typeof exitCode === 'number' ? exitCode : 1;
   }
   return supervisor.exited;
 }
 
 /** The configuration as `--check-config` prints it: passwords hidden, base topic and client id resolved. */
 async function resolvedForDisplay(config: Config): Promise<Config> {
-  const { redactUrl } = await import('./core/redact.js');
   const { deviceId } = await import('./core/device-id.js');
-  const { mqttIdentity } = await import('./config/options.js');
-  const identity = mqttIdentity(config, deviceId());
-  return {
-    ...config,
-    source: { ...config.source, spec: redactUrl(config.source.spec) },
-    mqtt: {
-      ...config.mqtt,
-      url: config.mqtt.url === null ? null : redactUrl(config.mqtt.url),
-      password: config.mqtt.password ? '***' : null,
-      base_topic: identity.baseTopic,
-      client_id: identity.clientId,
-    },
-  };
+  const { configForDisplay } = await import('./config/options.js');
+  return configForDisplay(config, deviceId());
 }
 
 /** `classify`: classify image files once; one line (or JSON object) per image. */

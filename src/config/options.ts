@@ -1,8 +1,11 @@
 import type { SourceOptions } from '../camera/source-spec.js';
+import { redactUrl } from '../core/redact.js';
+import type { GpioSmoothing } from '../gpio/actuator.js';
 import type { GpioBackendKind } from '../gpio/backends.js';
 import type { GpioRule } from '../gpio/rules.js';
 import type { ClassifierOptions } from '../inference/classifier.js';
 import type { MqttPublisherOptions } from '../mqtt/publisher.js';
+import type { StateSmootherOptions } from '../mqtt/state.js';
 import { defaultBaseTopic, defaultClientId } from '../mqtt/topics.js';
 import type { Config } from './schema.js';
 
@@ -72,6 +75,8 @@ function publisherOptions(c: Config, deviceId: string): Omit<MqttPublisherOption
     predictionMinIntervalMs: m.prediction_interval_ms,
     reconnectPeriodMs: m.reconnect_period_ms,
     connectTimeoutMs: m.connect_timeout_ms,
+    // The embedded broker (aedes) speaks 3.1.1 only: no need to try 5 first.
+    protocol: m.url === null ? '3.1.1' : m.protocol,
     // The daemon runs while the broker is away: predictions are dropped, state and GPIO sent on connect.
     waitForConnect: false,
   };
@@ -82,6 +87,46 @@ export function gpioRules(c: Config): GpioRule[] {
   return c.gpio.rules.map((r) => ({ pin: r.pin, labels: r.labels, minScore: r.min_score, activeLow: r.active_low, holdMs: r.hold_ms }));
 }
 
+/** The state smoother's options (`state:`). */
+export function stateOptions(c: Config): StateSmootherOptions {
+  const s = c.state;
+  return {
+    minScore: s.min_score,
+    hysteresis: s.hysteresis,
+    minFrames: s.min_frames,
+    windowFrames: s.window_frames ?? s.min_frames,
+    minDwellMs: s.min_dwell_ms,
+    expireAfterMs: s.expire_after_s * 1000,
+    labelThresholds: s.labels,
+  };
+}
+
+/** The smoothing of GPIO rules: the state's N of M, dwell and hysteresis (`state:`). */
+export function gpioSmoothing(c: Config): GpioSmoothing {
+  const s = c.state;
+  return { minFrames: s.min_frames, windowFrames: s.window_frames ?? s.min_frames, minDwellMs: s.min_dwell_ms, hysteresis: s.hysteresis };
+}
+
+/**
+ * The configuration as `--check-config` prints it and `request/get_config`
+ * returns it: passwords hidden (also inside URLs), base topic and client id
+ * resolved for the device `deviceId`.
+ */
+export function configForDisplay(config: Config, deviceId: string): Config {
+  const identity = mqttIdentity(config, deviceId);
+  return {
+    ...config,
+    source: { ...config.source, spec: redactUrl(config.source.spec) },
+    mqtt: {
+      ...config.mqtt,
+      url: config.mqtt.url === null ? null : redactUrl(config.mqtt.url),
+      password: config.mqtt.password ? '***' : null,
+      base_topic: identity.baseTopic,
+      client_id: identity.clientId,
+    },
+  };
+}
+
 /** What the daemon builds from a configuration, every stage's options mapped. */
 export interface DaemonPlan {
   readonly source: { readonly spec: string; readonly options: SourceOptions };
@@ -90,7 +135,23 @@ export interface DaemonPlan {
   readonly brokerUrl: string | null;
   readonly embeddedPort: number;
   readonly publisher: Omit<MqttPublisherOptions, 'url' | 'log'>;
-  readonly gpio: { readonly backend: GpioBackendKind; readonly rules: GpioRule[] };
+  readonly gpio: { readonly backend: GpioBackendKind; readonly rules: GpioRule[]; readonly smoothing: GpioSmoothing };
+  readonly state: StateSmootherOptions;
+  readonly snapshot: {
+    readonly enabled: boolean;
+    readonly width: number;
+    readonly quality: number;
+    /** Folder for snapshot files, or null. */
+    readonly dir: string | null;
+    readonly maxFiles: number;
+    readonly maxBytes: number;
+  };
+  /** Home Assistant discovery: null when off. */
+  readonly homeassistant: { readonly prefix: string; readonly deviceName: string | null; readonly watch: readonly string[] } | null;
+  /** `<base>/stats` period, in ms. */
+  readonly statsIntervalMs: number;
+  /** Commands accepted per second; null when commands are off (`mqtt.commands: false`). */
+  readonly commandRate: number | null;
   /**
    * Time without a classified frame after which GPIO outputs switch off, in
    * ms: max({@link MIN_STALL_MS}, 5 frame periods), so a slow source is not
@@ -109,7 +170,23 @@ export function daemonPlan(c: Config, deviceId: string): DaemonPlan {
     brokerUrl: c.mqtt.url,
     embeddedPort: c.mqtt.embedded_port,
     publisher: publisherOptions(c, deviceId),
-    gpio: { backend: c.gpio.backend, rules: gpioRules(c) },
+    gpio: { backend: c.gpio.backend, rules: gpioRules(c), smoothing: gpioSmoothing(c) },
+    state: stateOptions(c),
+    snapshot: {
+      enabled: c.snapshot.enabled,
+      width: c.snapshot.width,
+      quality: c.snapshot.quality,
+      dir: c.snapshot.dir,
+      maxFiles: c.snapshot.max_files,
+      maxBytes: c.snapshot.max_bytes,
+    },
+    // Default on when a broker URL is set: the embedded broker is the quick start, where no Home Assistant listens.
+    homeassistant:
+      (c.homeassistant.enabled ?? c.mqtt.url !== null)
+        ? { prefix: c.homeassistant.prefix, deviceName: c.homeassistant.device_name, watch: c.homeassistant.watch }
+        : null,
+    statsIntervalMs: c.mqtt.stats_interval_s * 1000,
+    commandRate: c.mqtt.commands ? c.mqtt.command_rate : null,
     stallMs: Math.max(MIN_STALL_MS, 5000 / c.source.fps),
     loop: c.source.loop,
   };

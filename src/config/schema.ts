@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { MAX_FPS, MAX_FRAME_SIDE, MIN_FRAME_SIDE } from '../camera/frame-source.js';
 import { LOG_LEVELS } from '../core/log.js';
 import { MAX_BCM_PIN } from '../core/types.js';
+import { validateDiscoveryPrefix } from '../mqtt/discovery.js';
 
 /**
  * The configuration file's schema: YAML or JSON, snake_case keys, every key
@@ -115,9 +116,76 @@ const mqttSchema = z
     prediction_interval_ms: z.number().int().min(0).describe('Rate limit: at most one prediction message per this many ms (0: one per classified frame).'),
     reconnect_period_ms: z.number().int().min(100).describe('Wait between reconnect attempts, in ms.'),
     connect_timeout_ms: z.number().int().min(100).describe('How long one connection attempt to the broker may take, in ms.'),
+    protocol: z
+      .enum(['auto', '5', '3.1.1'])
+      .describe('MQTT version: `5`, `3.1.1`, or `auto`: 5, and 3.1.1 when the broker refuses 5 (the embedded broker speaks 3.1.1).'),
+    stats_interval_s: z.number().min(1).max(86400).describe('How often `<base>/stats` is published, in seconds.'),
+    commands: z.boolean().describe('Accept commands on `<base>/set/...` and `<base>/request/...`. false: subscribe to nothing.'),
+    command_rate: z.number().positive().max(1000).describe('Commands accepted per second (bursts of up to 20); the rest are refused and counted.'),
     tls: tlsSchema,
   })
   .describe('MQTT output.');
+
+const stateSchema = z
+  .strictObject({
+    min_score: z.number().min(0).max(1).describe('Score a label needs to become `<base>/state` (0: the inference threshold decides).'),
+    hysteresis: z
+      .number()
+      .min(0)
+      .max(1)
+      .describe("The state's label keeps holding while its score is at least its threshold minus this (on above the threshold, off only below threshold − hysteresis)."),
+    min_frames: z.number().int().min(1).max(1000).describe('A new state needs this many of the last `window_frames` frames to agree (N of M). Drives GPIO rules too.'),
+    window_frames: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .nullable()
+      .describe('How many of the latest frames `min_frames` counts in (M). null: `min_frames` (N frames in a row).'),
+    min_dwell_ms: z.number().int().min(0).describe('Least time a state (and a GPIO output) is kept before it may change again, in ms.'),
+    expire_after_s: z.number().min(0).describe('Without a classified frame for this long the state becomes `unknown` (retained), in seconds. 0: never.'),
+    labels: z
+      .record(z.string().trim().min(1), z.number().min(0).max(1))
+      .describe('Per-label score thresholds replacing `min_score`, e.g. `{"Egyptian cat": 0.6}` (matched as GPIO labels are: case-insensitive, synonyms).'),
+  })
+  .superRefine((s, ctx) => {
+    if (s.window_frames !== null && s.window_frames < s.min_frames) {
+      ctx.addIssue({ code: 'custom', path: ['window_frames'], message: `expected at least min_frames (${s.min_frames}) or null` });
+    }
+  })
+  .describe('How per-frame results become the state that `<base>/state`, Home Assistant and GPIO rules follow (smoothing).');
+
+const snapshotSchema = z
+  .strictObject({
+    enabled: z.boolean().describe('Publish a JPEG of the frame that changed the state on `<base>/snapshot` (retained).'),
+    width: z.number().int().min(16).max(4096).describe('Largest snapshot width in pixels (never enlarged).'),
+    quality: z.number().int().min(1).max(100).describe('JPEG quality of snapshots (1-100).'),
+    dir: fileOrNull.describe('Also write each snapshot to this folder. null: do not.'),
+    max_files: z.number().int().min(1).describe('Most snapshot files kept in `dir`; the oldest are deleted first.'),
+    max_bytes: z.number().int().min(1).describe('Most bytes of snapshot files kept in `dir`; the oldest are deleted first.'),
+  })
+  .describe('Snapshots of the frames that change the state.');
+
+const homeassistantSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .nullable()
+      .describe('Announce the device to Home Assistant by MQTT discovery. null: yes when `mqtt.url` is set (not with the embedded broker).'),
+    prefix: z
+      .string()
+      .superRefine((prefix, ctx) => {
+        try {
+          validateDiscoveryPrefix(prefix);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^Home Assistant discovery prefix "[^"]*" /, '') });
+        }
+      })
+      .describe("Home Assistant's discovery prefix (its MQTT integration's setting)."),
+    device_name: z.string().trim().min(1).max(100).nullable().describe('Device name shown in Home Assistant. null: `edge-classifier <host name>`.'),
+    watch: z.array(z.string().trim().min(1)).describe('Labels that get a binary sensor each (on while the label is the state).'),
+  })
+  .describe('Home Assistant MQTT discovery.');
 
 const gpioRuleSchema = z.strictObject({
   pin: z.number().int().min(0).max(MAX_BCM_PIN).describe('BCM pin number (0-27), not the header pin number.'),
@@ -164,6 +232,9 @@ export const configSchema = z
     preprocess: preprocessSchema,
     mqtt: mqttSchema,
     gpio: gpioSchema,
+    state: stateSchema,
+    snapshot: snapshotSchema,
+    homeassistant: homeassistantSchema,
     log: logSchema,
   })
   .describe('edge-classifier configuration');
@@ -190,9 +261,16 @@ export const DEFAULTS: Config = {
     prediction_interval_ms: 0,
     reconnect_period_ms: 2000,
     connect_timeout_ms: 10000,
+    protocol: 'auto',
+    stats_interval_s: 60,
+    commands: true,
+    command_rate: 5,
     tls: { ca: null, cert: null, key: null, reject_unauthorized: true },
   },
   gpio: { backend: 'auto', rules: [] },
+  state: { min_score: 0, hysteresis: 0, min_frames: 1, window_frames: null, min_dwell_ms: 0, expire_after_s: 0, labels: {} },
+  snapshot: { enabled: true, width: 640, quality: 75, dir: null, max_files: 100, max_bytes: 52_428_800 },
+  homeassistant: { enabled: null, prefix: 'homeassistant', device_name: null, watch: [] },
   log: { level: 'info', format: 'auto' },
 };
 

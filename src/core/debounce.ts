@@ -57,13 +57,13 @@ export function resolveSmoothing(o: SmoothingOptions = {}): ResolvedSmoothing {
  * (labels as strings, `null` for "nothing", booleans).
  */
 export class Debouncer<T> {
-  private readonly n: number;
-  private readonly m: number;
-  private readonly dwellMs: number;
+  private n: number;
+  private m: number;
+  private dwellMs: number;
   private readonly initial: T;
   private votes: T[] = [];
   private current: T;
-  private changedAt = -Infinity;
+  private changedAt = Number.NEGATIVE_INFINITY;
   private settled = false;
 
   constructor(initial: T, options: SmoothingOptions = {}) {
@@ -125,11 +125,23 @@ export class Debouncer<T> {
     return this.current;
   }
 
+  /**
+   * New smoothing settings (a live change): the value stays, the latest
+   * votes that fit the new window are kept. Throws as `resolveSmoothing`.
+   */
+  reconfigure(options: SmoothingOptions): void {
+    const r = resolveSmoothing(options);
+    this.n = r.minFrames;
+    this.m = r.windowFrames;
+    this.dwellMs = r.minDwellMs;
+    if (this.votes.length > this.m) this.votes = this.votes.slice(-this.m);
+  }
+
   /** Forgets the votes and returns to the initial value, undecided (e.g. after frames stopped). */
   reset(): void {
     this.votes = [];
     this.current = this.initial;
     this.settled = false;
-    this.changedAt = -Infinity;
+    this.changedAt = Number.NEGATIVE_INFINITY;
   }
 }

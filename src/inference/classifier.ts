@@ -78,8 +78,8 @@ export class Classifier implements Lifecycle {
   private scores: Float32Array = new Float32Array(0);
   private spare: InputTensorArray | null = null;
   private busy = false;
-  private readonly k: number;
-  private readonly threshold: number;
+  private k: number;
+  private threshold: number;
   /** Warnings logged at start (metadata problems, normalization, labels count, Edge TPU fallback). */
   readonly warnings: string[] = [];
 
@@ -90,6 +90,16 @@ export class Classifier implements Lifecycle {
     this.threshold = options.threshold;
   }
 
+  /**
+   * Changes the top-k and the score threshold from the next classification
+   * on (live settings over MQTT). `topK` a whole number 1..1000, `threshold`
+   * a score in [0,1]; the configuration schema checks them first.
+   */
+  setOutput(o: { readonly topK?: number; readonly threshold?: number }): void {
+    if (o.topK !== undefined) this.k = o.topK;
+    if (o.threshold !== undefined) this.threshold = o.threshold;
+  }
+
   /** Labels in class order ('' where a class has none); empty when neither a labels file nor metadata gives any. */
   get labels(): readonly string[] {
     return (this._labels?.entries ?? []).map((l) => l ?? '');
@@ -98,6 +108,19 @@ export class Classifier implements Lifecycle {
   /** Where inference runs: `edgetpu` only when the delegate loaded. */
   get backend(): Backend {
     return this._backend;
+  }
+
+  /**
+   * What runs the model, for stats and logs: `tflite-cpu` (the TFLite C
+   * API's CPU kernels) or `tflite-edgetpu` (with the Edge TPU delegate).
+   */
+  get engine(): string {
+    return this._backend === 'edgetpu' ? 'tflite-edgetpu' : 'tflite-cpu';
+  }
+
+  /** Interpreter threads. */
+  get threads(): number {
+    return this.options.threads;
   }
 
   /** The model file in use: `modelPath`, or `cpuModelPath` after a fallback. */

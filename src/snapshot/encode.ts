@@ -8,6 +8,13 @@ export interface RawImage {
   readonly channels: 1 | 3 | 4;
 }
 
+/** A JPEG snapshot and its size in pixels. */
+export interface EncodedSnapshot {
+  readonly jpeg: Buffer;
+  readonly width: number;
+  readonly height: number;
+}
+
 /** Options of `encodeSnapshot`. */
 export interface SnapshotEncodeOptions {
   /** Largest width of the JPEG in pixels (aspect ratio kept, never enlarged), 16..4096. Default 640. */
@@ -25,7 +32,7 @@ export interface SnapshotEncodeOptions {
  * Throws when an option is out of range or sharp cannot decode the frame
  * (message from libvips).
  */
-export async function encodeSnapshot(frame: Buffer | RawImage, options: SnapshotEncodeOptions = {}): Promise<Buffer> {
+export async function encodeSnapshot(frame: Buffer | RawImage, options: SnapshotEncodeOptions = {}): Promise<EncodedSnapshot> {
   const width = options.width ?? 640;
   if (!Number.isInteger(width) || width < 16 || width > 4096) throw new Error(`snapshot width ${width}: expected a whole number of pixels 16..4096`);
   const quality = options.quality ?? 75;
@@ -33,5 +40,6 @@ export async function encodeSnapshot(frame: Buffer | RawImage, options: Snapshot
   const image = Buffer.isBuffer(frame)
     ? sharp(frame, { failOn: 'error' })
     : sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: frame.channels } });
-  return image.rotate().resize({ width, withoutEnlargement: true }).jpeg({ quality, mozjpeg: false }).toBuffer();
+  const { data, info } = await image.rotate().resize({ width, withoutEnlargement: true }).jpeg({ quality, mozjpeg: false }).toBuffer({ resolveWithObject: true });
+  return { jpeg: data, width: info.width, height: info.height };
 }

@@ -100,7 +100,7 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       const pub = publisher(t, broker.url, base, { qos: 1 });
       await pub.start();
       t.equal(pub.connected, true);
-      pub.publishState({ label: 'Egyptian cat', index: 286, score: 0.754, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+      pub.publishState({ status: 'detected' as const, label: 'Egyptian cat', index: 286, score: 0.754, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z', classes: [] });
       pub.publishGpio(17, 1);
       t.equal(pub.publishPrediction(prediction(1)), true);
       await until('3 messages confirmed', () => pub.stats().published >= 4);
@@ -112,11 +112,13 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       const state = await late.waitFor((m) => m.topic === `${base}/state`);
       t.equal(state.retain, true);
       t.same(JSON.parse(state.payload), {
+        status: 'detected',
         label: 'Egyptian cat',
         index: 286,
         score: 0.754,
         since: '2026-11-29T20:00:00.000Z',
         time: '2026-11-29T20:00:00.000Z',
+        classes: [],
       });
       const gpio = await late.waitFor((m) => m.topic === `${base}/gpio/17`);
       t.same([gpio.payload, gpio.retain], ['1', true]);
@@ -227,7 +229,15 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       await until('publisher to notice the disconnect', () => !pub.connected);
       for (let i = 1; i <= 7; i++) t.equal(pub.publishPrediction(prediction(i)), false);
       t.equal(pub.stats().droppedOffline, 7, 'dropped predictions are counted');
-      const s = (label: string) => ({ label, index: 1, score: 0.9, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+      const s = (label: string) => ({
+        status: 'detected' as const,
+        label,
+        index: 1,
+        score: 0.9,
+        since: '2026-11-29T20:00:00.000Z',
+        time: '2026-11-29T20:00:00.000Z',
+        classes: [],
+      });
       pub.publishState(s('goldfish, Carassius auratus'));
       pub.publishState(s('tench, Tinca tinca'));
       pub.publishGpio(4, 0);
@@ -270,7 +280,7 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       const pub = publisher(t, `mqtt://127.0.0.1:${port}`, base, { waitForConnect: false });
       await pub.start();
       t.equal(pub.connected, false);
-      pub.publishState({ label: 'Egyptian cat', index: 286, score: 0.7, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+      pub.publishState({ status: 'detected' as const, label: 'Egyptian cat', index: 286, score: 0.7, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z', classes: [] });
       t.equal(pub.publishPrediction(prediction(1)), false);
       const late = await startBroker(t, port);
       await until('publisher to connect', () => pub.connected, 5000);

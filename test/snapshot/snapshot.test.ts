@@ -8,13 +8,15 @@ import { SnapshotFolder } from '../../src/snapshot/folder.js';
 import { image } from '../helpers/assets.js';
 
 t.test('a 1280x720 camera frame becomes a 320 px wide JPEG that decodes', async (t) => {
-  const jpeg = await encodeSnapshot(readFileSync(image('cat_720p.jpg')), { width: 320, quality: 70 });
+  const snap = await encodeSnapshot(readFileSync(image('cat_720p.jpg')), { width: 320, quality: 70 });
+  const jpeg = snap.jpeg;
+  t.same([snap.width, snap.height], [320, 180]);
   t.same([...jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff], 'JPEG start of image marker');
   const meta = await sharp(jpeg).metadata();
   t.same([meta.format, meta.width, meta.height], ['jpeg', 320, 180]);
-  const small = await encodeSnapshot(readFileSync(image('cat_720p.jpg')), { width: 320, quality: 20 });
+  const small = (await encodeSnapshot(readFileSync(image('cat_720p.jpg')), { width: 320, quality: 20 })).jpeg;
   t.ok(small.length < jpeg.length, `quality 20 is smaller (${small.length} < ${jpeg.length} bytes)`);
-  const png = await encodeSnapshot(readFileSync(image('bird.png')), { width: 4096 });
+  const png = (await encodeSnapshot(readFileSync(image('bird.png')), { width: 4096 })).jpeg;
   const pngMeta = await sharp(png).metadata();
   const source = await sharp(image('bird.png')).metadata();
   t.same([pngMeta.format, pngMeta.width], ['jpeg', source.width], 'never enlarged');
@@ -25,7 +27,7 @@ t.test('raw RGB frames are encoded too', async (t) => {
   const height = 32;
   const data = Buffer.alloc(width * height * 3);
   for (let i = 0; i < width * height; i++) data[i * 3] = 255; // pure red
-  const jpeg = await encodeSnapshot({ data, width, height, channels: 3 });
+  const { jpeg } = await encodeSnapshot({ data, width, height, channels: 3 });
   const { data: px, info } = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
   t.same([info.width, info.height], [64, 32]);
   t.ok(px[0]! > 240 && px[1]! < 20 && px[2]! < 20, `red survives JPEG: ${px[0]},${px[1]},${px[2]}`);
