@@ -51,7 +51,7 @@ export function classifierOptions(c: Config): Omit<ClassifierOptions, 'log'> {
  * `edge-classifier/<device id>` and `edge-classifier-<device id>` (plus a
  * hash of another base topic; see `defaultClientId`).
  */
-export function mqttIdentity(c: Config, deviceId: string): { baseTopic: string; clientId: string } {
+function mqttIdentity(c: Config, deviceId: string): { baseTopic: string; clientId: string } {
   const baseTopic = c.mqtt.base_topic ?? defaultBaseTopic(deviceId);
   return { baseTopic, clientId: c.mqtt.client_id ?? defaultClientId(deviceId, baseTopic) };
 }

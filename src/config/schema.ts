@@ -133,8 +133,15 @@ const stateSchema = z
       .number()
       .min(0)
       .max(1)
-      .describe("The state's label keeps holding while its score is at least its threshold minus this (on above the threshold, off only below threshold − hysteresis)."),
-    min_frames: z.number().int().min(1).max(1000).describe('A new state needs this many of the last `window_frames` frames to agree (N of M). Drives GPIO rules too.'),
+      .describe(
+        "The state's label keeps holding while its score is at least its threshold minus this (on above the threshold, off only below threshold − hysteresis).",
+      ),
+    min_frames: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .describe('A new state needs this many of the last `window_frames` frames to agree (N of M). Drives GPIO rules too.'),
     window_frames: z
       .number()
       .int()

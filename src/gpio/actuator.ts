@@ -174,7 +174,8 @@ export class GpioActuator implements Lifecycle {
   /** New score threshold and/or hold time for the rule on BCM `pin` (a live change). Throws for a pin without a rule or a value out of range. */
   setRule(pin: number, settings: LiveRuleSettings): void {
     const slot = this.slots.find((s) => s.rule.pin === pin);
-    if (slot === undefined) throw invalidParameterError('GPIO pin', `one of the configured pins (${this.slots.map((s) => s.rule.pin).join(', ') || 'none'})`, pin);
+    if (slot === undefined)
+      throw invalidParameterError('GPIO pin', `one of the configured pins (${this.slots.map((s) => s.rule.pin).join(', ') || 'none'})`, pin);
     if (settings.minScore !== undefined && !(settings.minScore >= 0 && settings.minScore <= 1)) {
       throw invalidParameterError(`GPIO ${pin} min_score`, 'a score in [0,1]', settings.minScore);
     }

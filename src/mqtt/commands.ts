@@ -20,15 +20,15 @@ import { assertPublishTopic } from './topics.js';
  */
 
 /** Commands of `<base>/request/<command>`. */
-export const REQUESTS = ['snapshot', 'reload', 'classify_now', 'get_config'] as const;
+const REQUESTS = ['snapshot', 'reload', 'classify_now', 'get_config'] as const;
 export type RequestName = (typeof REQUESTS)[number];
 
 /** Top-level live settings (`<base>/set/<key>` and keys of a `<base>/set` body). */
-export const SETTING_TOPIC_KEYS = ['threshold', 'top_k', 'prediction_interval_ms', 'paused'] as const;
+const SETTING_TOPIC_KEYS = ['threshold', 'top_k', 'prediction_interval_ms', 'paused'] as const;
 /** Keys of the `state` section that can be set live (`<base>/set/state/<key>`). */
-export const STATE_KEYS = ['min_score', 'hysteresis', 'min_frames', 'window_frames', 'min_dwell_ms', 'expire_after_s', 'labels'] as const;
+const STATE_KEYS = ['min_score', 'hysteresis', 'min_frames', 'window_frames', 'min_dwell_ms', 'expire_after_s', 'labels'] as const;
 /** Keys of a GPIO rule that can be set live (`<base>/set/gpio/<pin>/<key>`). */
-export const GPIO_KEYS = ['min_score', 'hold_ms'] as const;
+const GPIO_KEYS = ['min_score', 'hold_ms'] as const;
 
 /** Keys of a `<base>/set` body. */
 const SET_BODY_KEYS = [...SETTING_TOPIC_KEYS, 'state', 'gpio'];
@@ -62,20 +62,20 @@ interface CommandBase {
   readonly by?: string;
 }
 
-export interface SetCommand extends CommandBase {
+interface SetCommand extends CommandBase {
   readonly kind: 'set';
   readonly patch: SettingsPatch;
   /** Write the change into the config file. */
   readonly persist: boolean;
 }
 
-export interface RequestCommand extends CommandBase {
+interface RequestCommand extends CommandBase {
   readonly kind: 'request';
   readonly command: RequestName;
 }
 
 /** A message that is not a usable command; `reply` undefined when nobody should get an answer (a retained message). */
-export interface Refusal {
+interface Refusal {
   readonly kind: 'refused';
   readonly name: string;
   readonly error: string;

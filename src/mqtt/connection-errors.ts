@@ -6,11 +6,13 @@
  */
 
 /** `refused`: the broker answered CONNECT with an error; `tls`: the TLS handshake failed; `network`: anything else. */
-export type ConnectionErrorKind = 'refused' | 'tls' | 'network' | 'protocol';
+type ConnectionErrorKind = 'refused' | 'tls' | 'network' | 'protocol';
 
 export interface DescribedError {
   readonly kind: ConnectionErrorKind;
-  /** One sentence naming the broker and what happened. */
+  /** What happened, e.g. `nothing listens there (connect ECONNREFUSED 127.0.0.1:1883)`. */
+  readonly reason: string;
+  /** One sentence naming the broker and what happened: `MQTT broker <url>: <reason>`. */
   readonly message: string;
   /** What a user can do; '' when there is nothing specific. */
   readonly hint: string;
@@ -35,14 +37,13 @@ export interface ConnectionContext {
 }
 
 const CREDENTIALS_HINT_SET = "check mqtt.username / EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password) against the broker's users";
-const CREDENTIALS_HINT_UNSET =
-  'no mqtt.username is set and the broker may require one: set mqtt.username and EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password)';
+const CREDENTIALS_HINT_UNSET = 'no mqtt.username is set and the broker may require one: set mqtt.username and EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password)';
 
 /**
  * Hint for a CONNACK refusal: MQTT 3.1.1 return codes 1–5 and the MQTT 5
  * reason codes (0x80 and up) a broker sends for a CONNECT, or ''.
  */
-export function refusalHint(code: number, ctx: Pick<ConnectionContext, 'hasUsername' | 'protocolVersion'>): string {
+function refusalHint(code: number, ctx: Pick<ConnectionContext, 'hasUsername' | 'protocolVersion'>): string {
   const credentials = ctx.hasUsername ? CREDENTIALS_HINT_SET : CREDENTIALS_HINT_UNSET;
   switch (code) {
     case 1:
@@ -99,73 +100,69 @@ const UNTRUSTED = new Set([
 export function describeConnectionError(err: Error, ctx: ConnectionContext, handshakeDone = false): DescribedError {
   const code = (err as NodeJS.ErrnoException).code;
   const refused = refusalCode(err);
-  const broker = `MQTT broker ${ctx.url}`;
+  const d = (kind: ConnectionErrorKind, reason: string, hint: string, key: string): DescribedError => ({
+    kind,
+    reason,
+    message: `MQTT broker ${ctx.url}: ${reason}`,
+    hint,
+    key,
+  });
   if (refused !== undefined) {
-    return {
-      kind: isProtocolRefusal(refused) ? 'protocol' : 'refused',
-      message: `${broker} refused the connection (${err.message})`,
-      hint: refusalHint(refused, ctx),
-      key: `refused:${refused}`,
-    };
+    return d(isProtocolRefusal(refused) ? 'protocol' : 'refused', `the connection was refused (${err.message})`, refusalHint(refused, ctx), `refused:${refused}`);
   }
   const text = err.message;
   if (typeof code === 'string' && UNTRUSTED.has(code)) {
-    return {
-      kind: 'tls',
-      message: `${broker}: its TLS certificate is not signed by a CA this device trusts (${text})`,
-      hint: ctx.caFile
+    return d(
+      'tls',
+      `its TLS certificate is not signed by a CA this device trusts (${text})`,
+      ctx.caFile
         ? `mqtt.tls.ca (${ctx.caFile}) is not the CA that signed the broker's certificate: point it at that CA's PEM file`
         : "set mqtt.tls.ca to the PEM file of the CA that signed the broker's certificate",
-      key: 'tls:untrusted',
-    };
+      'tls:untrusted',
+    );
   }
   if (code === 'CERT_HAS_EXPIRED') {
-    return {
-      kind: 'tls',
-      message: `${broker}: its TLS certificate has expired (${text})`,
-      hint: `renew the broker's certificate; if it is valid, check this device's clock (it says ${new Date().toISOString()})`,
-      key: 'tls:expired',
-    };
+    return d(
+      'tls',
+      `its TLS certificate has expired (${text})`,
+      `renew the broker's certificate; if it is valid, check this device's clock (it says ${new Date().toISOString()})`,
+      'tls:expired',
+    );
   }
   if (code === 'CERT_NOT_YET_VALID') {
-    return {
-      kind: 'tls',
-      message: `${broker}: its TLS certificate is not valid yet (${text})`,
-      hint: `check this device's clock (it says ${new Date().toISOString()}); a Pi without network time starts at its last shutdown time`,
-      key: 'tls:not-yet-valid',
-    };
+    return d(
+      'tls',
+      `its TLS certificate is not valid yet (${text})`,
+      `check this device's clock (it says ${new Date().toISOString()}); a Pi without network time starts at its last shutdown time`,
+      'tls:not-yet-valid',
+    );
   }
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return {
-      kind: 'tls',
-      message: `${broker}: its TLS certificate is for another host name (${text})`,
-      hint: 'connect with a host name the certificate holds (see its subjectAltName)',
-      key: 'tls:hostname',
-    };
+    return d('tls', `its TLS certificate is for another host name (${text})`, 'connect with a host name the certificate holds (see its subjectAltName)', 'tls:hostname');
   }
   if (ctx.tls && /certificate required|alert number 116|handshake failure/i.test(text)) {
-    return {
-      kind: 'tls',
-      message: `${broker} ended the TLS handshake (${text})`,
-      hint: ctx.hasClientCert
+    return d(
+      'tls',
+      `it ended the TLS handshake (${text})`,
+      ctx.hasClientCert
         ? "the broker did not accept mqtt.tls.cert: it must be signed by a CA the broker's cafile holds"
         : 'the broker requires a client certificate: set mqtt.tls.cert and mqtt.tls.key',
-      key: 'tls:client-cert',
-    };
+      'tls:client-cert',
+    );
   }
   if (ctx.tls && !handshakeDone && (code === 'ECONNRESET' || code === 'EPIPE' || /wrong version number|before secure TLS connection/i.test(text))) {
-    return {
-      kind: 'tls',
-      message: `${broker} closed the connection during the TLS handshake (${text}): the port does not speak TLS`,
-      hint: 'use mqtt:// for a plain MQTT port, or the port where the broker listens with TLS (often 8883)',
-      key: 'tls:plain-port',
-    };
+    return d(
+      'tls',
+      `the port does not speak TLS: the connection was closed during the TLS handshake (${text})`,
+      'use mqtt:// for a plain MQTT port, or the port where the broker listens with TLS (often 8883)',
+      'tls:plain-port',
+    );
   }
   if (code === 'ECONNREFUSED') {
-    return { kind: 'network', message: `${broker}: nothing listens there (${text})`, hint: 'start the broker, or check the host and port of mqtt.url', key: 'network:refused' };
+    return d('network', `nothing listens there (${text})`, 'start the broker, or check the host and port of mqtt.url', 'network:refused');
   }
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return { kind: 'network', message: `${broker}: the host name does not resolve (${text})`, hint: 'check the host of mqtt.url and the DNS of this device', key: 'network:dns' };
+    return d('network', `the host name does not resolve (${text})`, 'check the host of mqtt.url and the DNS of this device', 'network:dns');
   }
-  return { kind: 'network', message: `${broker}: connection error (${text})`, hint: '', key: `network:${code ?? text}` };
+  return d('network', `connection error (${text})`, '', `network:${code ?? text}`);
 }

@@ -100,7 +100,7 @@ export function discoveryObjectId(deviceId: string, base: string, defaultBase: s
 }
 
 /** `<prefix>/device/<object id>/config`. */
-export function discoveryTopic(o: Pick<DiscoveryOptions, 'prefix' | 'deviceId' | 'defaultBase' | 'topics'>): string {
+function discoveryTopic(o: Pick<DiscoveryOptions, 'prefix' | 'deviceId' | 'defaultBase' | 'topics'>): string {
   return `${validateDiscoveryPrefix(o.prefix)}/device/${discoveryObjectId(o.deviceId, o.topics.base, o.defaultBase)}/config`;
 }
 

@@ -262,6 +262,7 @@ export class MqttPublisher implements Lifecycle {
   /** Connect times (`performance.now()`) of the latest short connections in a row. */
   private shortConnections: number[] = [];
   private backoffMs = 0;
+  private readonly clientIdWarning = new LogThrottle();
   private stopping: Promise<void> | undefined;
   private counters = { published: 0, droppedOffline: 0, droppedRateLimited: 0, droppedBackpressure: 0, discardedOnDisconnect: 0, reconnects: 0 };
 
@@ -381,7 +382,7 @@ export class MqttPublisher implements Lifecycle {
       };
       const timer = setTimeout(() => {
         giveUp();
-        const why = lastError !== undefined ? `: ${lastError.message}` : '';
+        const why = lastError !== undefined ? `: ${lastError.reason}` : '';
         const hint = lastError?.hint ? ` (${lastError.hint})` : '';
         reject(new Error(`cannot connect to MQTT broker ${this.url} within ${this.connectTimeoutMs} ms${why}${hint}`));
       }, this.connectTimeoutMs);
@@ -429,7 +430,7 @@ export class MqttPublisher implements Lifecycle {
       this.log.info({ url: this.url }, 'the MQTT broker does not speak MQTT 5: using 3.1.1');
       return d;
     }
-    const fields = { url: this.url, client_id: o.clientId, username: o.username, err: err.message, hint: d.hint || undefined };
+    const fields = { url: this.url, client_id: o.clientId, username: o.username, code: (err as { code?: unknown }).code, err: err.message, hint: d.hint || undefined };
     const text = `${d.message}${d.hint ? `: ${d.hint}` : ''}; retrying every ${Math.max(o.reconnectPeriodMs, this.backoffMs)} ms`;
     if (this.outageLog.allow(d.key)) this.log.warn(fields, text);
     else this.log.debug(fields, text);
@@ -471,10 +472,11 @@ export class MqttPublisher implements Lifecycle {
     const clientId = this.options.clientId;
     const message = `the MQTT broker closed the connection soon after connecting ${this.shortConnections.length} times in a row: another client uses the client id '${clientId}'`;
     const hint = 'set mqtt.client_id (or mqtt.base_topic) to one no other client on this broker uses; reconnecting less and less often until then';
-    this.log.warn(
-      { url: this.url, client_id: clientId, short_connections: this.shortConnections.length, window_ms: windowMs, backoff_ms: this.backoffMs },
-      `${message} (the broker closes the older connection of two with one id) — ${hint}: next attempt in ${this.backoffMs} ms`,
-    );
+    const fields = { url: this.url, client_id: clientId, short_connections: this.shortConnections.length, window_ms: windowMs, backoff_ms: this.backoffMs };
+    const text = `${message} (the broker closes the older connection of two with one id) — ${hint}: next attempt in ${this.backoffMs} ms`;
+    // The first at warn; each longer wait after it at info.
+    if (this.clientIdWarning.allow()) this.log.warn(fields, text);
+    else this.log.info(fields, text);
     this.options.problems?.raise(PROBLEM.clientIdConflict, message, hint, 'error');
   }
 
@@ -500,6 +502,7 @@ export class MqttPublisher implements Lifecycle {
           this.shortConnections = [];
           this.client.options.reconnectPeriod = this.options.reconnectPeriodMs;
           problems?.clear(PROBLEM.clientIdConflict);
+          this.clientIdWarning.reset();
           this.log.info({ url: this.url }, 'MQTT connection stable again: client id conflict over');
         }
       }, SHORT_CONNECTION_MS + 50).unref();

@@ -23,7 +23,7 @@ export interface StateSmootherOptions extends SmoothingOptions {
 }
 
 /** `detected`: a label is the state; `none`: no label passes its threshold; `unknown`: no recent frame. */
-export type StateStatus = 'detected' | 'none' | 'unknown';
+type StateStatus = 'detected' | 'none' | 'unknown';
 
 /** The smoothed state: what `<base>/state` and the GPIO-free Home Assistant sensors show. */
 export interface SmoothedState {

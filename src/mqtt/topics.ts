@@ -93,7 +93,7 @@ export interface StatePayload {
 }
 
 /** One entry of `<base>/problems` (see `core/problems.ts`). */
-export interface ProblemPayload {
+interface ProblemPayload {
   readonly id: string;
   readonly message: string;
   readonly hint: string;
@@ -108,7 +108,7 @@ export interface ProblemsPayload {
 }
 
 /** p50/p95 of a duration in ms; null before the first sample. */
-export interface Percentiles {
+interface Percentiles {
   readonly p50: number | null;
   readonly p95: number | null;
 }

@@ -114,7 +114,8 @@ export class CommandHandler {
       try {
         const checked = h.settings.check(cmd.patch);
         if (cmd.persist) {
-          if (checked.changes.some((c) => c.path === undefined)) throw new Error('paused is not a config key: it cannot be persisted (send it without persist)');
+          if (checked.changes.some((c) => c.path === undefined))
+            throw new Error('paused is not a config key: it cannot be persisted (send it without persist)');
           if (h.configFile === undefined) throw new Error('persist: the daemon runs without a config file (--config): there is nothing to write to');
           await persistSettings(h.configFile, LiveSettings.fileChanges(checked));
         }

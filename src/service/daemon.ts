@@ -10,7 +10,7 @@ import type { Config } from '../config/schema.js';
 import { deviceId } from '../core/device-id.js';
 import { CancelledError, IntervalTimer, type Lifecycle, NEVER_ABORTED, Parts } from '../core/lifecycle.js';
 import { componentLogger, type Logger, LogThrottle } from '../core/log.js';
-import { type Problem, PROBLEM, ProblemRegistry } from '../core/problems.js';
+import { PROBLEM, type Problem, ProblemRegistry } from '../core/problems.js';
 import { redactUrl } from '../core/redact.js';
 import type { Frame } from '../core/types.js';
 import { GpioActuator } from '../gpio/actuator.js';
@@ -18,9 +18,9 @@ import { createGpioBackend, type GpioBackend, VirtualBackend } from '../gpio/bac
 import { unknownLabelWarnings } from '../gpio/rules.js';
 import { Classifier, type ClassifierOptions } from '../inference/classifier.js';
 import { FrameDecodeError } from '../inference/preprocess/preprocess.js';
-import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
 import { commandTopics, type IncomingMessage, type ReplyTo, type RequestName } from '../mqtt/commands.js';
 import { buildDiscovery } from '../mqtt/discovery.js';
+import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
 import { thisInstance } from '../mqtt/instance.js';
 import { MqttPublisher } from '../mqtt/publisher.js';
 import { StateSmoother, statePayload } from '../mqtt/state.js';
@@ -116,7 +116,6 @@ export interface DaemonOptions {
   /** Machine readings for `<base>/stats` (default: this machine's). */
   readonly sampler?: SystemSampler;
 }
-
 
 /**
  * The application: wires source → latest-frame slot → classifier (worker

@@ -9,7 +9,7 @@ import type { SettingsPayload } from '../mqtt/topics.js';
 const GPIO_LIVE_KEYS = ['min_score', 'hold_ms'] as const;
 
 /** One accepted change, with its key as the config file names it. */
-export interface AppliedChange {
+interface AppliedChange {
   /** Dotted config key, e.g. `inference.threshold`, `gpio.rules[0].min_score`; `paused` for pause. */
   readonly key: string;
   /** Key path in the config file (absent for `paused`, which is not a config key). */

@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.js';
 import { CancelledError } from '../core/lifecycle.js';
-import type { Problem } from '../core/problems.js';
 import { componentLogger, type Logger } from '../core/log.js';
+import type { Problem } from '../core/problems.js';
 import { Daemon, type DaemonOptions } from './daemon.js';
 import type { HealthFile } from './health-file.js';
 import type { SdNotifier } from './sd-notify.js';

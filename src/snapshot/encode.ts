@@ -40,6 +40,10 @@ export async function encodeSnapshot(frame: Buffer | RawImage, options: Snapshot
   const image = Buffer.isBuffer(frame)
     ? sharp(frame, { failOn: 'error' })
     : sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: frame.channels } });
-  const { data, info } = await image.rotate().resize({ width, withoutEnlargement: true }).jpeg({ quality, mozjpeg: false }).toBuffer({ resolveWithObject: true });
+  const { data, info } = await image
+    .rotate()
+    .resize({ width, withoutEnlargement: true })
+    .jpeg({ quality, mozjpeg: false })
+    .toBuffer({ resolveWithObject: true });
   return { jpeg: data, width: info.width, height: info.height };
 }

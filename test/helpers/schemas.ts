@@ -12,7 +12,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { repoRoot } from './assets.js';
 
-export const schemasDir = path.join(repoRoot, 'schemas');
+const schemasDir = path.join(repoRoot, 'schemas');
 
 const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true, strictRequired: false });
 // ajv-formats is CommonJS with a default export; under NodeNext it arrives as the module object.

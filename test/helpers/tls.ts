@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { tempDir } from './mosquitto.js';
 
 const run = promisify(execFile);
-export const OPENSSL_BIN = process.env.OPENSSL_BIN ?? 'openssl';
+const OPENSSL_BIN = process.env.OPENSSL_BIN ?? 'openssl';
 
 export interface Pki {
   readonly dir: string;
