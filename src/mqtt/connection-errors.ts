@@ -141,9 +141,11 @@ export function describeConnectionError(err: Error, ctx: ConnectionContext, hand
     return d('tls', `its TLS certificate is for another host name (${text})`, 'connect with a host name the certificate holds (see its subjectAltName)', 'tls:hostname');
   }
   if (ctx.tls && /certificate required|alert number 116|handshake failure/i.test(text)) {
+    // OpenSSL's text is long ("…:ssl3_read_bytes:tlsv13 alert certificate required:…"): keep the alert.
+    const alert = /alert ([a-z ]+?)(?::|$| \()/i.exec(text)?.[1] ?? text;
     return d(
       'tls',
-      `it ended the TLS handshake (${text})`,
+      `it ended the TLS handshake (TLS alert: ${alert})`,
       ctx.hasClientCert
         ? "the broker did not accept mqtt.tls.cert: it must be signed by a CA the broker's cafile holds"
         : 'the broker requires a client certificate: set mqtt.tls.cert and mqtt.tls.key',
