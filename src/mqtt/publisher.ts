@@ -513,7 +513,9 @@ export class MqttPublisher implements Lifecycle {
     const topics = this.options.subscriptions ?? [];
     if (!this.subscribed && topics.length > 0) {
       this.subscribed = true;
-      client.subscribe([...topics], { qos: 1 }, (err) => {
+      // MQTT 5: "retain as published", so a command someone publishes retained is recognised (and refused) at once,
+      // not only when the broker replays it later. Over 3.1.1 only the replay carries the flag.
+      client.subscribe([...topics], { qos: 1, rap: true }, (err) => {
         if (err) this.log.error({ err: err.message }, `MQTT subscription to the command topics failed: ${err.message}`);
         else this.log.debug({ topics: topics.length }, 'subscribed to command topics');
       });
