@@ -1,7 +1,7 @@
 /**
  * The import rule of src/, checked by `npm test`:
  *
- *   core  ←  stages (camera, inference, mqtt, gpio)  ←  config  ←  service  ←  release  ←  cli.ts
+ *   core  ←  stages (camera, inference, mqtt, gpio, snapshot, stats)  ←  config  ←  service  ←  release  ←  cli.ts
  *   core  ←  inference  ←  evaluation  ←  cli.ts
  *
  * release/ (pack, install, activate, model install, health, doctor) runs the
@@ -20,7 +20,7 @@ module.exports = {
       name: 'stages-import-only-core',
       severity: 'error',
       comment: 'A stage imports core/ and itself only: no other stage, no config/, service/ or cli.',
-      from: { path: '^src/(camera|inference|mqtt|gpio)/' },
+      from: { path: '^src/(camera|inference|mqtt|gpio|snapshot|stats)/' },
       to: { path: '^src/', pathNot: ['^src/core/', '^src/$1/'] },
     },
     {

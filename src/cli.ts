@@ -62,6 +62,7 @@ type RunFlags = CommonFlags & {
   logPredictions?: boolean;
   checkConfig?: boolean;
   selfTest?: boolean;
+  removeDiscovery?: boolean;
 };
 
 /** Flags as configuration overrides; a malformed `--gpio` is a ConfigError (exit 78) naming the grammar. */
@@ -115,6 +116,7 @@ async function run(flags: RunFlags): Promise<number> {
     const c = loadConfig({ file: flags.config, overrides });
     return { config: c, warnings: (await preflight(c, flags.config)).warnings };
   };
+  if (flags.removeDiscovery) return removeFromHomeAssistant(loadConfig({ file: flags.config, overrides }));
   const { config, warnings } = await load();
   if (flags.checkConfig) {
     for (const w of warnings) process.stderr.write(`edge-classifier: warning: ${w}\n`);
@@ -170,6 +172,21 @@ async function run(flags: RunFlags): Promise<number> {
     return typeof exitCode === 'number' ? exitCode : 1;
   }
   return supervisor.exited;
+}
+
+/** `run --remove-discovery`: no model, source or GPIO needed, only the broker and the device's identity. */
+async function removeFromHomeAssistant(config: Config): Promise<number> {
+  const { createLogger } = await import('./core/log.js');
+  const { removeDiscovery } = await import('./service/remove-discovery.js');
+  const log = createLogger(config.log.level, config.log.format === 'auto' ? undefined : config.log.format);
+  try {
+    const topic = await removeDiscovery(config, log);
+    log.info({ topic }, 'removed from Home Assistant: empty retained discovery message published');
+    return 0;
+  } catch (err) {
+    log.error((err as Error).message);
+    return 1;
+  }
 }
 
 /** The configuration as `--check-config` prints it: passwords hidden, base topic and client id resolved. */
@@ -317,6 +334,7 @@ function program(setExit: (p: Promise<number>) => void): Command {
     .option('--log-predictions', 'log every prediction at info level')
     .option('--check-config', 'validate the configuration, print it resolved as JSON and exit (0, or 78 when invalid)')
     .option('--self-test', 'with --check-config: also load everything the daemon uses (TFLite and the model, sharp, the GPIO backend)')
+    .option('--remove-discovery', 'remove this device from Home Assistant (empty retained discovery message) and exit')
     .action((opts: RunFlags) => setExit(run(opts)));
 
   addModelFlags(cli.command('classify').description('classify image files once').argument('<image...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)'))

@@ -57,7 +57,7 @@ function mqttIdentity(c: Config, deviceId: string): { baseTopic: string; clientI
 }
 
 /** The publisher's options but the broker URL (`mqtt:`), for the device `deviceId`. */
-function publisherOptions(c: Config, deviceId: string): Omit<MqttPublisherOptions, 'url' | 'log'> {
+export function publisherOptions(c: Config, deviceId: string): Omit<MqttPublisherOptions, 'url' | 'log'> {
   const m = c.mqtt;
   const tls = m.tls;
   return {

@@ -108,7 +108,12 @@ export function describeConnectionError(err: Error, ctx: ConnectionContext, hand
     key,
   });
   if (refused !== undefined) {
-    return d(isProtocolRefusal(refused) ? 'protocol' : 'refused', `the connection was refused (${err.message})`, refusalHint(refused, ctx), `refused:${refused}`);
+    return d(
+      isProtocolRefusal(refused) ? 'protocol' : 'refused',
+      `the connection was refused (${err.message})`,
+      refusalHint(refused, ctx),
+      `refused:${refused}`,
+    );
   }
   const text = err.message;
   if (typeof code === 'string' && UNTRUSTED.has(code)) {
@@ -138,7 +143,12 @@ export function describeConnectionError(err: Error, ctx: ConnectionContext, hand
     );
   }
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return d('tls', `its TLS certificate is for another host name (${text})`, 'connect with a host name the certificate holds (see its subjectAltName)', 'tls:hostname');
+    return d(
+      'tls',
+      `its TLS certificate is for another host name (${text})`,
+      'connect with a host name the certificate holds (see its subjectAltName)',
+      'tls:hostname',
+    );
   }
   if (ctx.tls && /certificate required|alert number 116|handshake failure/i.test(text)) {
     // OpenSSL's text is long ("…:ssl3_read_bytes:tlsv13 alert certificate required:…"): keep the alert.

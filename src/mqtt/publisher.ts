@@ -430,7 +430,14 @@ export class MqttPublisher implements Lifecycle {
       this.log.info({ url: this.url }, 'the MQTT broker does not speak MQTT 5: using 3.1.1');
       return d;
     }
-    const fields = { url: this.url, client_id: o.clientId, username: o.username, code: (err as { code?: unknown }).code, err: err.message, hint: d.hint || undefined };
+    const fields = {
+      url: this.url,
+      client_id: o.clientId,
+      username: o.username,
+      code: (err as { code?: unknown }).code,
+      err: err.message,
+      hint: d.hint || undefined,
+    };
     const text = `${d.message}${d.hint ? `: ${d.hint}` : ''}; retrying every ${Math.max(o.reconnectPeriodMs, this.backoffMs)} ms`;
     if (this.outageLog.allow(d.key)) this.log.warn(fields, text);
     else this.log.debug(fields, text);

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../src/core/log.js';
 import { ProblemRegistry } from '../../src/core/problems.js';
-import { MqttPublisher, type MqttPublisherOptions } from '../../src/mqtt/publisher.js';
 import type { IncomingMessage } from '../../src/mqtt/commands.js';
+import { MqttPublisher, type MqttPublisherOptions } from '../../src/mqtt/publisher.js';
 import type { Prediction, SettingsPayload, StatsPayload } from '../../src/mqtt/topics.js';
 import { startAedes, type TestBroker } from '../helpers/aedes.js';
 import { freePort, startMosquitto, tempDir, writePasswordFile } from '../helpers/mosquitto.js';
@@ -338,15 +338,7 @@ for (const [name, startBroker] of Object.entries(BROKERS))
           .filter((m) => m.retain)
           .map((m) => m.topic.replace(base, '<base>'))
           .sort(),
-        [
-          '<base>/availability',
-          discoveryTopic,
-          '<base>/stats',
-          '<base>/problems',
-          '<base>/settings',
-          '<base>/snapshot',
-          '<base>/gpio/17',
-        ].sort(),
+        ['<base>/availability', discoveryTopic, '<base>/stats', '<base>/problems', '<base>/settings', '<base>/snapshot', '<base>/gpio/17'].sort(),
         'availability, discovery, stats, problems, settings, snapshot and gpio',
       );
       t.equal(JSON.parse(rec.on(`${base}/problems`)[0]!.payload).time, 't2', 'the latest problems');

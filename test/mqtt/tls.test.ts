@@ -58,7 +58,13 @@ t.test('TLS with a client certificate and a password file', async (t) => {
   t.test('valid: connects and publishes online', async (t) => {
     const { pub, problems } = publisher(t, url, { tls, username: 'edge', password: 'secret', waitForConnect: true });
     await pub.start();
-    const rec = await recordMqtt(t, url, `${pub.topics.availability}`, { ca: await readPem(pki.ca), cert: await readPem(pki.clientCert), key: await readPem(pki.clientKey), username: 'edge', password: 'secret' });
+    const rec = await recordMqtt(t, url, `${pub.topics.availability}`, {
+      ca: await readPem(pki.ca),
+      cert: await readPem(pki.clientCert),
+      key: await readPem(pki.clientKey),
+      username: 'edge',
+      password: 'secret',
+    });
     const m = await rec.waitFor(() => true);
     t.same([m.payload, m.retain], ['online', true]);
     t.same(problems.list(), []);
@@ -70,7 +76,10 @@ t.test('TLS with a client certificate and a password file', async (t) => {
     await until('3 attempts', () => attempts(lines, /not signed by a CA this device trusts/).count >= 3);
     const a = attempts(lines, /not signed by a CA this device trusts/);
     t.equal(a.warnings.length, 1);
-    t.match(a.warnings[0], `MQTT broker ${url}: its TLS certificate is not signed by a CA this device trusts (self-signed certificate in certificate chain): mqtt.tls.ca (${pki.otherCa}) is not the CA`);
+    t.match(
+      a.warnings[0],
+      `MQTT broker ${url}: its TLS certificate is not signed by a CA this device trusts (self-signed certificate in certificate chain): mqtt.tls.ca (${pki.otherCa}) is not the CA`,
+    );
     t.match(problems.list(), [{ id: 'broker_unreachable', severity: 'error', hint: /mqtt\.tls\.ca/ }]);
     t.equal(pub.connected, false);
   });
@@ -108,7 +117,10 @@ t.test('an expired broker certificate', async (t) => {
   await until('3 attempts', () => attempts(lines, /has expired/).count >= 3);
   const a = attempts(lines, /has expired/);
   t.equal(a.warnings.length, 1);
-  t.match(a.warnings[0], `MQTT broker ${url}: its TLS certificate has expired (certificate has expired): renew the broker's certificate; if it is valid, check this device's clock`);
+  t.match(
+    a.warnings[0],
+    `MQTT broker ${url}: its TLS certificate has expired (certificate has expired): renew the broker's certificate; if it is valid, check this device's clock`,
+  );
   t.equal(problems.list()[0]?.id, 'broker_unreachable');
 });
 

@@ -92,7 +92,11 @@ t.test('a part that fails to stop: the others still stop, the first failure is t
   await daemon.start();
   t.equal(backend.level(17), 0, 'opened at its safe level');
   await t.rejects(daemon.stop(), boom);
-  t.same(stopped(), ['stats timer', 'stall timer', 'status timer', 'frame loop', 'gpio', 'mqtt publisher', 'embedded broker', 'classifier'], 'every other part stopped');
+  t.same(
+    stopped(),
+    ['stats timer', 'stall timer', 'status timer', 'frame loop', 'gpio', 'mqtt publisher', 'embedded broker', 'classifier'],
+    'every other part stopped',
+  );
   t.equal(backend.level(17), undefined, 'GPIO released although the source failed');
   t.ok(
     lines.some((l) => l.level === 50 && l.msg === 'stopping source failed: the camera would not let go'),

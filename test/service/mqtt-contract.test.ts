@@ -15,6 +15,7 @@ import t, { type Test } from 'tap';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { VirtualBackend } from '../../src/gpio/backends.js';
+import type { StatsPayload } from '../../src/mqtt/topics.js';
 import { Daemon, type DaemonOptions } from '../../src/service/daemon.js';
 import { image, model } from '../helpers/assets.js';
 import { startMosquitto, tempDir } from '../helpers/mosquitto.js';
@@ -142,12 +143,13 @@ t.test('against mosquitto', async (t) => {
     await b.frame(CAT);
     await b.frame(HOTDOG);
     const m = await b.rec.waitFor((m) => m.topic === `${b.base}/stats` && (json(m).frames as { classified: number }).classified === 2, 5000, 'stats');
-    const s = json(m) as Record<string, any>;
+    const s = json(m) as unknown as StatsPayload;
     assertPayload(t, 'stats', s);
     t.same(s.frames, { in: 2, classified: 2, dropped: 0, bad: 0, failed: 0 });
     t.match(s, { model: 'mobilenet_v2_1.0_224_quant', engine: 'tflite-cpu', delegate: 'cpu', threads: 1, paused: false, source: 'array test source' });
-    t.ok(s.inference_ms.p50 > 1 && s.inference_ms.p95 >= s.inference_ms.p50, `inference p50 ${s.inference_ms.p50} ms, p95 ${s.inference_ms.p95} ms`);
-    t.ok(s.preprocess_ms.p50 > 0, `preprocess p50 ${s.preprocess_ms.p50} ms`);
+    const { p50, p95 } = s.inference_ms;
+    t.ok(p50 !== null && p95 !== null && p50 > 1 && p95 >= p50, `inference p50 ${p50} ms, p95 ${p95} ms`);
+    t.ok((s.preprocess_ms.p50 ?? 0) > 0, `preprocess p50 ${s.preprocess_ms.p50} ms`);
     t.ok(s.uptime_s > 0 && s.system.rss_bytes > 50e6, `uptime ${s.uptime_s} s, RSS ${s.system.rss_bytes} bytes`);
     t.equal(s.mqtt.protocol, '5');
     t.ok(s.mqtt.published >= 4);
@@ -185,27 +187,52 @@ t.test('against mosquitto', async (t) => {
     };
     const settings = () => json(b.rec.on(`${b.base}/settings`).at(-1)!);
 
-    t.match(await ask('set/threshold', '{"value":0.4,"by":"node-red"}'), { command: 'set/threshold', ok: true, result: { settings: { threshold: 0.4 }, persisted: false } });
+    t.match(await ask('set/threshold', '{"value":0.4,"by":"node-red"}'), {
+      command: 'set/threshold',
+      ok: true,
+      result: { settings: { threshold: 0.4 }, persisted: false },
+    });
     t.equal(settings().threshold, 0.4, '<base>/settings follows');
     t.ok(
       b.lines.some((l) => l.msg === 'settings changed by node-red: inference.threshold 0.1 → 0.4'),
       'logged with who and what',
     );
-    t.match(await ask('set/threshold', '5'), { ok: false, error: 'inference.threshold: expected at most 1, but received 5' }, 'the same message as the config file');
+    t.match(
+      await ask('set/threshold', '5'),
+      { ok: false, error: 'inference.threshold: expected at most 1, but received 5' },
+      'the same message as the config file',
+    );
     t.match(await ask('set/top_k', '0'), { ok: false, error: 'inference.top_k: expected more than 0, but received 0' });
     t.match(await ask('set/state/min_frames', '"three"'), { ok: false, error: 'state.min_frames: expected a number, but received "three"' });
     t.match(await ask('set/threshold', '0,4'), { ok: false, error: /the payload is not JSON/ });
-    t.match(await ask('set', '{"treshold":0.2}'), { ok: false, error: 'treshold: unknown key (expected one of: threshold, top_k, prediction_interval_ms, paused, state, gpio)' });
-    t.match(await ask('set', '{"state":{"min_frame":2}}'), { ok: false, error: /^state\.min_frame: unknown key \(expected one of: min_score, hysteresis, min_frames/ });
-    t.match(await ask('set', '{"threshold":0.3,"top_k":5000}'), { ok: false, error: 'inference.top_k: expected at most 1000, but received 5000' }, 'all or nothing');
+    t.match(await ask('set', '{"treshold":0.2}'), {
+      ok: false,
+      error: 'treshold: unknown key (expected one of: threshold, top_k, prediction_interval_ms, paused, state, gpio)',
+    });
+    t.match(await ask('set', '{"state":{"min_frame":2}}'), {
+      ok: false,
+      error: /^state\.min_frame: unknown key \(expected one of: min_score, hysteresis, min_frames/,
+    });
+    t.match(
+      await ask('set', '{"threshold":0.3,"top_k":5000}'),
+      { ok: false, error: 'inference.top_k: expected at most 1000, but received 5000' },
+      'all or nothing',
+    );
     t.equal(settings().threshold, 0.4, 'a refused command changed nothing');
     t.match(await ask('set/gpio/17/min_score', '0.7'), { ok: true, result: { settings: { gpio: { '17': { min_score: 0.7, hold_ms: 0 } } } } });
-    t.match(await ask('set', '{"gpio":{"17":{"labels":["cat"]}}}'), { ok: false, error: 'gpio.rules[0].labels: cannot be set while running (expected one of: min_score, hold_ms)' });
+    t.match(await ask('set', '{"gpio":{"17":{"labels":["cat"]}}}'), {
+      ok: false,
+      error: 'gpio.rules[0].labels: cannot be set while running (expected one of: min_score, hold_ms)',
+    });
     t.match(await ask('set', '{"state":{"min_frames":2,"hysteresis":0.05},"top_k":2,"prediction_interval_ms":100}'), { ok: true });
     t.match(settings(), { top_k: 2, prediction_interval_ms: 100, state: { min_frames: 2, window_frames: 2, hysteresis: 0.05 } });
     await b.frame(HOTDOG);
     t.equal((json(b.rec.on(`${b.base}/prediction`).at(-1)!).classes as unknown[]).length <= 2, true, 'top_k 2 in force');
-    t.match(await ask('set/threshold', '{"value":0.2,"persist":true}'), { ok: false, error: /the daemon runs without a config file/ }, 'persist needs a config file');
+    t.match(
+      await ask('set/threshold', '{"value":0.2,"persist":true}'),
+      { ok: false, error: /the daemon runs without a config file/ },
+      'persist needs a config file',
+    );
 
     // Retained commands are ignored: no response, nothing changes.
     await client.publishAsync(`${b.base}/set/threshold`, '0.9', { qos: 1, retain: true });
@@ -260,11 +287,17 @@ t.test('against mosquitto', async (t) => {
     t.equal(r.topic, `app-${n}/replies/1`);
     t.equal(Buffer.from(r.properties?.correlationData as Buffer).toString(), 'corr-42');
     t.match(json(r), { command: 'get_config', ok: true });
-    t.ok(b.lines.some((l) => l.msg === 'request get_config from dashboard-3'), 'the sender named by its user property');
+    t.ok(
+      b.lines.some((l) => l.msg === 'request get_config from dashboard-3'),
+      'the sender named by its user property',
+    );
   });
 
   t.test('a command flood is rate-limited and counted; the daemon keeps running', async (t) => {
-    const b = await build(t, config(broker.url, (c) => ({ ...c, mqtt: { ...c.mqtt, command_rate: 2 } })));
+    const b = await build(
+      t,
+      config(broker.url, (c) => ({ ...c, mqtt: { ...c.mqtt, command_rate: 2 } })),
+    );
     for (let i = 0; i < 60; i++) b.rec.client.publish(`${b.base}/request/get_config`, '{}', { qos: 0 });
     const stats = await b.rec.waitFor(
       (m) => m.topic === `${b.base}/stats` && (json(m).mqtt as { commands_rate_limited: number }).commands_rate_limited > 0,
@@ -273,7 +306,11 @@ t.test('against mosquitto', async (t) => {
     );
     const mq = json(stats).mqtt as Record<string, number>;
     t.ok(mq.commands_accepted! <= 25 && mq.commands_rate_limited! >= 30, `accepted ${mq.commands_accepted}, rate-limited ${mq.commands_rate_limited}`);
-    const problems = await b.rec.waitFor((m) => m.topic === `${b.base}/problems` && JSON.stringify(json(m)).includes('commands_flood'), 5000, 'the flood problem');
+    const problems = await b.rec.waitFor(
+      (m) => m.topic === `${b.base}/problems` && JSON.stringify(json(m)).includes('commands_flood'),
+      5000,
+      'the flood problem',
+    );
     t.match((json(problems).problems as unknown[])[0], { id: 'commands_flood', severity: 'warning' });
     await b.frame(CAT);
   });
@@ -286,12 +323,19 @@ t.test('against mosquitto', async (t) => {
     const m = await b.rec.waitFor((m) => m.topic === `${b.base}/problems` && (json(m).problems as unknown[]).length > 0, 5000, 'a problem');
     const p = (json(m).problems as Record<string, string>[])[0]!;
     assertPayload(t, 'problems', json(m));
-    t.match(p, { id: 'gpio_labels_missing:22', severity: 'warning', message: 'GPIO 22: the model has no class named "parrot": that label will never switch the output' });
+    t.match(p, {
+      id: 'gpio_labels_missing:22',
+      severity: 'warning',
+      message: 'GPIO 22: the model has no class named "parrot": that label will never switch the output',
+    });
     t.ok(Date.parse(p.since!) > Date.now() - 60_000);
   });
 
   t.test('expiry: no frame for state.expire_after_s makes the state unknown, retained', async (t) => {
-    const b = await build(t, config(broker.url, (c) => ({ ...c, state: { ...c.state, expire_after_s: 1 } })));
+    const b = await build(
+      t,
+      config(broker.url, (c) => ({ ...c, state: { ...c.state, expire_after_s: 1 } })),
+    );
     await b.frame(CAT);
     const m = await b.rec.waitFor((m) => m.topic === `${b.base}/state` && json(m).status === 'unknown' && b.rec.on(m.topic).indexOf(m) > 1, 5000, 'unknown');
     t.match(json(m), { status: 'unknown', label: null, classes: [] });
@@ -303,7 +347,7 @@ t.test('against mosquitto', async (t) => {
     const ha = await recordMqtt(t, broker.url, `${prefix}/#`);
     const b = await build(t, c);
     const first = await ha.waitFor((m) => m.topic === `${prefix}/device/edge_classifier_0123456789ab_${hash(b.base)}/config`, 5000, 'discovery');
-    const d = json(first) as Record<string, any>;
+    const d = json(first) as { cmps: Record<string, unknown>; dev: Record<string, unknown>; availability_topic: string };
     assertPayload(t, 'homeassistant-discovery', d);
     t.same(Object.keys(d.cmps), [
       'top_label',
