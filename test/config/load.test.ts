@@ -153,6 +153,36 @@ t.test('systemd/config.example.yaml is valid and lists the defaults', async (t) 
   t.same({ ...c, model: { ...c.model, path: DEFAULTS.model.path } }, DEFAULTS);
 });
 
+t.test('state, snapshot and Home Assistant keys: bounds, a window below min_frames, a discovery prefix with wildcards', async (t) => {
+  const problems = problemsOf(() =>
+    loadConfig({
+      file: write(
+        'mqtt-keys.yaml',
+        [
+          'state:',
+          '  min_frames: 3',
+          '  window_frames: 2',
+          '  hysteresis: 1.5',
+          'homeassistant:',
+          '  prefix: "homeassistant/#"',
+          'snapshot:',
+          '  quality: 0',
+        ].join('\n'),
+      ),
+      env: {},
+    }),
+  ).problems;
+  t.ok(problems.includes('state.window_frames: expected at least min_frames (3) or null, but received 2 (line 3)'), problems.join('\n'));
+  t.ok(problems.includes('state.hysteresis: expected at most 1, but received 1.5 (line 4)'), problems.join('\n'));
+  t.ok(
+    problems.includes(
+      "homeassistant.prefix: contains a wildcard ('+' or '#'): expected a plain topic such as homeassistant, but received \"homeassistant/#\" (line 6)",
+    ),
+    problems.join('\n'),
+  );
+  t.ok(problems.includes('snapshot.quality: expected at least 1, but received 0 (line 8)'), problems.join('\n'));
+});
+
 t.test('messages for bounds, whole numbers and empty values', async (t) => {
   const problems = problemsOf(() =>
     loadConfig({ file: write('bounds.yaml', 'source:\n  fps: 0\n  width: 640.5\ninference:\n  top_k: 0\n'), env: {}, overrides: { source: '' } }),

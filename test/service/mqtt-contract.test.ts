@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
@@ -18,6 +18,7 @@ import { VirtualBackend } from '../../src/gpio/backends.js';
 import type { StatsPayload } from '../../src/mqtt/topics.js';
 import { Daemon, type DaemonOptions } from '../../src/service/daemon.js';
 import { image, model } from '../helpers/assets.js';
+import { renderTemplates } from '../helpers/jinja.js';
 import { startMosquitto, tempDir } from '../helpers/mosquitto.js';
 import { type MqttRecorder, recordMqtt } from '../helpers/mqtt-recorder.js';
 import { capturingLogger } from '../helpers/recording.js';
@@ -136,6 +137,32 @@ t.test('against mosquitto', async (t) => {
     t.ok((prediction.properties?.messageExpiryInterval as number) >= 1, 'predictions expire (MQTT 5)');
     await b.rec.waitFor((m) => m.topic === `${b.base}/stats` && (json(m).frames as { classified: number }).classified === 1, 5000, 'stats after a frame');
     validateAll(t, b.rec, b.base);
+  });
+
+  t.test('mqtt.commands false: nothing is subscribed, a command changes nothing; snapshots also go to snapshot.dir', async (t) => {
+    const dir = await tempDir(t);
+    const b = await build(
+      t,
+      config(broker.url, (c) => ({ ...c, mqtt: { ...c.mqtt, commands: false }, snapshot: { ...c.snapshot, dir, max_files: 1 } })),
+    );
+    await b.rec.client.publishAsync(`${b.base}/set/threshold`, '0.7', { qos: 1 });
+    await b.rec.client.publishAsync(`${b.base}/request/get_config`, '{}', { qos: 1 });
+    await b.frame(HOTDOG);
+    await b.frame(CAT);
+    await b.rec.waitFor(
+      (m) => m.topic === `${b.base}/snapshot` && m.properties?.userProperties !== undefined && (m.properties.userProperties as { seq: string }).seq === '2',
+      10_000,
+      'the second snapshot',
+    );
+    await sleep(300);
+    t.same(
+      b.rec.messages.filter((m) => m.topic.includes('/response/')),
+      [],
+      'no response: commands are off',
+    );
+    t.equal(json(b.rec.on(`${b.base}/settings`).at(-1)!).threshold, 0.1, 'the threshold did not change');
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.jpg'));
+    t.match(files, [/^\d{8}T\d{6}\.\d{3}Z_Egyptian_cat\.jpg$/], 'the latest snapshot file, max_files 1');
   });
 
   t.test('stats: frames, timings, engine, model, uptime, memory, MQTT counters', async (t) => {
@@ -364,8 +391,55 @@ t.test('against mosquitto', async (t) => {
     ]);
     t.match(d.dev, { mf: 'edge-classifier', mdl: 'mobilenet_v2_1.0_224_quant' });
     t.equal(d.availability_topic, `${b.base}/availability`);
-    // The entity templates read real payloads: the state's label, the stats' p50, the settings' threshold.
+    // The entity templates, rendered by Jinja2 (Home Assistant's template engine) on the payloads the daemon published.
     await b.frame(CAT);
+    const stats = await b.rec.waitFor((m) => m.topic === `${b.base}/stats` && (json(m).frames as { classified: number }).classified === 1, 5000, 'stats');
+    await b.rec.waitFor((m) => m.topic === `${b.base}/state` && json(m).status === 'detected', 5000, 'the cat state');
+    const latest = (topic: string) => b.rec.on(topic).at(-1)!.payload;
+    const cmps = d.cmps as Record<string, Record<string, string>>;
+    const items = Object.entries(cmps).flatMap(([id, c]) =>
+      (['value_template', 'json_attributes_template'] as const)
+        .filter((k) => c[k] !== undefined)
+        .map((k) => ({ id, k, template: c[k]!, payload: latest(k === 'value_template' ? c.state_topic! : c.json_attributes_topic!) })),
+    );
+    const rendered = renderTemplates(items);
+    const byId = Object.fromEntries(items.map((it, i) => [`${it.id}.${it.k}`, rendered[i]]));
+    const s = json(stats) as unknown as StatsPayload;
+    t.same(
+      {
+        top: byId['top_label.value_template'],
+        watch: byId['watch_egyptian_cat.value_template'],
+        inference: byId['inference_ms.value_template'],
+        fps: byId['classified_fps.value_template'],
+        temperature: byId['cpu_temperature.value_template'],
+        problems: byId['problems.value_template'],
+        threshold: byId['threshold.value_template'],
+        paused: byId['paused.value_template'],
+      },
+      {
+        top: 'Egyptian cat',
+        watch: 'ON',
+        inference: String(s.inference_ms.p50),
+        fps: String(s.fps.classified),
+        // No thermal zone on this machine: 'None' is what Home Assistant shows as unknown.
+        temperature: s.system.cpu_temperature_c === null ? 'None' : String(s.system.cpu_temperature_c),
+        problems: '0',
+        threshold: '0.1',
+        paused: 'false',
+      },
+    );
+    const attributes = JSON.parse(String(byId['top_label.json_attributes_template'])) as { score: number; top_k: { label: string }[] };
+    t.equal(attributes.top_k[0]!.label, 'Egyptian cat', 'top-k scores as attributes');
+    t.same(JSON.parse(String(byId['problems.json_attributes_template'])), { problems: [] });
+    // The first state (unknown) renders as Home Assistant's unknown, the watch sensor too.
+    const unknown = b.rec.on(`${b.base}/state`)[0]!.payload;
+    t.same(
+      renderTemplates([
+        { template: cmps.top_label!.value_template!, payload: unknown },
+        { template: cmps.watch_egyptian_cat!.value_template!, payload: unknown },
+      ]),
+      ['None', 'None'],
+    );
     ha.clear();
     await b.rec.client.publishAsync(`${prefix}/status`, 'online', { qos: 1 });
     const again = await ha.waitFor((m) => m.topic === first.topic, 5000, 'discovery again');
