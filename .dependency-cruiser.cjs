@@ -55,7 +55,7 @@ module.exports = {
       name: 'release-above-service',
       severity: 'error',
       comment: 'The device-side release commands sit on top of the daemon: the daemon never imports them.',
-      from: { path: '^src/(core|camera|inference|mqtt|gpio|config|service)/' },
+      from: { path: '^src/(core|camera|inference|mqtt|gpio|snapshot|stats|config|service)/' },
       to: { path: '^src/release/' },
     },
     { name: 'service-below-cli', severity: 'error', comment: 'Nothing imports the process shell.', from: { path: '^src/' }, to: { path: '^src/cli\\.ts$' } },
