@@ -14,7 +14,8 @@ import { createHash } from 'node:crypto';
  *   threshold, unknown when frames stopped), with score, since and the
  *   top-k of the frame that set it as attributes;
  * - `gpio_<pin>` binary sensor per GPIO rule (`<base>/gpio/<pin>`);
- * - `watch_<label>` binary sensor per watched label (on while it is the state);
+ * - `watch_<label>` binary sensor per watched label (on while it is the
+ *   state; matched case-insensitively, also as one of the state label's synonyms);
  * - `inference_ms`, `classified_fps`, `cpu_temperature`, `problems`
  *   diagnostic sensors from `<base>/stats` and `<base>/problems`;
  * - `snapshot` image (`<base>/snapshot`, JPEG bytes);
@@ -160,7 +161,10 @@ export function buildDiscovery(o: DiscoveryOptions): DiscoveryMessage {
       unique_id: uid(id),
       device_class: 'occupancy',
       state_topic: t.state,
-      value_template: `{% if value_json.status == 'unknown' %}None{% elif value_json.label == ${jinjaString(label)} %}ON{% else %}OFF{% endif %}`,
+      // Matched as GPIO labels are: the whole label or one of its ', '-separated synonyms, case-insensitive.
+      value_template:
+        "{% set l = (value_json.label or '') | lower %}{% if value_json.status == 'unknown' %}None" +
+        `{% elif l == ${jinjaString(label.toLowerCase())} or ${jinjaString(label.toLowerCase())} in l.split(', ') %}ON{% else %}OFF{% endif %}`,
     };
   }
   cmps.inference_ms = {

@@ -453,10 +453,11 @@ export class Daemon implements Lifecycle {
   private checkWatchLabels(modelLabels: readonly string[]): void {
     const ha = this.plan.homeassistant;
     if (ha === null || modelLabels.length === 0) return;
-    const known = new Set(modelLabels);
+    // As the binary sensor's template matches: the whole label or one of its synonyms, case-insensitive.
+    const known = new Set(modelLabels.flatMap((l) => [l.toLowerCase(), ...l.toLowerCase().split(', ')]));
     for (const label of ha.watch) {
-      if (known.has(label)) continue;
-      const message = `homeassistant.watch: the model has no class named ${JSON.stringify(label)}: its binary sensor will never turn on`;
+      if (known.has(label.toLowerCase())) continue;
+      const message = `homeassistant.watch: the model has no class (or synonym) named ${JSON.stringify(label)}: its binary sensor will never turn on`;
       this.log.warn({ label }, message);
       const detail = label.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 60) || 'label';
       this.problems.raise(`watch_label_missing:${detail}`, message, 'write the label exactly as the labels file does (see `edge-classifier inspect`)');

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { buildDiscovery, type DiscoveryTopics, discoveryObjectId, removalMessage, validateDiscoveryPrefix } from '../../src/mqtt/discovery.js';
+import { renderTemplates } from '../helpers/jinja.js';
 import { assertPayload, payloadErrors } from '../helpers/schemas.js';
 
 const base = 'edge-classifier/f50949f48743';
@@ -72,7 +73,11 @@ t.test('one device discovery message with every entity, valid against the docume
   t.same([cmps.threshold!.command_topic, cmps.threshold!.min, cmps.threshold!.max], [`${base}/set/threshold`, 0, 1]);
   t.equal(cmps.reload!.command_topic, `${base}/request/reload`);
   t.equal(cmps.cpu_temperature!.entity_category, 'diagnostic');
-  t.match(String(cmps['watch_jack-o_-lantern']!.value_template), `value_json.label == "jack-o'-lantern"`, 'the label is a quoted Jinja string');
+  t.match(
+    String(cmps['watch_jack-o_-lantern']!.value_template),
+    `l == "jack-o'-lantern" or "jack-o'-lantern" in l.split(', ')`,
+    'the label is a quoted Jinja string',
+  );
   t.equal(buildDiscovery(options).payload, m.payload, 'deterministic: a re-publish changes nothing');
 });
 
@@ -104,4 +109,20 @@ t.test('discovery prefix: wildcards and other bad prefixes are refused', async (
   t.throws(() => validateDiscoveryPrefix(''), /is empty/);
   t.throws(() => validateDiscoveryPrefix('/ha'), /starts or ends with '\/'/);
   t.throws(() => buildDiscovery({ ...options, prefix: '#' }), /wildcard/);
+});
+
+t.test('watch labels: on for the label or one of its synonyms (rendered by Jinja2), unknown while the state is', async (t) => {
+  const p = JSON.parse(buildDiscovery({ ...options, watch: ['Hot Dog'] }).payload);
+  const template = p.cmps.watch_hot_dog.value_template as string;
+  const state = (status: string, label: string | null) => JSON.stringify({ status, label });
+  t.same(
+    renderTemplates([
+      { template, payload: state('detected', 'hotdog, hot dog, red hot') },
+      { template, payload: state('detected', 'hot dog') },
+      { template, payload: state('detected', 'Egyptian cat') },
+      { template, payload: state('none', null) },
+      { template, payload: state('unknown', null) },
+    ]),
+    ['ON', 'ON', 'OFF', 'OFF', 'None'],
+  );
 });
