@@ -243,6 +243,14 @@ export class Daemon implements Lifecycle {
       this.problems.raise(`${PROBLEM.gpioLabelsMissing}:${w.pin}`, w.message, 'use labels as the labels file writes them (see `edge-classifier inspect`)');
     }
     this.checkWatchLabels(classifier.labels);
+    if (p.classifier.delegate === 'edgetpu' && classifier.backend !== 'edgetpu') {
+      this.problems.raise(
+        PROBLEM.edgetpuFallback,
+        `the Edge TPU cannot be used: ${path.basename(classifier.modelPath)} runs on the CPU instead`,
+        'plug in the Coral accelerator and install the Edge TPU runtime (libedgetpu1-std), then reload; see the log for why it failed',
+        'warning',
+      );
+    }
 
     const mqttLog = componentLogger(log, 'mqtt');
     this.brokerUrl = p.brokerUrl ?? (await this.parts.start(new EmbeddedBroker({ port: p.embeddedPort, log: mqttLog }), signal)).url;
@@ -344,7 +352,14 @@ export class Daemon implements Lifecycle {
     const idle = performance.now() - this.lastClassifiedAt;
     if (idle < this.plan.stallMs) return;
     this.stalled = true;
-    this.log.warn({ source: this.source?.description }, `no frame classified for ${(idle / 1000).toFixed(1)} s: GPIO outputs off until frames come back`);
+    const source = this.source?.description ?? this.plan.source.spec;
+    this.log.warn({ source }, `no frame classified for ${(idle / 1000).toFixed(1)} s: GPIO outputs off until frames come back`);
+    this.problems.raise(
+      PROBLEM.sourceStalled,
+      `no frame classified from ${source} for more than ${(this.plan.stallMs / 1000).toFixed(1)} s`,
+      'check the camera (cable, power, another program holding it) or the stream; camera programs are restarted by themselves, and the state expires per state.expire_after_s',
+      'error',
+    );
     this.gpio?.idle();
   }
 
@@ -381,6 +396,7 @@ export class Daemon implements Lifecycle {
       this.consecutiveFailures = 0;
       if (this.stalled) {
         this.stalled = false;
+        this.problems.clear(PROBLEM.sourceStalled);
         this.log.info('frames are being classified again');
       }
       this.lastClassifiedAt = performance.now();

@@ -181,7 +181,8 @@ t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU m
   copyFileSync(image('cat_720p.jpg'), path.join(dir, 'cat.jpg'));
   const { freePort } = await import('../helpers/mosquitto.js');
   const config = `${dir}.yaml`;
-  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'mqtt:', `  embedded_port: ${await freePort()}`].join('\n'));
+  const port = await freePort();
+  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'mqtt:', `  embedded_port: ${port}`].join('\n'));
   const d = startCli(
     t,
     [
@@ -202,6 +203,11 @@ t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU m
   const warnings = d.logs.filter((l) => l.level === 40 && /Edge TPU runtime/.test(l.msg));
   t.equal(warnings.length, 1, 'one warning naming the Edge TPU runtime');
   t.match(warnings[0]!.msg, /apt install libedgetpu1-std/);
+  const problems = await recordMqtt(t, `mqtt://127.0.0.1:${port}`, 'edge-classifier/+/problems');
+  const p = await problems.waitFor(() => true, 5000, 'the retained problems');
+  t.match(JSON.parse(p.payload).problems, [
+    { id: 'edgetpu_fallback', severity: 'warning', message: 'the Edge TPU cannot be used: mobilenet_v1_0.25_128_quant runs on the CPU instead' },
+  ]);
   await d.waitForLog((l) => /tiger cat|tabby|Egyptian cat/.test(l.msg) && typeof l.seq === 'number', 10_000, 'a CPU prediction');
   d.child.kill('SIGTERM');
   t.equal((await d.exited).code, 0);

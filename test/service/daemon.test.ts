@@ -148,8 +148,10 @@ t.test('a stalled source switches GPIO outputs off; frames coming back are class
     lines.some((l) => l.msg === 'GPIO 17 off (pin low)'),
     'the output switched off',
   );
+  t.match(daemon.problems.list(), [{ id: 'source_stalled', severity: 'error', message: /^no frame classified from array test source for more than 3\.0 s$/ }]);
   source.push(CAT);
   await until('classified again', () => lines.some((l) => l.msg === 'frames are being classified again'));
+  t.same(daemon.problems.list(), [], 'the problem is cleared');
   await until('GPIO 17 on again', () => lines.filter((l) => l.msg === 'GPIO 17 on (pin high)').length === 2);
   t.pass('the output follows the frames again');
 });
