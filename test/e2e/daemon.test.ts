@@ -206,7 +206,7 @@ t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU m
   const problems = await recordMqtt(t, `mqtt://127.0.0.1:${port}`, 'edge-classifier/+/problems');
   const p = await problems.waitFor(() => true, 5000, 'the retained problems');
   t.match(JSON.parse(p.payload).problems, [
-    { id: 'edgetpu_fallback', severity: 'warning', message: 'the Edge TPU cannot be used: mobilenet_v1_0.25_128_quant runs on the CPU instead' },
+    { id: 'edgetpu_fallback', severity: 'warning', message: 'the Edge TPU cannot be used: mobilenet_v1_0.25_128_quant.tflite runs on the CPU instead' },
   ]);
   await d.waitForLog((l) => /tiger cat|tabby|Egyptian cat/.test(l.msg) && typeof l.seq === 'number', 10_000, 'a CPU prediction');
   d.child.kill('SIGTERM');
