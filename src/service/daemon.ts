@@ -30,8 +30,8 @@ import { SnapshotFolder } from '../snapshot/folder.js';
 import { LatencyWindow } from '../stats/latency.js';
 import { SystemSampler } from '../stats/sampler.js';
 import { ANSWERED_LATER, CommandHandler } from './command-handler.js';
-import { type CheckedPatch, LiveSettings } from './live-settings.js';
 import type { PipelineHealth } from './health-file.js';
+import { type CheckedPatch, LiveSettings } from './live-settings.js';
 import { type SdNotifier, SdWatchdog } from './sd-notify.js';
 
 /** edge-classifier's version, from package.json (Home Assistant's device and origin blocks). */
