@@ -120,7 +120,9 @@ t.test('a model the daemon does not end up running (Edge TPU model, no Edge TPU,
   t.equal(reload.code, 0, reload.stderr);
   const cpuSha = await sha256Of(cpu);
   let h = await dev.cli(['health', '--json']);
-  for (let i = 0; i < 120 && h.json?.model?.sha256 !== cpuSha; i++) {
+  // The health file is written as soon as something changes (the Edge TPU fallback problem is raised before the first
+  // frame is classified): wait for the fallback model and the first frame.
+  for (let i = 0; i < 120 && (h.json?.model?.sha256 !== cpuSha || h.json?.ready !== true); i++) {
     await new Promise((r) => setTimeout(r, 250));
     h = await dev.cli(['health', '--json']);
   }
