@@ -1,4 +1,4 @@
-import type { RawPictureFormat, YuvColorSpace } from '../camera/raw-format.js';
+import type { RawPictureFormat, YuvColorSpace } from '../../camera/raw-format.js';
 import type { ResizeMode } from './preprocess.js';
 import type { InputTensorArray, PixelMapping } from './quantize.js';
 

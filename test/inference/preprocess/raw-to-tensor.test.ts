@@ -1,11 +1,11 @@
 import sharp from 'sharp';
 import t from 'tap';
-import { i420Layout, RPICAM_YUV420_COLORSPACE, type RawPictureFormat, type YuvColorSpace } from '../../src/camera/raw-format.js';
-import type { TensorDetails } from '../../src/inference/types.js';
-import { applyPixelMapping, resolvePixelMapping } from '../../src/preprocess/quantize.js';
-import { rawFrameToRgb, RawToTensor } from '../../src/preprocess/raw-to-tensor.js';
-import { image } from '../helpers/assets.js';
-import { ffmpegBytes, ffmpegI420ToRgb, ffmpegI420ToRgbVia444, i420Unpadded, maxAbsDiff, padI420 } from '../helpers/raw-frames.js';
+import { i420Layout, RPICAM_YUV420_COLORSPACE, type RawPictureFormat, type YuvColorSpace } from '../../../src/camera/raw-format.js';
+import type { TensorDetails } from '../../../src/core/types.js';
+import { applyPixelMapping, resolvePixelMapping } from '../../../src/inference/preprocess/quantize.js';
+import { rawFrameToRgb, RawToTensor } from '../../../src/inference/preprocess/raw-to-tensor.js';
+import { image } from '../../helpers/assets.js';
+import { ffmpegBytes, ffmpegI420ToRgb, ffmpegI420ToRgbVia444, i420Unpadded, maxAbsDiff, padI420 } from '../../helpers/raw-frames.js';
 
 const i420 = (width: number, height: number, colorSpace: YuvColorSpace, align = 64): RawPictureFormat => ({
   format: 'i420', width, height, layout: i420Layout(width, height, align), colorSpace,
