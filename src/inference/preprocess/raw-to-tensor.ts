@@ -266,28 +266,36 @@ export class RawToTensor {
       const sy = row + y0;
       const yRow = sy * yStride + x0;
       const cRow = (sy >> 1) * cStride;
-      for (let col = 0; col < w; col++) {
+      let col = 0;
+      while (col < w) {
+        // One chroma sample covers two luma columns: look it up once for both.
         const sx = col + x0;
         const c = cRow + (sx >> 1);
-        const yy = yT[frame[yRow + col]!]!;
         const u = frame[uOffset + c]!;
         const v = frame[vOffset + c]!;
-        let r = (yy + rv[v]!) >> FIX;
-        let g = (yy + gu[u]! + gv[v]!) >> FIX;
-        let b = (yy + bu[u]!) >> FIX;
-        r = r < 0 ? 0 : r > 255 ? 255 : r;
-        g = g < 0 ? 0 : g > 255 ? 255 : g;
-        b = b < 0 ? 0 : b > 255 ? 255 : b;
-        if (lut) {
-          dst[o] = lut[r]!;
-          dst[o + 1] = lut[256 + g]!;
-          dst[o + 2] = lut[512 + b]!;
-        } else {
-          dst[o] = r;
-          dst[o + 1] = g;
-          dst[o + 2] = b;
+        const cr = rv[v]!;
+        const cg = gu[u]! + gv[v]!;
+        const cb = bu[u]!;
+        const run = (sx & 1) === 0 && col + 1 < w ? 2 : 1;
+        for (let k = 0; k < run; k++, col++) {
+          const yy = yT[frame[yRow + col]!]!;
+          let r = (yy + cr) >> FIX;
+          let g = (yy + cg) >> FIX;
+          let b = (yy + cb) >> FIX;
+          r = r < 0 ? 0 : r > 255 ? 255 : r;
+          g = g < 0 ? 0 : g > 255 ? 255 : g;
+          b = b < 0 ? 0 : b > 255 ? 255 : b;
+          if (lut) {
+            dst[o] = lut[r]!;
+            dst[o + 1] = lut[256 + g]!;
+            dst[o + 2] = lut[512 + b]!;
+          } else {
+            dst[o] = r;
+            dst[o + 1] = g;
+            dst[o + 2] = b;
+          }
+          o += 3;
         }
-        o += 3;
       }
     }
   }
