@@ -15,9 +15,10 @@ export type CaptureMode =
  * classified. Times are monotonic ms (`performance.now()`).
  *
  * Interval: the first frame is taken, then the first frame arriving at or
- * after each due time; the next due time is one interval after the frame
- * taken (a late frame delays the schedule rather than causing a catch-up
- * burst). Trigger: the next `burst` frames after a trigger are taken; a
+ * after each due time; due times stay one interval apart (so captures
+ * average exactly one per interval), except after a gap longer than an
+ * interval (a restarted source), where the schedule restarts from the frame
+ * taken rather than catching up with a burst. Trigger: the next `burst` frames after a trigger are taken; a
  * trigger during a burst starts a fresh burst of `burst` frames (the event
  * goes on), it does not add up.
  */
@@ -38,7 +39,8 @@ export class FrameSelector {
         return true;
       case 'interval':
         if (now < this.due) return false;
-        this.due = now + this.mode.everyMs;
+        // Stay on the schedule (no drift by a frame period per capture), but never catch up with a burst.
+        this.due = this.due + this.mode.everyMs > now ? this.due + this.mode.everyMs : now + this.mode.everyMs;
         return true;
       case 'trigger':
         if (this.pending === 0) return false;
