@@ -98,7 +98,11 @@ export function recogniseCameraError(
     if (line !== undefined) return { kind, message: `${program} ${SENTENCE[kind]}: ${line.trim()}`, hint: hintFor(kind, user, device), line };
   }
   if (exit?.code === 127) {
-    return { kind: 'camera_stack_broken', message: `${program} ${SENTENCE.camera_stack_broken} (exit status 127)`, hint: hintFor('camera_stack_broken', user, device) };
+    return {
+      kind: 'camera_stack_broken',
+      message: `${program} ${SENTENCE.camera_stack_broken} (exit status 127)`,
+      hint: hintFor('camera_stack_broken', user, device),
+    };
   }
   return undefined;
 }

@@ -186,7 +186,8 @@ export class MotionGate {
     this.learningRate = options.learningRate ?? 0.05;
     if (!(this.threshold >= 0 && this.threshold <= 1)) throw new RangeError(`motion threshold must be a fraction from 0 to 1, got ${this.threshold}`);
     if (!(this.cellDelta >= 1 && this.cellDelta <= 255)) throw new RangeError(`motion cell delta must be 1..255 levels, got ${this.cellDelta}`);
-    if (!(this.learningRate > 0 && this.learningRate <= 1)) throw new RangeError(`motion learning rate must be above 0 and at most 1, got ${this.learningRate}`);
+    if (!(this.learningRate > 0 && this.learningRate <= 1))
+      throw new RangeError(`motion learning rate must be above 0 and at most 1, got ${this.learningRate}`);
   }
 
   /** Compares `thumbnail` (from `lumaThumbnail`) with the background, then updates the background. */

@@ -52,7 +52,7 @@ export class RawFrameSplitter {
   push(chunk: Buffer): readonly Buffer[] {
     const size = this.frameBytes;
     const n = chunk.length;
-    let out: Buffer[] | undefined;
+    const out: Buffer[] = [];
     let i = 0;
     if (this.filled > 0) {
       const take = Math.min(size - this.filled, n);
@@ -60,13 +60,13 @@ export class RawFrameSplitter {
       this.filled += take;
       i = take;
       if (this.filled === size) {
-        (out ??= []).push(this.partial!);
+        out.push(this.partial!);
         this.partial = undefined;
         this.filled = 0;
       }
     }
     while (n - i >= size) {
-      (out ??= []).push(chunk.subarray(i, i + size));
+      out.push(chunk.subarray(i, i + size));
       i += size;
     }
     if (i < n) {
@@ -74,7 +74,7 @@ export class RawFrameSplitter {
       chunk.copy(this.partial, 0, i, n);
       this.filled = n - i;
     }
-    if (!out) return NO_FRAMES;
+    if (out.length === 0) return NO_FRAMES;
     this.framesOut += out.length;
     return out;
   }

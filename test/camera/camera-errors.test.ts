@@ -2,10 +2,7 @@ import t from 'tap';
 import { recogniseCameraError } from '../../src/camera/camera-errors.js';
 
 // stderr as the programs print it (from rpicam-apps, libcamera and ffmpeg sources and user reports).
-const NO_CAMERA = [
-  '[0:01:02.123456789] [1234]  INFO Camera camera_manager.cpp:325 libcamera v0.3.2+99-1230f78d',
-  'ERROR: *** no cameras available ***',
-];
+const NO_CAMERA = ['[0:01:02.123456789] [1234]  INFO Camera camera_manager.cpp:325 libcamera v0.3.2+99-1230f78d', 'ERROR: *** no cameras available ***'];
 const BUSY = [
   '[0:03:19.444176880] [3274]  INFO Camera camera_manager.cpp:284 libcamera v0.2.0+120-eb00c13d',
   "[0:03:19.453705709] [3282] ERROR V4L2 v4l2_device.cpp:353 'imx708_noir': Unable to set controls: Device or resource busy",
@@ -47,10 +44,19 @@ t.test('each failure kind from the stderr the camera program prints', async (t) 
 });
 
 t.test('ffmpeg on a V4L2 device', async (t) => {
-  const enoent = recogniseCameraError('ffmpeg', ['[video4linux2,v4l2 @ 0x55d5] Cannot open video device /dev/video3: No such file or directory', '/dev/video3: No such file or directory'], { code: 1, signal: null }, { device: '/dev/video3' });
+  const enoent = recogniseCameraError(
+    'ffmpeg',
+    ['[video4linux2,v4l2 @ 0x55d5] Cannot open video device /dev/video3: No such file or directory', '/dev/video3: No such file or directory'],
+    { code: 1, signal: null },
+    { device: '/dev/video3' },
+  );
   t.equal(enoent?.kind, 'no_camera');
   t.match(enoent?.hint, /^\/dev\/video3 does not exist/);
-  const eacces = recogniseCameraError('ffmpeg', ['[video4linux2,v4l2 @ 0x55d5] Cannot open video device /dev/video0: Permission denied', '/dev/video0: Permission denied'], { code: 1, signal: null });
+  const eacces = recogniseCameraError(
+    'ffmpeg',
+    ['[video4linux2,v4l2 @ 0x55d5] Cannot open video device /dev/video0: Permission denied', '/dev/video0: Permission denied'],
+    { code: 1, signal: null },
+  );
   t.equal(eacces?.kind, 'permission_denied');
   const ebusy = recogniseCameraError('ffmpeg', ['[video4linux2,v4l2 @ 0x5581] ioctl(VIDIOC_STREAMON): Device or resource busy'], { code: 1, signal: null });
   t.equal(ebusy?.kind, 'camera_busy');

@@ -22,7 +22,10 @@ t.test('interval takes one frame per interval, the first at once', async (t) => 
   t.equal(taken(new FrameSelector({ kind: 'interval', everyMs: 1000 }), 333, 100_000).length, 100, 'one per second on average');
   // The source was away for 10 s: one frame when it is back, not ten.
   const gap = new FrameSelector({ kind: 'interval', everyMs: 1000 });
-  t.same([0, 500, 11000, 11100, 11500, 12000].filter((ms) => gap.offer(ms)), [0, 11000, 12000]);
+  t.same(
+    [0, 500, 11000, 11100, 11500, 12000].filter((ms) => gap.offer(ms)),
+    [0, 11000, 12000],
+  );
   const sel = new FrameSelector({ kind: 'interval', everyMs: 5000 });
   sel.offer(100);
   t.equal(sel.untilDue(1100), 4000);

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import t from 'tap';
 import { FrozenDetector, lumaThumbnail, MotionGate, pictureFingerprint } from '../../src/camera/picture-checks.js';
-import { i420Layout, RPICAM_YUV420_COLORSPACE, type RawPictureFormat } from '../../src/camera/raw-format.js';
+import { i420Layout, type RawPictureFormat, RPICAM_YUV420_COLORSPACE } from '../../src/camera/raw-format.js';
 import { image } from '../helpers/assets.js';
 import { ffmpegBytes, i420Frame } from '../helpers/raw-frames.js';
 
@@ -37,7 +37,11 @@ function noisy(frame: Buffer, seed: number): Buffer {
 const cat = i420Frame(image('cat.png'), W, H, RPICAM_YUV420_COLORSPACE);
 // The same scene with a bird in the lower right (about 1/16 of the picture).
 const bird = await sharp(image('bird.png')).resize(80, 60).toBuffer();
-const withBird = await sharp(image('cat.png')).resize(W, H, { fit: 'fill' }).composite([{ input: bird, left: 220, top: 160 }]).png().toBuffer();
+const withBird = await sharp(image('cat.png'))
+  .resize(W, H, { fit: 'fill' })
+  .composite([{ input: bird, left: 220, top: 160 }])
+  .png()
+  .toBuffer();
 const catBirdFile = `${process.env.TMPDIR ?? '/tmp'}/cat-bird-${process.pid}.png`;
 await sharp(withBird).toFile(catBirdFile);
 t.teardown(async () => (await import('node:fs')).rmSync(catBirdFile, { force: true }));

@@ -51,7 +51,7 @@ t.test('one chunk holding several frames: each frame exact, no copy', async (t) 
   const splitter = new RawFrameSplitter(model[0]!.length);
   const out = splitter.push(stream);
   t.equal(out.length, 4);
-  out.forEach((f, i) => t.ok(f.equals(model[i]!), `frame ${i} byte-identical`));
+  for (const [i, f] of out.entries()) t.ok(f.equals(model[i]!), `frame ${i} byte-identical`);
   t.equal(out[1]!.buffer, stream.buffer, 'a frame whole inside a chunk is a view of it');
   t.same(splitter.stats(), { frames: 4, tornFrames: 0, discardedBytes: 0 });
 });
@@ -79,7 +79,10 @@ t.test('random chunking (seeded): pipe-sized and tiny chunks', async (t) => {
     const splitter = new RawFrameSplitter(model[0]!.length);
     const out = split(stream, sizes, splitter);
     t.equal(out.length, 12, `seed ${seed}: frame count`);
-    t.ok(out.every((f, i) => f.equals(model[i % 4]!)), `seed ${seed}: frames byte-identical`);
+    t.ok(
+      out.every((f, i) => f.equals(model[i % 4]!)),
+      `seed ${seed}: frames byte-identical`,
+    );
   }
 });
 
@@ -111,7 +114,7 @@ t.test('a frame assembled from chunks does not change when later chunks arrive',
   const frames: Buffer[] = [];
   for (let i = 0; i < stream.length; i += 777) frames.push(...splitter.push(stream.subarray(i, i + 777)));
   t.equal(frames.length, 4);
-  frames.forEach((f, i) => t.ok(f.equals(small[i]!), `frame ${i} still intact after all chunks`));
+  for (const [i, f] of frames.entries()) t.ok(f.equals(small[i]!), `frame ${i} still intact after all chunks`);
 });
 
 t.test('bad frame size', async (t) => {

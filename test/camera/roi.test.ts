@@ -2,7 +2,9 @@ import t from 'tap';
 import { checkRoi, isWholeFrame, parseRoi, rawCameraSize, roiToPixels } from '../../src/camera/roi.js';
 
 t.test('ROIs outside the frame or of zero size are refused with a sentence naming the key', async (t) => {
-  t.throws(() => checkRoi({ x: 0.5, y: 0, width: 0.6, height: 1 }), { message: 'source.roi reaches outside the frame (x + width = 1.1, y + height = 1): expected both at most 1' });
+  t.throws(() => checkRoi({ x: 0.5, y: 0, width: 0.6, height: 1 }), {
+    message: 'source.roi reaches outside the frame (x + width = 1.1, y + height = 1): expected both at most 1',
+  });
   t.throws(() => checkRoi({ x: 0, y: 0, width: 0, height: 0.5 }), /source.roi has zero size \(width 0, height 0.5\)/);
   t.throws(() => checkRoi({ x: -0.1, y: 0, width: 0.5, height: 0.5 }), /source.roi starts outside the frame/);
   t.throws(() => checkRoi({ x: Number.NaN, y: 0, width: 0.5, height: 0.5 }), /source.roi.x must be a number/);
@@ -21,7 +23,7 @@ t.test('pixels of an ROI', async (t) => {
   t.notOk(isWholeFrame({ x: 0, y: 0, width: 0.5, height: 1 }));
 });
 
-t.test('raw Pi camera size: the model size for crop, the picture\'s own aspect otherwise', async (t) => {
+t.test("raw Pi camera size: the model size for crop, the picture's own aspect otherwise", async (t) => {
   const m = { width: 224, height: 224 };
   t.same(rawCameraSize(m, 'crop', 4 / 3), { width: 224, height: 224 });
   t.same(rawCameraSize(m, 'stretch', 4 / 3), { width: 298, height: 224 });

@@ -1,10 +1,13 @@
 import t from 'tap';
-import { lockoutDebouncer, VirtualInputBackend } from '../../src/gpio/input.js';
 import { silentLogger } from '../../src/core/log.js';
+import { lockoutDebouncer, VirtualInputBackend } from '../../src/gpio/input.js';
 
 t.test('lockout debounce: the first edge counts at once, bounces within the window do not', async (t) => {
   const accept = lockoutDebouncer(50);
-  t.same([0, 10, 49, 50, 51, 120].map((ms) => accept(ms)), [true, false, false, true, false, true]);
+  t.same(
+    [0, 10, 49, 50, 51, 120].map((ms) => accept(ms)),
+    [true, false, false, true, false, true],
+  );
 });
 
 t.test('virtual input: edges, debounce and idle level as on a Pi', async (t) => {
@@ -14,7 +17,13 @@ t.test('virtual input: edges, debounce and idle level as on a Pi', async (t) => 
   const input = backend.openInput(17, { edge: 'rising', debounceMs: 100, pull: 'down' }, (level) => rising.push(now + level * 0));
   t.equal(input.read(), 0, 'pull-down idles low');
   // A button press with contact bounce: 0→1→0→1 within 20 ms, released at 300 ms, pressed again at 500 ms.
-  for (const [ms, level] of [[1000, 1], [1005, 0], [1012, 1], [1300, 0], [1500, 1]] as const) {
+  for (const [ms, level] of [
+    [1000, 1],
+    [1005, 0],
+    [1012, 1],
+    [1300, 0],
+    [1500, 1],
+  ] as const) {
     now = ms;
     backend.set(17, level);
   }

@@ -25,7 +25,7 @@ import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 
 const argv = process.argv.slice(2);
 const env = process.env;
-const log = (line) => process.stderr.write(`[0:00:${(performance.now() / 1000).toFixed(9).padStart(12, "0")}] [${process.pid}]  ${line}\n`);
+const log = (line) => process.stderr.write(`[0:00:${(performance.now() / 1000).toFixed(9).padStart(12, '0')}] [${process.pid}]  ${line}\n`);
 if (env.FAKE_RPICAM_ARGS_LOG) appendFileSync(env.FAKE_RPICAM_ARGS_LOG, `${JSON.stringify(argv)}\n`);
 
 function die(message, code = 255) {
@@ -34,11 +34,28 @@ function die(message, code = 255) {
 }
 
 const withValue = new Map([
-  ['-t', 'timeout'], ['--timeout', 'timeout'], ['--codec', 'codec'], ['-o', 'output'], ['--output', 'output'],
-  ['--width', 'width'], ['--height', 'height'], ['--framerate', 'framerate'], ['--camera', 'camera'],
-  ['--rotation', 'rotation'], ['-q', 'quality'], ['--quality', 'quality'], ['--denoise', 'denoise'], ['--roi', 'roi'],
+  ['-t', 'timeout'],
+  ['--timeout', 'timeout'],
+  ['--codec', 'codec'],
+  ['-o', 'output'],
+  ['--output', 'output'],
+  ['--width', 'width'],
+  ['--height', 'height'],
+  ['--framerate', 'framerate'],
+  ['--camera', 'camera'],
+  ['--rotation', 'rotation'],
+  ['-q', 'quality'],
+  ['--quality', 'quality'],
+  ['--denoise', 'denoise'],
+  ['--roi', 'roi'],
 ]);
-const flags = new Map([['-n', 'nopreview'], ['--nopreview', 'nopreview'], ['--flush', 'flush'], ['--hflip', 'hflip'], ['--vflip', 'vflip']]);
+const flags = new Map([
+  ['-n', 'nopreview'],
+  ['--nopreview', 'nopreview'],
+  ['--flush', 'flush'],
+  ['--hflip', 'hflip'],
+  ['--vflip', 'vflip'],
+]);
 const opt = { timeout: '5000', codec: 'h264', width: '0', height: '0', framerate: '30', camera: '0', rotation: '0', quality: '93' };
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
@@ -54,7 +71,9 @@ for (let i = 0; i < argv.length; i++) {
 
 if (env.FAKE_RPICAM_GARBAGE) process.stderr.write(Buffer.from([0, 0xff, 0xfe, 0x1b, 0x5b, 0x32, 0x4a, 10, 0x80, 0x81, 10]));
 if (env.FAKE_RPICAM_FAIL === 'symbol') {
-  process.stderr.write('rpicam-vid: symbol lookup error: /lib/aarch64-linux-gnu/libcamera.so.0.3: undefined symbol: _ZN7libpisp22compute_optimal_strideER24pisp_image_format_config\n');
+  process.stderr.write(
+    'rpicam-vid: symbol lookup error: /lib/aarch64-linux-gnu/libcamera.so.0.3: undefined symbol: _ZN7libpisp22compute_optimal_strideER24pisp_image_format_config\n',
+  );
   process.exit(127);
 }
 log('INFO Camera camera_manager.cpp:325 libcamera v0.3.2+stand-in');
@@ -102,7 +121,11 @@ if (Boolean(opt.hflip) !== rot180) filters.push('hflip');
 if (Boolean(opt.vflip) !== rot180) filters.push('vflip');
 filters.push('format=yuv420p');
 const input = env.FAKE_RPICAM_IMAGE ? ['-i', env.FAKE_RPICAM_IMAGE] : ['-f', 'lavfi', '-i', 'testsrc=size=1640x1232:rate=1'];
-const ff = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...input, '-frames:v', '1', '-vf', filters.join(','), '-f', 'rawvideo', '-'], { maxBuffer: 1 << 28 });
+const ff = spawnSync(
+  'ffmpeg',
+  ['-hide_banner', '-loglevel', 'error', '-nostdin', ...input, '-frames:v', '1', '-vf', filters.join(','), '-f', 'rawvideo', '-'],
+  { maxBuffer: 1 << 28 },
+);
 if (ff.status !== 0) die(`stand-in could not render its picture: ${String(ff.stderr).trim()}`);
 const plain = ff.stdout;
 
@@ -114,10 +137,10 @@ const cStride = stride / 2;
 function noisyCopy(seed) {
   const out = Buffer.from(plain);
   if (env.FAKE_RPICAM_STATIC) return out;
-  let s = seed * 2654435761 >>> 0;
+  let s = (seed * 2654435761) >>> 0;
   for (let i = 0; i < width * height; i += 7) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    if ((s >>> 29) === 0) out[i] = Math.max(0, Math.min(255, out[i] + ((s >>> 28) & 1 ? 2 : -2)));
+    if (s >>> 29 === 0) out[i] = Math.max(0, Math.min(255, out[i] + ((s >>> 28) & 1 ? 2 : -2)));
   }
   return out;
 }
@@ -141,7 +164,29 @@ if (opt.codec === 'yuv420') {
 } else {
   const q = Math.round(2 + ((100 - Number(opt.quality)) * 29) / 99);
   const raw = Buffer.concat(Array.from({ length: VARIANTS }, (_, k) => noisyCopy(k + 1)));
-  const enc = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${width}x${height}`, '-i', '-', '-f', 'mjpeg', '-q:v', String(q), '-'], { input: raw, maxBuffer: 1 << 28 });
+  const enc = spawnSync(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-nostdin',
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'yuv420p',
+      '-s',
+      `${width}x${height}`,
+      '-i',
+      '-',
+      '-f',
+      'mjpeg',
+      '-q:v',
+      String(q),
+      '-',
+    ],
+    { input: raw, maxBuffer: 1 << 28 },
+  );
   if (enc.status !== 0) die('stand-in could not encode JPEG');
   frames = [];
   for (let start = enc.stdout.indexOf(Buffer.from([0xff, 0xd8])); start >= 0; ) {
@@ -170,31 +215,34 @@ let written = 0;
 let draining = false;
 const timeout = Number(opt.timeout);
 const started = performance.now();
-setTimeout(() => {
-  const period = 1000 / fps;
-  let next = performance.now();
-  const tick = () => {
-    if (timeout > 0 && performance.now() - started > timeout) process.exit(0);
-    if (written >= stallAfter) {
-      if (written === stallAfter) {
+setTimeout(
+  () => {
+    const period = 1000 / fps;
+    let next = performance.now();
+    const tick = () => {
+      if (timeout > 0 && performance.now() - started > timeout) process.exit(0);
+      if (written >= stallAfter) {
+        if (written === stallAfter) {
+          written += 1;
+          log('WARN RPI stand-in: the camera stopped delivering frames (the process stays alive)');
+        }
+        setTimeout(tick, 1000);
+        return;
+      }
+      if (!draining) {
+        const ok = process.stdout.write(frames[written % frames.length]);
         written += 1;
-        log('WARN RPI stand-in: the camera stopped delivering frames (the process stays alive)');
+        if (!ok) {
+          draining = true;
+          process.stdout.once('drain', () => {
+            draining = false;
+          });
+        }
       }
-      setTimeout(tick, 1000);
-      return;
-    }
-    if (!draining) {
-      const ok = process.stdout.write(frames[written % frames.length]);
-      written += 1;
-      if (!ok) {
-        draining = true;
-        process.stdout.once('drain', () => {
-          draining = false;
-        });
-      }
-    }
-    next += period;
-    setTimeout(tick, Math.max(0, next - performance.now()));
-  };
-  tick();
-}, Number(env.FAKE_RPICAM_STARTUP_MS ?? 300));
+      next += period;
+      setTimeout(tick, Math.max(0, next - performance.now()));
+    };
+    tick();
+  },
+  Number(env.FAKE_RPICAM_STARTUP_MS ?? 300),
+);

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { i420Layout, type I420Layout, type YuvColorSpace } from '../../src/camera/raw-format.js';
+import { type I420Layout, i420Layout, type YuvColorSpace } from '../../src/camera/raw-format.js';
 
 /** Runs ffmpeg with `args`, returns its stdout; throws with its stderr on failure. */
 export function ffmpegBytes(args: string[], input?: Buffer): Buffer {
@@ -16,9 +16,15 @@ const ffRange = (cs: YuvColorSpace): string => (cs.range === 'full' ? 'pc' : 'tv
 /** An unpadded yuv420p frame of `file` scaled to W×H by ffmpeg in colour space `cs`. */
 export function i420Unpadded(file: string, width: number, height: number, cs: YuvColorSpace): Buffer {
   return ffmpegBytes([
-    '-i', file, '-frames:v', '1',
-    '-vf', `scale=${width}:${height}:out_range=${ffRange(cs)}:out_color_matrix=${cs.matrix},format=yuv420p`,
-    '-f', 'rawvideo', '-',
+    '-i',
+    file,
+    '-frames:v',
+    '1',
+    '-vf',
+    `scale=${width}:${height}:out_range=${ffRange(cs)}:out_color_matrix=${cs.matrix},format=yuv420p`,
+    '-f',
+    'rawvideo',
+    '-',
   ]);
 }
 
@@ -43,11 +49,24 @@ export function i420Frame(file: string, width: number, height: number, cs: YuvCo
 
 /** ffmpeg's own conversion of an unpadded yuv420p frame to packed rgb24 (its default nearest-chroma path, bit-exact). */
 export function ffmpegI420ToRgb(unpadded: Buffer, width: number, height: number, cs: YuvColorSpace): Buffer {
-  return ffmpegBytes([
-    '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${width}x${height}`, '-i', '-',
-    '-vf', `scale=in_range=${ffRange(cs)}:in_color_matrix=${cs.matrix}:flags=bitexact,format=rgb24`,
-    '-f', 'rawvideo', '-',
-  ], unpadded);
+  return ffmpegBytes(
+    [
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'yuv420p',
+      '-s',
+      `${width}x${height}`,
+      '-i',
+      '-',
+      '-vf',
+      `scale=in_range=${ffRange(cs)}:in_color_matrix=${cs.matrix}:flags=bitexact,format=rgb24`,
+      '-f',
+      'rawvideo',
+      '-',
+    ],
+    unpadded,
+  );
 }
 
 /**
@@ -67,11 +86,24 @@ export function ffmpegI420ToRgbVia444(unpadded: Buffer, width: number, height: n
       for (let x = 0; x < width; x++) out[dst + y * width + x] = unpadded[src + (y >> 1) * cw + (x >> 1)]!;
     }
   }
-  return ffmpegBytes([
-    '-f', 'rawvideo', '-pix_fmt', 'yuv444p', '-s', `${width}x${height}`, '-i', '-',
-    '-vf', `scale=in_range=${ffRange(cs)}:in_color_matrix=${cs.matrix}:flags=accurate_rnd+full_chroma_int+bitexact,format=rgb24`,
-    '-f', 'rawvideo', '-',
-  ], out);
+  return ffmpegBytes(
+    [
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'yuv444p',
+      '-s',
+      `${width}x${height}`,
+      '-i',
+      '-',
+      '-vf',
+      `scale=in_range=${ffRange(cs)}:in_color_matrix=${cs.matrix}:flags=accurate_rnd+full_chroma_int+bitexact,format=rgb24`,
+      '-f',
+      'rawvideo',
+      '-',
+    ],
+    out,
+  );
 }
 
 /** Largest absolute difference between two equally long byte arrays. */

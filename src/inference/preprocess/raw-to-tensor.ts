@@ -178,14 +178,8 @@ export class RawToTensor {
       throw new RangeError(`tensor size must be positive whole pixels, got ${width}x${height}`);
     }
     const crop = options.crop ?? { x: 0, y: 0, width: picture.width, height: picture.height };
-    if (
-      !(crop.width >= 1 && crop.height >= 1 && crop.x >= 0 && crop.y >= 0) ||
-      crop.x + crop.width > picture.width ||
-      crop.y + crop.height > picture.height
-    ) {
-      throw new RangeError(
-        `crop ${crop.width}x${crop.height} at (${crop.x},${crop.y}) does not lie inside the ${picture.width}x${picture.height} frame`,
-      );
+    if (!(crop.width >= 1 && crop.height >= 1 && crop.x >= 0 && crop.y >= 0) || crop.x + crop.width > picture.width || crop.y + crop.height > picture.height) {
+      throw new RangeError(`crop ${crop.width}x${crop.height} at (${crop.x},${crop.y}) does not lie inside the ${picture.width}x${picture.height} frame`);
     }
     this.picture = picture;
     this.width = width;
@@ -195,8 +189,7 @@ export class RawToTensor {
     this.placement = place(crop, width, height, options.resize ?? 'stretch');
     const { src, dst } = this.placement;
     this.direct =
-      dst.width === width && dst.height === height && src.width === width && src.height === height &&
-      Number.isInteger(src.x) && Number.isInteger(src.y);
+      dst.width === width && dst.height === height && src.width === width && src.height === height && Number.isInteger(src.x) && Number.isInteger(src.y);
     this.offsetX = src.x;
     this.offsetY = src.y;
     this.cols = taps(dst.width, src.x, src.width, picture.width);
@@ -222,12 +215,16 @@ export class RawToTensor {
    */
   fill(frame: Uint8Array, out?: InputTensorArray): InputTensorArray {
     if (frame.length < this.frameBytes) {
-      throw new RangeError(`raw frame has ${frame.length} bytes: expected ${this.frameBytes} for ${this.picture.format} ${this.picture.width}x${this.picture.height}`);
+      throw new RangeError(
+        `raw frame has ${frame.length} bytes: expected ${this.frameBytes} for ${this.picture.format} ${this.picture.width}x${this.picture.height}`,
+      );
     }
     const expected = tensorType(this.mapping);
     const dst = out ?? new expected(this.length);
     if (!(dst instanceof expected) || dst.length < this.length) {
-      throw new RangeError(`input tensor buffer is a ${dst.constructor.name} of ${dst.length} elements: expected a ${expected.name} of at least ${this.length}`);
+      throw new RangeError(
+        `input tensor buffer is a ${dst.constructor.name} of ${dst.length} elements: expected a ${expected.name} of at least ${this.length}`,
+      );
     }
     const lut = this.mapping.kind === 'table' ? this.mapping.lut : undefined;
     if (this.placement.dst.width !== this.width || this.placement.dst.height !== this.height) this.fillBars(dst, lut);
@@ -282,9 +279,9 @@ export class RawToTensor {
           let r = (yy + cr) >> FIX;
           let g = (yy + cg) >> FIX;
           let b = (yy + cb) >> FIX;
-          r = r < 0 ? 0 : r > 255 ? 255 : r;
-          g = g < 0 ? 0 : g > 255 ? 255 : g;
-          b = b < 0 ? 0 : b > 255 ? 255 : b;
+          r = r < 0 ? 0 : Math.min(r, 255);
+          g = g < 0 ? 0 : Math.min(g, 255);
+          b = b < 0 ? 0 : Math.min(b, 255);
           if (lut) {
             dst[o] = lut[r]!;
             dst[o + 1] = lut[256 + g]!;
@@ -327,9 +324,9 @@ export class RawToTensor {
         let r = (yy + rv[v]!) >> FIX;
         let g = (yy + gu[u]! + gv[v]!) >> FIX;
         let b = (yy + bu[u]!) >> FIX;
-        r = r < 0 ? 0 : r > 255 ? 255 : r;
-        g = g < 0 ? 0 : g > 255 ? 255 : g;
-        b = b < 0 ? 0 : b > 255 ? 255 : b;
+        r = r < 0 ? 0 : Math.min(r, 255);
+        g = g < 0 ? 0 : Math.min(g, 255);
+        b = b < 0 ? 0 : Math.min(b, 255);
         if (lut) {
           dst[o] = lut[r]!;
           dst[o + 1] = lut[256 + g]!;

@@ -1,20 +1,33 @@
 import sharp from 'sharp';
 import t from 'tap';
-import { i420Layout, RPICAM_YUV420_COLORSPACE, type RawPictureFormat, type YuvColorSpace } from '../../../src/camera/raw-format.js';
+import { i420Layout, type RawPictureFormat, RPICAM_YUV420_COLORSPACE, type YuvColorSpace } from '../../../src/camera/raw-format.js';
 import type { TensorDetails } from '../../../src/core/types.js';
 import { applyPixelMapping, resolvePixelMapping } from '../../../src/inference/preprocess/quantize.js';
-import { rawFrameToRgb, RawToTensor } from '../../../src/inference/preprocess/raw-to-tensor.js';
+import { RawToTensor, rawFrameToRgb } from '../../../src/inference/preprocess/raw-to-tensor.js';
 import { image } from '../../helpers/assets.js';
 import { ffmpegBytes, ffmpegI420ToRgb, ffmpegI420ToRgbVia444, i420Unpadded, maxAbsDiff, padI420 } from '../../helpers/raw-frames.js';
 
 const i420 = (width: number, height: number, colorSpace: YuvColorSpace, align = 64): RawPictureFormat => ({
-  format: 'i420', width, height, layout: i420Layout(width, height, align), colorSpace,
+  format: 'i420',
+  width,
+  height,
+  layout: i420Layout(width, height, align),
+  colorSpace,
 });
 
 function input(dtype: 'uint8' | 'int8' | 'float32', quantization: [number, number]): TensorDetails {
   return {
-    name: 'input', index: 0, shape: [1, 224, 224, 3], shape_signature: [1, 224, 224, 3], dtype, quantization,
-    quantization_parameters: { scales: quantization[0] ? [quantization[0]] : [], zero_points: quantization[0] ? [quantization[1]] : [], quantized_dimension: 0 },
+    name: 'input',
+    index: 0,
+    shape: [1, 224, 224, 3],
+    shape_signature: [1, 224, 224, 3],
+    dtype,
+    quantization,
+    quantization_parameters: {
+      scales: quantization[0] ? [quantization[0]] : [],
+      zero_points: quantization[0] ? [quantization[1]] : [],
+      quantized_dimension: 0,
+    },
   };
 }
 
@@ -25,7 +38,11 @@ function meanAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 t.test("rpicam-vid's colour space (BT.601 full range) against ffmpeg's own conversion of the same frame: within ±2", async (t) => {
-  for (const [file, w, h] of [['cat.png', 224, 224], ['grace_hopper.png', 300, 200], ['hot_dog.jpg', 128, 96]] as const) {
+  for (const [file, w, h] of [
+    ['cat.png', 224, 224],
+    ['grace_hopper.png', 300, 200],
+    ['hot_dog.jpg', 128, 96],
+  ] as const) {
     const unpadded = i420Unpadded(image(file), w, h, RPICAM_YUV420_COLORSPACE);
     const picture = i420(w, h, RPICAM_YUV420_COLORSPACE);
     const frame = padI420(unpadded, picture.format === 'i420' ? picture.layout : i420Layout(w, h));
@@ -91,10 +108,16 @@ t.test('wrong buffers and short frames are refused', async (t) => {
   const picture = i420(224, 224, RPICAM_YUV420_COLORSPACE);
   const conv = new RawToTensor(picture, 224, 224);
   t.throws(() => conv.fill(new Uint8Array(1000)), /raw frame has 1000 bytes: expected 86016 for i420 224x224/);
-  t.throws(() => conv.fill(new Uint8Array(86016), new Float32Array(224 * 224 * 3)), /is a Float32Array of 150528 elements: expected a Uint8Array of at least 150528/);
+  t.throws(
+    () => conv.fill(new Uint8Array(86016), new Float32Array(224 * 224 * 3)),
+    /is a Float32Array of 150528 elements: expected a Uint8Array of at least 150528/,
+  );
   t.throws(() => conv.fill(new Uint8Array(86016), new Uint8Array(10)), /expected a Uint8Array of at least 150528/);
   t.throws(() => new RawToTensor(picture, 0, 224), /tensor size must be positive/);
-  t.throws(() => new RawToTensor(picture, 224, 224, { crop: { x: 200, y: 0, width: 100, height: 10 } }), /crop 100x10 at \(200,0\) does not lie inside the 224x224 frame/);
+  t.throws(
+    () => new RawToTensor(picture, 224, 224, { crop: { x: 200, y: 0, width: 100, height: 10 } }),
+    /crop 100x10 at \(200,0\) does not lie inside the 224x224 frame/,
+  );
   t.throws(() => new RawToTensor(picture, 224, 224, { crop: { x: 0, y: 0, width: 0, height: 10 } }), /does not lie inside/);
 });
 
@@ -109,7 +132,10 @@ t.test('rgb24 frames (ffmpeg rawvideo): direct copy, crop, and mapping', async (
   // A 100x80 crop at (10, 20) of the frame, unscaled: the same bytes as sharp's extract.
   const crop = new RawToTensor(picture, 100, 80, { crop: { x: 10, y: 20, width: 100, height: 80 } });
   t.ok(crop.direct);
-  const expected = await sharp(rgb, { raw: { width: 224, height: 224, channels: 3 } }).extract({ left: 10, top: 20, width: 100, height: 80 }).raw().toBuffer();
+  const expected = await sharp(rgb, { raw: { width: 224, height: 224, channels: 3 } })
+    .extract({ left: 10, top: 20, width: 100, height: 80 })
+    .raw()
+    .toBuffer();
   t.ok(Buffer.from(crop.fill(rgb) as Uint8Array).equals(expected), 'crop equals sharp extract');
 });
 
@@ -120,12 +146,17 @@ t.test('scaling: a 640x480 frame fitted to 224x224 looks like sharp resizing the
   const frame = padI420(unpadded, i420Layout(640, 480, 64));
   const fullRgb = new RawToTensor(picture, 640, 480).fill(frame) as Uint8Array;
   const raw = { raw: { width: 640, height: 480, channels: 3 as const } };
-  for (const [resize, fit] of [['stretch', 'fill'], ['crop', 'cover'], ['letterbox', 'contain']] as const) {
+  for (const [resize, fit] of [
+    ['stretch', 'fill'],
+    ['crop', 'cover'],
+    ['letterbox', 'contain'],
+  ] as const) {
     const conv = new RawToTensor(picture, 224, 224, { resize });
     t.notOk(conv.direct);
     const ours = conv.fill(frame);
     // crop: the centred 480x480 square (sharp's cover rounds its crop to whole pixels of the scaled image instead).
-    const source = resize === 'crop' ? sharp(Buffer.from(fullRgb), raw).extract({ left: 80, top: 0, width: 480, height: 480 }) : sharp(Buffer.from(fullRgb), raw);
+    const source =
+      resize === 'crop' ? sharp(Buffer.from(fullRgb), raw).extract({ left: 80, top: 0, width: 480, height: 480 }) : sharp(Buffer.from(fullRgb), raw);
     const theirs = await source.resize(224, 224, { fit, background: '#000' }).raw().toBuffer();
     const mad = meanAbsDiff(ours, theirs);
     t.ok(mad < 4, `${resize}: mean difference ${mad.toFixed(2)} levels`);
@@ -153,7 +184,9 @@ t.test('rawFrameToRgb gives the whole frame as packed RGB for a snapshot', async
   const unpadded = i420Unpadded(image('cat.png'), 224, 224, cs);
   const rgb = rawFrameToRgb(i420(224, 224, cs), padI420(unpadded, i420Layout(224, 224, 64)));
   t.equal(rgb.length, 224 * 224 * 3);
-  const jpeg = await sharp(rgb, { raw: { width: 224, height: 224, channels: 3 } }).jpeg().toBuffer();
+  const jpeg = await sharp(rgb, { raw: { width: 224, height: 224, channels: 3 } })
+    .jpeg()
+    .toBuffer();
   t.equal((await sharp(jpeg).metadata()).width, 224);
   const flat = Buffer.alloc(12, 7);
   t.equal(rawFrameToRgb({ format: 'rgb24', width: 2, height: 2 }, flat).length, 12);
