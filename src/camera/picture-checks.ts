@@ -1,4 +1,4 @@
-import type { RawPictureFormat } from './raw-format.js';
+import type { RawPictureFormat } from '../core/types.js';
 
 /**
  * Cheap checks on the picture itself, run on every frame before inference:

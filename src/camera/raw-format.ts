@@ -1,3 +1,5 @@
+import type { I420Layout, RawPictureFormat, YuvColorSpace } from '../core/types.js';
+
 /**
  * Layouts of the raw (uncompressed) frames the camera sources deliver.
  *
@@ -9,19 +11,6 @@
  *   `ffmpeg -f rawvideo -pix_fmt rgb24` writes it (the layout of a uint8 NHWC
  *   image tensor).
  */
-
-/** Pixel formats of raw frames. */
-export type RawPixelFormat = 'i420' | 'rgb24';
-
-/**
- * How Y'CbCr samples map to R'G'B': the matrix (ITU-R BT.601 or BT.709
- * luma coefficients) and the range (`full`: Y, Cb, Cr use 0..255, as JPEG;
- * `limited`: Y 16..235 and Cb/Cr 16..240, as broadcast video).
- */
-export interface YuvColorSpace {
-  readonly matrix: 'bt601' | 'bt709';
-  readonly range: 'full' | 'limited';
-}
 
 /**
  * The colour space of `rpicam-vid --codec yuv420` frames, at every size:
@@ -37,26 +26,6 @@ export const RPICAM_YUV420_COLORSPACE: YuvColorSpace = Object.freeze({ matrix: '
 
 /** Byte alignment of rpicam-vid's luma rows: the stride is the width rounded up to a multiple of 64 (raspberrypi/rpicam-apps #188: 780 wide gives 832). */
 export const RPICAM_STRIDE_ALIGN = 64;
-
-/** Where the planes of an I420 frame lie in its buffer; all values in bytes except the sizes (pixels/samples). */
-export interface I420Layout {
-  readonly width: number;
-  readonly height: number;
-  /** Bytes per Y row, ≥ width. */
-  readonly yStride: number;
-  /** Bytes per U or V row, ≥ chromaWidth. */
-  readonly cStride: number;
-  /** Chroma samples per row: ceil(width / 2). */
-  readonly chromaWidth: number;
-  /** Chroma rows per plane: ceil(height / 2). */
-  readonly chromaHeight: number;
-  /** Offset of the U (Cb) plane: yStride × height. */
-  readonly uOffset: number;
-  /** Offset of the V (Cr) plane: uOffset + cStride × chromaHeight. */
-  readonly vOffset: number;
-  /** Bytes of one whole frame, padding included: yStride × height + 2 × cStride × chromaHeight. */
-  readonly frameBytes: number;
-}
 
 /**
  * The I420 layout of a W×H frame whose luma stride is the width rounded up
@@ -94,21 +63,6 @@ export function i420Layout(width: number, height: number, align = 1): I420Layout
     frameBytes: vOffset + cStride * chromaHeight,
   };
 }
-
-/**
- * What a raw frame holds: its size and pixel format, and for `i420` the
- * plane layout and colour space. Frames of one source all share one
- * description.
- */
-export type RawPictureFormat =
-  | {
-      readonly format: 'i420';
-      readonly width: number;
-      readonly height: number;
-      readonly layout: I420Layout;
-      readonly colorSpace: YuvColorSpace;
-    }
-  | { readonly format: 'rgb24'; readonly width: number; readonly height: number };
 
 /** Bytes of one frame of `picture` (rgb24: 3 × W × H; i420: the layout's frameBytes). */
 export function rawFrameBytes(picture: RawPictureFormat): number {

@@ -1,15 +1,10 @@
+import type { ResizeMode, Roi } from '../core/types.js';
+
 /**
- * Region of interest (`source.roi`, `classify --roi`): the part of the
- * frame to classify, as fractions of the frame's width and height, so the
- * same ROI holds at any frame size. `{x: 0.5, y: 0, width: 0.5, height: 1}`
- * is the right half.
+ * Region of interest (`source.roi`, `classify --roi`): see `Roi`. The camera
+ * applies it where it can (rpicam-vid `--roi`, an ffmpeg crop filter), the
+ * preprocessing otherwise (replayed files).
  */
-export interface Roi {
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-}
 
 /** A rectangle in whole pixels. */
 export interface PixelBox {
@@ -78,23 +73,28 @@ export function isWholeFrame(roi: Roi | undefined | null): boolean {
  * The frame size to ask the Pi camera for in raw mode, for a W×H model input.
  * The camera's ISP scales for free but keeps pixels square: it crops the
  * (ROI of the) sensor picture to the output's aspect ratio. So:
- * - `crop`: the model's size itself (the ISP's centre crop is the crop);
+ * - `crop`: the model's size itself (the ISP's centre crop is the crop),
+ *   rounded to even sides (I420);
  * - `stretch`, `letterbox`: the whole picture (or ROI) at its own aspect
  *   ratio — `frameAspect` (source width / height, standing for the
  *   sensor's) × the ROI's fractions — scaled so that it just covers the
- *   model's size, even sides (I420), at least 16; the preprocessing then
- *   stretches or letterboxes it into the tensor.
+ *   model's size; the preprocessing then stretches or letterboxes it into
+ *   the tensor. The width is rounded to a multiple of 32 and the height to
+ *   even, sizes the Pi ISPs produce as asked (the bcm2835 ISP pads rows to 64
+ *   bytes and aligns planes to 32).
+ * Never below 32×16.
  */
 export function rawCameraSize(
   model: { readonly width: number; readonly height: number },
-  resize: 'stretch' | 'crop' | 'letterbox',
+  resize: ResizeMode,
   frameAspect: number,
   roi?: Roi | null,
 ): { width: number; height: number } {
   const even = (v: number): number => Math.max(16, 2 * Math.round(v / 2));
+  const by32 = (v: number): number => Math.max(32, 32 * Math.round(v / 32));
   if (resize === 'crop') return { width: even(model.width), height: even(model.height) };
   const aspect = roi ? (frameAspect * roi.width) / roi.height : frameAspect;
   const modelAspect = model.width / model.height;
-  if (aspect >= modelAspect) return { width: even(model.height * aspect), height: even(model.height) };
-  return { width: even(model.width), height: even(model.width / aspect) };
+  if (aspect >= modelAspect) return { width: by32(Math.max(model.width, model.height * aspect)), height: even(model.height) };
+  return { width: by32(model.width), height: even(Math.max(model.height, model.width / aspect)) };
 }

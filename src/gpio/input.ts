@@ -1,5 +1,9 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { Gpio } from 'onoff';
+import type { Lifecycle } from '../core/lifecycle.js';
 import type { Logger } from '../core/log.js';
+import type { GpioBackendKind } from './backends.js';
 import { sysfsGpioNumber } from './sysfs.js';
 
 /** Which transitions of an input count: low→high, high→low, or both. */
@@ -166,5 +170,68 @@ export class VirtualInputBackend implements GpioInputBackend {
     const state = this.pins.get(pin);
     if (!state) throw new Error(`virtual GPIO BCM ${pin} is not open as an input`);
     state.change(level);
+  }
+}
+
+/**
+ * The input backend `gpio.backend` names, chosen as the outputs' one is:
+ * `virtual`, `sysfs` (onoff; throws naming the fix when it cannot be used),
+ * or `auto` (sysfs when /sys/class/gpio is usable, else virtual).
+ */
+export async function createGpioInputBackend(
+  kind: GpioBackendKind,
+  options: { readonly log: Logger; readonly root?: string; readonly loadOnoff?: () => Promise<{ Gpio: typeof Gpio }> },
+): Promise<GpioInputBackend> {
+  const { log } = options;
+  const root = options.root ?? '/sys';
+  if (kind === 'virtual') return new VirtualInputBackend({ log });
+  let GpioClass: typeof Gpio | undefined;
+  try {
+    GpioClass = (await (options.loadOnoff ?? (() => import('onoff')))()).Gpio;
+  } catch {
+    GpioClass = undefined;
+  }
+  if (GpioClass?.accessible) return new OnoffInputBackend({ Gpio: GpioClass, root, log });
+  const classDir = path.join(root, 'class', 'gpio');
+  const problem =
+    GpioClass === undefined
+      ? "onoff cannot load: run 'npm rebuild epoll onoff'"
+      : existsSync(classDir)
+        ? `${classDir}/export is not writable: add the service user to the 'gpio' group`
+        : `no ${classDir}`;
+  if (kind === 'sysfs') throw new Error(`gpio.backend is 'sysfs' but ${problem}; set gpio.backend to 'virtual' to run without GPIO`);
+  log.info(`${problem}: the trigger input is virtual (only MQTT or the API can trigger)`);
+  return new VirtualInputBackend({ log });
+}
+
+/**
+ * A trigger input as a part: `start()` opens BCM `pin` through `backend`
+ * and calls `onTrigger()` on every accepted edge; `stop()` releases it.
+ */
+export class GpioTrigger implements Lifecycle {
+  readonly name = 'trigger input';
+  private input: GpioInput | undefined;
+
+  constructor(
+    private readonly backend: GpioInputBackend,
+    private readonly pin: number,
+    private readonly options: InputOptions,
+    private readonly onTrigger: () => void,
+    private readonly log: Logger,
+  ) {}
+
+  /** @throws the backend's error naming the pin (in use, permission). */
+  async start(): Promise<void> {
+    if (this.input) return;
+    this.input = this.backend.openInput(this.pin, this.options, (level) => {
+      this.log.debug({ pin: this.pin, level }, `trigger input GPIO ${this.pin} fired`);
+      this.onTrigger();
+    });
+  }
+
+  async stop(): Promise<void> {
+    const input = this.input;
+    this.input = undefined;
+    input?.release();
   }
 }

@@ -1,7 +1,8 @@
 import sharp from 'sharp';
 import t from 'tap';
 import { FrozenDetector, lumaThumbnail, MotionGate, pictureFingerprint } from '../../src/camera/picture-checks.js';
-import { i420Layout, type RawPictureFormat, RPICAM_YUV420_COLORSPACE } from '../../src/camera/raw-format.js';
+import { i420Layout, RPICAM_YUV420_COLORSPACE } from '../../src/camera/raw-format.js';
+import type { RawPictureFormat } from '../../src/core/types.js';
 import { image } from '../helpers/assets.js';
 import { ffmpegBytes, i420Frame } from '../helpers/raw-frames.js';
 

@@ -26,9 +26,11 @@ t.test('pixels of an ROI', async (t) => {
 t.test("raw Pi camera size: the model size for crop, the picture's own aspect otherwise", async (t) => {
   const m = { width: 224, height: 224 };
   t.same(rawCameraSize(m, 'crop', 4 / 3), { width: 224, height: 224 });
-  t.same(rawCameraSize(m, 'stretch', 4 / 3), { width: 298, height: 224 });
-  t.same(rawCameraSize(m, 'letterbox', 16 / 9), { width: 398, height: 224 });
+  t.same(rawCameraSize(m, 'stretch', 4 / 3), { width: 288, height: 224 }, '298.7 wide: a multiple of 32 near it');
+  t.same(rawCameraSize(m, 'letterbox', 16 / 9), { width: 384, height: 224 });
+  t.same(rawCameraSize({ width: 299, height: 299 }, 'crop', 4 / 3), { width: 300, height: 300 }, 'even sides for I420');
   // The right half of a 4:3 frame is 2:3 (portrait): as wide as the model, taller.
   t.same(rawCameraSize(m, 'stretch', 4 / 3, { x: 0.5, y: 0, width: 0.5, height: 1 }), { width: 224, height: 336 });
   t.same(rawCameraSize({ width: 128, height: 96 }, 'stretch', 4 / 3), { width: 128, height: 96 }, 'same aspect: exact size');
+  t.same(rawCameraSize({ width: 10, height: 10 }, 'stretch', 4 / 3), { width: 32, height: 16 }, 'never below 32x16');
 });

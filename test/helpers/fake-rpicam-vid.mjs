@@ -19,9 +19,13 @@
 //   FAKE_RPICAM_IGNORE_TERM=1      ignore SIGTERM (needs SIGKILL)
 //   FAKE_RPICAM_GARBAGE=1          print binary garbage on stderr before starting
 //   FAKE_RPICAM_ARGS_LOG=FILE      append the argument list (one JSON array per line)
-//   FAKE_RPICAM_STARTUP_MS=N       camera start-up time before the first frame (default 300)
+//   FAKE_RPICAM_STARTUP_MS=N       camera start-up time before the first frame (default 100)
+//   FAKE_RPICAM_ADJUST_WIDTH=W     deliver frames W wide whatever --width asked (as libcamera may adjust a size)
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 const argv = process.argv.slice(2);
 const env = process.env;
@@ -98,7 +102,8 @@ switch (env.FAKE_RPICAM_FAIL) {
   default:
 }
 
-const width = Number(opt.width) || 640;
+// FAKE_RPICAM_ADJUST_WIDTH: the camera stack adjusts the width it was asked for (and says so).
+const width = Number(env.FAKE_RPICAM_ADJUST_WIDTH) || Number(opt.width) || 640;
 const height = Number(opt.height) || 480;
 const fps = Number(opt.framerate);
 if (!(fps > 0)) die(`invalid framerate ${opt.framerate}`);
@@ -121,13 +126,19 @@ if (Boolean(opt.hflip) !== rot180) filters.push('hflip');
 if (Boolean(opt.vflip) !== rot180) filters.push('vflip');
 filters.push('format=yuv420p');
 const input = env.FAKE_RPICAM_IMAGE ? ['-i', env.FAKE_RPICAM_IMAGE] : ['-f', 'lavfi', '-i', 'testsrc=size=1640x1232:rate=1'];
-const ff = spawnSync(
-  'ffmpeg',
-  ['-hide_banner', '-loglevel', 'error', '-nostdin', ...input, '-frames:v', '1', '-vf', filters.join(','), '-f', 'rawvideo', '-'],
-  { maxBuffer: 1 << 28 },
-);
-if (ff.status !== 0) die(`stand-in could not render its picture: ${String(ff.stderr).trim()}`);
-const plain = ff.stdout;
+// Rendered once per picture and geometry, then reused from a cache file (starting stays quick on a busy machine).
+const ffArgs = ['-hide_banner', '-loglevel', 'error', '-nostdin', ...input, '-frames:v', '1', '-vf', filters.join(','), '-f', 'rawvideo', '-'];
+const cacheFile = path.join(tmpdir(), `fake-rpicam-${createHash('sha256').update(JSON.stringify(ffArgs)).digest('hex').slice(0, 16)}.yuv`);
+let plain;
+try {
+  plain = readFileSync(cacheFile);
+} catch {
+  const ff = spawnSync('ffmpeg', ffArgs, { maxBuffer: 1 << 28 });
+  if (ff.status !== 0) die(`stand-in could not render its picture: ${String(ff.stderr).trim()}`);
+  plain = ff.stdout;
+  writeFileSync(`${cacheFile}.${process.pid}`, plain);
+  renameSync(`${cacheFile}.${process.pid}`, cacheFile);
+}
 
 const stride = Math.ceil(width / 64) * 64;
 const cw = Math.ceil(width / 2);
@@ -196,7 +207,8 @@ if (opt.codec === 'yuv420') {
   }
 }
 
-log(`INFO Camera camera.cpp:1197 configuring streams: (0) ${width}x${height}-${opt.codec === 'yuv420' ? 'YUV420' : 'YUV420'}/sYCC (1) 1640x1232-SBGGR10_CSI2P`);
+if (env.FAKE_RPICAM_ADJUST_WIDTH) process.stderr.write('Stream configuration adjusted\n');
+log(`INFO Camera camera.cpp:1197 configuring streams: (0) ${width}x${height}-YUV420/sYCC (1) 1640x1232-SBGGR10_CSI2P`);
 
 let stallAfter = env.FAKE_RPICAM_STALL_AFTER === undefined ? Infinity : Number(env.FAKE_RPICAM_STALL_AFTER);
 if (env.FAKE_RPICAM_STALL_ONCE) {
@@ -244,5 +256,5 @@ setTimeout(
     };
     tick();
   },
-  Number(env.FAKE_RPICAM_STARTUP_MS ?? 300),
+  Number(env.FAKE_RPICAM_STARTUP_MS ?? 100),
 );

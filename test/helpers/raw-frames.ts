@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { type I420Layout, i420Layout, type YuvColorSpace } from '../../src/camera/raw-format.js';
+import { i420Layout } from '../../src/camera/raw-format.js';
+import type { I420Layout, YuvColorSpace } from '../../src/core/types.js';
 
 /** Runs ffmpeg with `args`, returns its stdout; throws with its stderr on failure. */
 export function ffmpegBytes(args: string[], input?: Buffer): Buffer {

@@ -1,5 +1,4 @@
-import type { RawPictureFormat, YuvColorSpace } from '../../camera/raw-format.js';
-import type { ResizeMode } from './preprocess.js';
+import type { RawPictureFormat, ResizeMode, YuvColorSpace } from '../../core/types.js';
 import type { InputTensorArray, PixelMapping } from './quantize.js';
 
 /** A rectangle in whole pixels of a frame. */

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import t from 'tap';
-import { i420Layout, type RawPictureFormat, RPICAM_YUV420_COLORSPACE, type YuvColorSpace } from '../../../src/camera/raw-format.js';
-import type { TensorDetails } from '../../../src/core/types.js';
+import { i420Layout, RPICAM_YUV420_COLORSPACE } from '../../../src/camera/raw-format.js';
+import type { RawPictureFormat, TensorDetails, YuvColorSpace } from '../../../src/core/types.js';
 import { applyPixelMapping, resolvePixelMapping } from '../../../src/inference/preprocess/quantize.js';
 import { RawToTensor, rawFrameToRgb } from '../../../src/inference/preprocess/raw-to-tensor.js';
 import { image } from '../../helpers/assets.js';
