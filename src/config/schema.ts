@@ -34,7 +34,7 @@ const roiSchema = z
   })
   .superRefine((roi, ctx) => {
     try {
-      checkRoi(roi, 'source.roi');
+      checkRoi(roi, 'the ROI');
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
     }
