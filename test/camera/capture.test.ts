@@ -7,8 +7,8 @@ import { CaptureSource } from '../../src/camera/capture.js';
 import type { EndListener, FrameListener, FrameSource, SourceStats } from '../../src/camera/frame-source.js';
 import { i420Layout, RPICAM_YUV420_COLORSPACE } from '../../src/camera/raw-format.js';
 import { createRpicamSource } from '../../src/camera/rpicam.js';
-import { silentLogger } from '../../src/core/log.js';
 import { NEVER_ABORTED } from '../../src/core/lifecycle.js';
+import { silentLogger } from '../../src/core/log.js';
 import { ProblemRegistry } from '../../src/core/problems.js';
 import type { Frame, RawPictureFormat } from '../../src/core/types.js';
 import { image } from '../helpers/assets.js';
@@ -168,7 +168,17 @@ t.test('interval with power saving: the Pi camera runs only around each capture'
   process.env.FAKE_RPICAM_ARGS_LOG = argsLog;
   t.teardown(() => delete process.env.FAKE_RPICAM_ARGS_LOG);
   const inner = createRpicamSource(
-    { width: 64, height: 48, fps: 20, rotation: 0, hflip: false, vflip: false, jpegQuality: 80, raw: { width: 64, height: 48, resize: 'crop' }, rpicamPath: path.join(bin, 'rpicam-vid') },
+    {
+      width: 64,
+      height: 48,
+      fps: 20,
+      rotation: 0,
+      hflip: false,
+      vflip: false,
+      jpegQuality: 80,
+      raw: { width: 64, height: 48, resize: 'crop' },
+      rpicamPath: path.join(bin, 'rpicam-vid'),
+    },
     silentLogger(),
   );
   const c = build({ mode: { kind: 'interval', everyMs: 2500 }, powerSave: true, settleMs: 300 }, inner);

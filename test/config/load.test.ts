@@ -252,7 +252,10 @@ t.test('camera keys: a bad ROI, an interval of 0 and a trigger pin used by an ou
     shared.some((p) => p.startsWith('source.trigger.pin: BCM pin 17 is already used as an output by gpio.rules[0]: expected a free pin for the trigger input')),
     shared.join('\n'),
   );
-  const c = loadConfig({ file: write('ok.yaml', 'source:\n  mode: trigger\n  format: mjpeg\n  trigger: {pin: 4, edge: falling, pull: up}\n  motion: {enabled: true}\n'), env: {} });
+  const c = loadConfig({
+    file: write('ok.yaml', 'source:\n  mode: trigger\n  format: mjpeg\n  trigger: {pin: 4, edge: falling, pull: up}\n  motion: {enabled: true}\n'),
+    env: {},
+  });
   t.same(c.source.trigger, { pin: 4, edge: 'falling', debounce_ms: 200, pull: 'up', burst: 3 }, 'partial sections take the defaults');
   t.equal(c.source.motion.threshold, 0.02);
   t.equal(c.source.format, 'mjpeg');
