@@ -22,7 +22,7 @@ import os from 'node:os';
  * Checked in that order: a permission problem also makes libcamera report
  * "no cameras available", so the more specific cause wins.
  */
-export type CameraErrorKind = 'camera_stack_broken' | 'permission_denied' | 'camera_busy' | 'no_camera';
+type CameraErrorKind = 'camera_stack_broken' | 'permission_denied' | 'camera_busy' | 'no_camera';
 
 /** A recognised camera failure: what is wrong (one sentence naming the program) and what to do. */
 export interface CameraError {

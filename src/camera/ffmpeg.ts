@@ -48,7 +48,7 @@ export interface FfmpegOutputOptions extends CaptureOptions {
 }
 
 /** The RGB24 frames `ffmpegArgs` makes ffmpeg write for `raw`. */
-export function ffmpegRawFormat(raw: { readonly width: number; readonly height: number }): RawPictureFormat {
+function ffmpegRawFormat(raw: { readonly width: number; readonly height: number }): RawPictureFormat {
   return { format: 'rgb24', width: raw.width, height: raw.height };
 }
 

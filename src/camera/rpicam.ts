@@ -41,7 +41,7 @@ export function rpicamRawFormat(width: number, height: number): RawPictureFormat
 }
 
 /** The frame size rpicam-vid is asked for: the capture size for MJPEG, `rawCameraSize` for raw frames. */
-export function rpicamFrameSize(options: RpicamOptions): { width: number; height: number } {
+function rpicamFrameSize(options: RpicamOptions): { width: number; height: number } {
   if (!options.raw) return { width: options.width, height: options.height };
   return rawCameraSize(options.raw, options.raw.resize, options.width / options.height, isWholeFrame(options.roi) ? undefined : options.roi);
 }

@@ -43,7 +43,7 @@ export interface SourceOptions extends CaptureOptions {
 }
 
 /** True when `spec`'s source makes raw frames for the model with `format: raw` (every source but a replay folder). */
-export function sourceMakesRawFrames(kind: ParsedSource['kind'], format: 'raw' | 'mjpeg'): boolean {
+function sourceMakesRawFrames(kind: ParsedSource['kind'], format: 'raw' | 'mjpeg'): boolean {
   return format === 'raw' && kind !== 'replay';
 }
 

@@ -1,5 +1,5 @@
 /** Shortest stall timeout in ms: a camera starting up takes about a second, a network stream a few. */
-export const MIN_STALL_TIMEOUT_MS = 5000;
+const MIN_STALL_TIMEOUT_MS = 5000;
 
 /**
  * How long a running source may deliver no frame before it counts as

@@ -38,7 +38,7 @@ function sourceOptions(c: Config): SourceOptions {
 }
 
 /** What the capture does with the source's frames (`source.mode`, `trigger`, `motion`, `frozen_s`). */
-export interface CapturePlan {
+interface CapturePlan {
   readonly mode: CaptureMode;
   /** Seconds between interval captures (`source.interval_s`), for the power-saving decision. */
   readonly intervalS: number;

@@ -7,10 +7,10 @@ import type { GpioBackendKind } from './backends.js';
 import { sysfsGpioNumber } from './sysfs.js';
 
 /** Which transitions of an input count: low→high, high→low, or both. */
-export type InputEdge = 'rising' | 'falling' | 'both';
+type InputEdge = 'rising' | 'falling' | 'both';
 
 /** Bias of an input pin. */
-export type InputPull = 'up' | 'down' | 'none';
+type InputPull = 'up' | 'down' | 'none';
 
 /** Settings of one input pin. */
 export interface InputOptions {

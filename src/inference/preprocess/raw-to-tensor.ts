@@ -2,7 +2,7 @@ import type { RawPictureFormat, ResizeMode, YuvColorSpace } from '../../core/typ
 import type { InputTensorArray, PixelMapping } from './quantize.js';
 
 /** A rectangle in whole pixels of a frame. */
-export interface PixelRect {
+interface PixelRect {
   readonly x: number;
   readonly y: number;
   readonly width: number;
