@@ -165,6 +165,13 @@ export class RawToTensor {
   private readonly tables: ReturnType<typeof colourTables> | undefined;
   private readonly offsetX: number;
   private readonly offsetY: number;
+  /** The row kernel for this frame format and placement. */
+  private readonly kernel: (frame: Uint8Array, row: number, out: Uint8Array, o: number) => void;
+  /** One row of RGB bytes, for mappings that are not the uint8 identity. */
+  private readonly scratch: Uint8Array;
+  /** The mapping's table as bytes (uint8, or int8 two's complement); undefined for identity and float. */
+  private readonly lutBytes: Uint8Array | undefined;
+  private readonly lutFloat: Float32Array | undefined;
 
   /**
    * @param picture the frames' format (all frames of a source share it)
@@ -194,6 +201,12 @@ export class RawToTensor {
     this.cols = taps(dst.width, src.x, src.width, picture.width);
     this.rows = taps(dst.height, src.y, src.height, picture.height);
     this.tables = picture.format === 'i420' ? colourTables(picture.colorSpace) : undefined;
+    const i420 = picture.format === 'i420';
+    this.kernel = (i420 ? (this.direct ? this.i420DirectRow : this.i420ScaledRow) : this.direct ? this.rgbDirectRow : this.rgbScaledRow).bind(this);
+    this.scratch = new Uint8Array(dst.width * 3);
+    const m = this.mapping;
+    this.lutFloat = m.kind === 'table' && m.lut instanceof Float32Array ? m.lut : undefined;
+    this.lutBytes = m.kind === 'table' && !(m.lut instanceof Float32Array) ? new Uint8Array(m.lut.buffer, m.lut.byteOffset, 768) : undefined;
   }
 
   /** Bytes a frame must have. */
@@ -209,6 +222,12 @@ export class RawToTensor {
   /**
    * Writes one frame into `out` ([1,H,W,3] NHWC, the mapping's dtype, at
    * least H×W×3 elements; allocated when absent) and returns it.
+   *
+   * Row by row: a kernel (I420 or RGB, direct or scaled) writes the row's RGB
+   * bytes — straight into the tensor for the uint8 identity mapping, else
+   * into a one-row scratch buffer that the mapping's lookup table then turns
+   * into tensor values (int8 values are written as their bytes through a
+   * Uint8Array view, so every loop sees one array type and stays fast).
    * @throws RangeError when `frame` is shorter than a whole frame or `out`
    * has the wrong type or length.
    */
@@ -225,164 +244,158 @@ export class RawToTensor {
         `input tensor buffer is a ${dst.constructor.name} of ${dst.length} elements: expected a ${expected.name} of at least ${this.length}`,
       );
     }
-    const lut = this.mapping.kind === 'table' ? this.mapping.lut : undefined;
-    if (this.placement.dst.width !== this.width || this.placement.dst.height !== this.height) this.fillBars(dst, lut);
-    if (this.picture.format === 'i420') {
-      if (this.direct) this.i420Direct(frame, dst, lut);
-      else this.i420Scaled(frame, dst, lut);
-    } else if (this.direct) {
-      this.rgbDirect(frame, dst, lut);
-    } else {
-      this.rgbScaled(frame, dst, lut);
+    const area = this.placement.dst;
+    const float = dst instanceof Float32Array ? dst : undefined;
+    const bytes = float ? undefined : new Uint8Array(dst.buffer, dst.byteOffset, this.length);
+    if (area.width !== this.width || area.height !== this.height) this.fillBars(bytes, float);
+    const rowLen = area.width * 3;
+    const scratch = this.scratch;
+    const mapped = this.lutBytes !== undefined || float !== undefined;
+    for (let row = 0; row < area.height; row++) {
+      const o = ((area.y + row) * this.width + area.x) * 3;
+      if (!mapped) {
+        this.kernel(frame, row, bytes!, o);
+        continue;
+      }
+      this.kernel(frame, row, scratch, 0);
+      if (float) mapFloat(scratch, rowLen, this.lutFloat!, float, o);
+      else mapBytes(scratch, rowLen, this.lutBytes!, bytes!, o);
     }
     return dst;
   }
 
-  private fillBars(dst: InputTensorArray, lut: InputTensorArray | undefined): void {
+  /** Letterbox bars: every pixel the mapped value of black. */
+  private fillBars(bytes: Uint8Array | undefined, float: Float32Array | undefined): void {
+    if (float) {
+      const lut = this.lutFloat!;
+      for (let o = 0; o < this.length; o += 3) {
+        float[o] = lut[0]!;
+        float[o + 1] = lut[256]!;
+        float[o + 2] = lut[512]!;
+      }
+      return;
+    }
+    const lut = this.lutBytes;
     const r = lut ? lut[0]! : 0;
     const g = lut ? lut[256]! : 0;
     const b = lut ? lut[512]! : 0;
     for (let o = 0; o < this.length; o += 3) {
-      dst[o] = r;
-      dst[o + 1] = g;
-      dst[o + 2] = b;
+      bytes![o] = r;
+      bytes![o + 1] = g;
+      bytes![o + 2] = b;
     }
   }
 
-  private i420Direct(frame: Uint8Array, dst: InputTensorArray, lut: InputTensorArray | undefined): void {
+  /** The RGB bytes of output row `row` of the placement area, I420 source, one source pixel per tensor pixel. */
+  private i420DirectRow(frame: Uint8Array, row: number, out: Uint8Array, o: number): void {
     const layout = (this.picture as Extract<RawPictureFormat, { format: 'i420' }>).layout;
     const { y: yT, rv, gu, gv, bu } = this.tables!;
     const { yStride, cStride, uOffset, vOffset } = layout;
     const w = this.width;
-    const h = this.height;
     const x0 = this.offsetX;
-    const y0 = this.offsetY;
-    let o = 0;
-    for (let row = 0; row < h; row++) {
-      const sy = row + y0;
-      const yRow = sy * yStride + x0;
-      const cRow = (sy >> 1) * cStride;
-      let col = 0;
-      while (col < w) {
-        // One chroma sample covers two luma columns: look it up once for both.
-        const sx = col + x0;
-        const c = cRow + (sx >> 1);
-        const u = frame[uOffset + c]!;
-        const v = frame[vOffset + c]!;
-        const cr = rv[v]!;
-        const cg = gu[u]! + gv[v]!;
-        const cb = bu[u]!;
-        const run = (sx & 1) === 0 && col + 1 < w ? 2 : 1;
-        for (let k = 0; k < run; k++, col++) {
-          const yy = yT[frame[yRow + col]!]!;
-          let r = (yy + cr) >> FIX;
-          let g = (yy + cg) >> FIX;
-          let b = (yy + cb) >> FIX;
-          r = r < 0 ? 0 : Math.min(r, 255);
-          g = g < 0 ? 0 : Math.min(g, 255);
-          b = b < 0 ? 0 : Math.min(b, 255);
-          if (lut) {
-            dst[o] = lut[r]!;
-            dst[o + 1] = lut[256 + g]!;
-            dst[o + 2] = lut[512 + b]!;
-          } else {
-            dst[o] = r;
-            dst[o + 1] = g;
-            dst[o + 2] = b;
-          }
-          o += 3;
-        }
+    const sy = row + this.offsetY;
+    const yRow = sy * yStride + x0;
+    const cRow = (sy >> 1) * cStride;
+    let col = 0;
+    while (col < w) {
+      // One chroma sample covers two luma columns: look it up once for both.
+      const sx = col + x0;
+      const c = cRow + (sx >> 1);
+      const u = frame[uOffset + c]!;
+      const v = frame[vOffset + c]!;
+      const cr = rv[v]!;
+      const cg = gu[u]! + gv[v]!;
+      const cb = bu[u]!;
+      const run = (sx & 1) === 0 && col + 1 < w ? 2 : 1;
+      for (let k = 0; k < run; k++, col++) {
+        const yy = yT[frame[yRow + col]!]!;
+        const r = (yy + cr) >> FIX;
+        const g = (yy + cg) >> FIX;
+        const b = (yy + cb) >> FIX;
+        out[o] = r < 0 ? 0 : Math.min(r, 255);
+        out[o + 1] = g < 0 ? 0 : Math.min(g, 255);
+        out[o + 2] = b < 0 ? 0 : Math.min(b, 255);
+        o += 3;
       }
     }
   }
 
-  private i420Scaled(frame: Uint8Array, dst: InputTensorArray, lut: InputTensorArray | undefined): void {
+  /** As `i420DirectRow`, sampling the luma bilinearly and the chroma at the nearest sample. */
+  private i420ScaledRow(frame: Uint8Array, row: number, out: Uint8Array, o: number): void {
     const layout = (this.picture as Extract<RawPictureFormat, { format: 'i420' }>).layout;
     const { y: yT, rv, gu, gv, bu } = this.tables!;
     const { yStride, cStride, uOffset, vOffset } = layout;
-    const { dst: area } = this.placement;
     const cols = this.cols;
     const rows = this.rows;
-    for (let row = 0; row < area.height; row++) {
-      const r0 = rows.i0[row]! * yStride;
-      const r1 = rows.i1[row]! * yStride;
-      const wy = rows.w[row]!;
-      const cRow = (rows.near[row]! >> 1) * cStride;
-      let o = ((area.y + row) * this.width + area.x) * 3;
-      for (let col = 0; col < area.width; col++) {
-        const a = cols.i0[col]!;
-        const bb = cols.i1[col]!;
-        const wx = cols.w[col]!;
-        const top = frame[r0 + a]! * (W_ONE - wx) + frame[r0 + bb]! * wx;
-        const bottom = frame[r1 + a]! * (W_ONE - wx) + frame[r1 + bb]! * wx;
-        const luma = (top * (W_ONE - wy) + bottom * wy + (1 << (2 * W_BITS - 1))) >> (2 * W_BITS);
-        const c = cRow + (cols.near[col]! >> 1);
-        const u = frame[uOffset + c]!;
-        const v = frame[vOffset + c]!;
-        const yy = yT[luma]!;
-        let r = (yy + rv[v]!) >> FIX;
-        let g = (yy + gu[u]! + gv[v]!) >> FIX;
-        let b = (yy + bu[u]!) >> FIX;
-        r = r < 0 ? 0 : Math.min(r, 255);
-        g = g < 0 ? 0 : Math.min(g, 255);
-        b = b < 0 ? 0 : Math.min(b, 255);
-        if (lut) {
-          dst[o] = lut[r]!;
-          dst[o + 1] = lut[256 + g]!;
-          dst[o + 2] = lut[512 + b]!;
-        } else {
-          dst[o] = r;
-          dst[o + 1] = g;
-          dst[o + 2] = b;
-        }
-        o += 3;
-      }
+    const r0 = rows.i0[row]! * yStride;
+    const r1 = rows.i1[row]! * yStride;
+    const wy = rows.w[row]!;
+    const cRow = (rows.near[row]! >> 1) * cStride;
+    const n = this.placement.dst.width;
+    for (let col = 0; col < n; col++) {
+      const a = cols.i0[col]!;
+      const bb = cols.i1[col]!;
+      const wx = cols.w[col]!;
+      const top = frame[r0 + a]! * (W_ONE - wx) + frame[r0 + bb]! * wx;
+      const bottom = frame[r1 + a]! * (W_ONE - wx) + frame[r1 + bb]! * wx;
+      const luma = (top * (W_ONE - wy) + bottom * wy + (1 << (2 * W_BITS - 1))) >> (2 * W_BITS);
+      const c = cRow + (cols.near[col]! >> 1);
+      const u = frame[uOffset + c]!;
+      const v = frame[vOffset + c]!;
+      const yy = yT[luma]!;
+      const r = (yy + rv[v]!) >> FIX;
+      const g = (yy + gu[u]! + gv[v]!) >> FIX;
+      const b = (yy + bu[u]!) >> FIX;
+      out[o] = r < 0 ? 0 : Math.min(r, 255);
+      out[o + 1] = g < 0 ? 0 : Math.min(g, 255);
+      out[o + 2] = b < 0 ? 0 : Math.min(b, 255);
+      o += 3;
     }
   }
 
-  private rgbDirect(frame: Uint8Array, dst: InputTensorArray, lut: InputTensorArray | undefined): void {
-    const rowBytes = this.picture.width * 3;
-    const n = this.width * 3;
-    let o = 0;
-    for (let row = 0; row < this.height; row++) {
-      const s = (row + this.offsetY) * rowBytes + this.offsetX * 3;
-      if (!lut) {
-        (dst as Uint8Array).set(frame.subarray(s, s + n), o);
-        o += n;
-        continue;
-      }
-      for (let i = 0; i < n; i += 3) {
-        dst[o++] = lut[frame[s + i]!]!;
-        dst[o++] = lut[256 + frame[s + i + 1]!]!;
-        dst[o++] = lut[512 + frame[s + i + 2]!]!;
-      }
-    }
+  private rgbDirectRow(frame: Uint8Array, row: number, out: Uint8Array, o: number): void {
+    const s = (row + this.offsetY) * this.picture.width * 3 + this.offsetX * 3;
+    out.set(frame.subarray(s, s + this.width * 3), o);
   }
 
-  private rgbScaled(frame: Uint8Array, dst: InputTensorArray, lut: InputTensorArray | undefined): void {
+  private rgbScaledRow(frame: Uint8Array, row: number, out: Uint8Array, o: number): void {
     const rowBytes = this.picture.width * 3;
-    const { dst: area } = this.placement;
     const cols = this.cols;
     const rows = this.rows;
     const round = 1 << (2 * W_BITS - 1);
-    for (let row = 0; row < area.height; row++) {
-      const r0 = rows.i0[row]! * rowBytes;
-      const r1 = rows.i1[row]! * rowBytes;
-      const wy = rows.w[row]!;
-      let o = ((area.y + row) * this.width + area.x) * 3;
-      for (let col = 0; col < area.width; col++) {
-        const a = cols.i0[col]! * 3;
-        const bb = cols.i1[col]! * 3;
-        const wx = cols.w[col]!;
-        for (let ch = 0; ch < 3; ch++) {
-          const top = frame[r0 + a + ch]! * (W_ONE - wx) + frame[r0 + bb + ch]! * wx;
-          const bottom = frame[r1 + a + ch]! * (W_ONE - wx) + frame[r1 + bb + ch]! * wx;
-          const p = (top * (W_ONE - wy) + bottom * wy + round) >> (2 * W_BITS);
-          dst[o + ch] = lut ? lut[ch * 256 + p]! : p;
-        }
-        o += 3;
+    const r0 = rows.i0[row]! * rowBytes;
+    const r1 = rows.i1[row]! * rowBytes;
+    const wy = rows.w[row]!;
+    const n = this.placement.dst.width;
+    for (let col = 0; col < n; col++) {
+      const a = cols.i0[col]! * 3;
+      const bb = cols.i1[col]! * 3;
+      const wx = cols.w[col]!;
+      for (let ch = 0; ch < 3; ch++) {
+        const top = frame[r0 + a + ch]! * (W_ONE - wx) + frame[r0 + bb + ch]! * wx;
+        const bottom = frame[r1 + a + ch]! * (W_ONE - wx) + frame[r1 + bb + ch]! * wx;
+        out[o + ch] = (top * (W_ONE - wy) + bottom * wy + round) >> (2 * W_BITS);
       }
+      o += 3;
     }
+  }
+}
+
+/** Maps `n` RGB bytes through a 768-entry byte table (uint8 values, or int8 values as their bytes) into `out` at `o`. */
+function mapBytes(rgb: Uint8Array, n: number, lut: Uint8Array, out: Uint8Array, o: number): void {
+  for (let i = 0; i < n; i += 3) {
+    out[o + i] = lut[rgb[i]!]!;
+    out[o + i + 1] = lut[256 + rgb[i + 1]!]!;
+    out[o + i + 2] = lut[512 + rgb[i + 2]!]!;
+  }
+}
+
+/** Maps `n` RGB bytes through a 768-entry float table into `out` at `o`. */
+function mapFloat(rgb: Uint8Array, n: number, lut: Float32Array, out: Float32Array, o: number): void {
+  for (let i = 0; i < n; i += 3) {
+    out[o + i] = lut[rgb[i]!]!;
+    out[o + i + 1] = lut[256 + rgb[i + 1]!]!;
+    out[o + i + 2] = lut[512 + rgb[i + 2]!]!;
   }
 }
 
