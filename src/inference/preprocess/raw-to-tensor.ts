@@ -127,6 +127,9 @@ function tensorType(mapping: PixelMapping): typeof Uint8Array | typeof Int8Array
   return mapping.dtype === 'uint8' ? Uint8Array : mapping.dtype === 'int8' ? Int8Array : Float32Array;
 }
 
+/** The byte table of the identity mapping: channel c, value p → p. */
+const IDENTITY_BYTES = Uint8Array.from({ length: 768 }, (_, i) => i & 255);
+
 const IDENTITY: PixelMapping = { kind: 'identity', dtype: 'uint8', source: 'quantization', normalization: { mean: [0, 0, 0], std: [1, 1, 1] } };
 
 /**
@@ -166,7 +169,7 @@ export class RawToTensor {
   private readonly offsetX: number;
   private readonly offsetY: number;
   /** The row kernel for this frame format and placement. */
-  private readonly kernel: (frame: Uint8Array, row: number, out: Uint8Array, o: number) => void;
+  private readonly kernel: (frame: Uint8Array, row: number, out: Uint8Array, o: number, lut: Uint8Array) => void;
   /** One row of RGB bytes, for mappings that are not the uint8 identity. */
   private readonly scratch: Uint8Array;
   /** The mapping's table as bytes (uint8, or int8 two's complement); undefined for identity and float. */
@@ -223,11 +226,12 @@ export class RawToTensor {
    * Writes one frame into `out` ([1,H,W,3] NHWC, the mapping's dtype, at
    * least H×W×3 elements; allocated when absent) and returns it.
    *
-   * Row by row: a kernel (I420 or RGB, direct or scaled) writes the row's RGB
-   * bytes — straight into the tensor for the uint8 identity mapping, else
-   * into a one-row scratch buffer that the mapping's lookup table then turns
-   * into tensor values (int8 values are written as their bytes through a
-   * Uint8Array view, so every loop sees one array type and stays fast).
+   * Row by row: a kernel (I420 or RGB, direct or scaled) computes each
+   * pixel's RGB and writes it through the mapping's byte table straight into
+   * the tensor (uint8 values, or int8 values as their bytes through a
+   * Uint8Array view, so every loop sees one array type and stays fast); for
+   * float32 inputs it writes a one-row scratch buffer that the float table
+   * then maps.
    * @throws RangeError when `frame` is shorter than a whole frame or `out`
    * has the wrong type or length.
    */
@@ -250,16 +254,15 @@ export class RawToTensor {
     if (area.width !== this.width || area.height !== this.height) this.fillBars(bytes, float);
     const rowLen = area.width * 3;
     const scratch = this.scratch;
-    const mapped = this.lutBytes !== undefined || float !== undefined;
+    const lut = this.lutBytes ?? IDENTITY_BYTES;
     for (let row = 0; row < area.height; row++) {
       const o = ((area.y + row) * this.width + area.x) * 3;
-      if (!mapped) {
-        this.kernel(frame, row, bytes!, o);
-        continue;
+      if (float) {
+        this.kernel(frame, row, scratch, 0, IDENTITY_BYTES);
+        mapFloat(scratch, rowLen, this.lutFloat!, float, o);
+      } else {
+        this.kernel(frame, row, bytes!, o, lut);
       }
-      this.kernel(frame, row, scratch, 0);
-      if (float) mapFloat(scratch, rowLen, this.lutFloat!, float, o);
-      else mapBytes(scratch, rowLen, this.lutBytes!, bytes!, o);
     }
     return dst;
   }
@@ -287,7 +290,7 @@ export class RawToTensor {
   }
 
   /** The RGB bytes of output row `row` of the placement area, I420 source, one source pixel per tensor pixel. */
-  private i420DirectRow(frame: Uint8Array, row: number, out: Uint8Array, o: number): void {
+  private i420DirectRow(frame: Uint8Array, row: number, out: Uint8Array, o: number, lut: Uint8Array): void {
     const layout = (this.picture as Extract<RawPictureFormat, { format: 'i420' }>).layout;
     const { y: yT, rv, gu, gv, bu } = this.tables!;
     const { yStride, cStride, uOffset, vOffset } = layout;
@@ -312,16 +315,16 @@ export class RawToTensor {
         const r = (yy + cr) >> FIX;
         const g = (yy + cg) >> FIX;
         const b = (yy + cb) >> FIX;
-        out[o] = r < 0 ? 0 : Math.min(r, 255);
-        out[o + 1] = g < 0 ? 0 : Math.min(g, 255);
-        out[o + 2] = b < 0 ? 0 : Math.min(b, 255);
+        out[o] = lut[r < 0 ? 0 : Math.min(r, 255)]!;
+        out[o + 1] = lut[256 + (g < 0 ? 0 : Math.min(g, 255))]!;
+        out[o + 2] = lut[512 + (b < 0 ? 0 : Math.min(b, 255))]!;
         o += 3;
       }
     }
   }
 
   /** As `i420DirectRow`, sampling the luma bilinearly and the chroma at the nearest sample. */
-  private i420ScaledRow(frame: Uint8Array, row: number, out: Uint8Array, o: number): void {
+  private i420ScaledRow(frame: Uint8Array, row: number, out: Uint8Array, o: number, lut: Uint8Array): void {
     const layout = (this.picture as Extract<RawPictureFormat, { format: 'i420' }>).layout;
     const { y: yT, rv, gu, gv, bu } = this.tables!;
     const { yStride, cStride, uOffset, vOffset } = layout;
@@ -346,19 +349,28 @@ export class RawToTensor {
       const r = (yy + rv[v]!) >> FIX;
       const g = (yy + gu[u]! + gv[v]!) >> FIX;
       const b = (yy + bu[u]!) >> FIX;
-      out[o] = r < 0 ? 0 : Math.min(r, 255);
-      out[o + 1] = g < 0 ? 0 : Math.min(g, 255);
-      out[o + 2] = b < 0 ? 0 : Math.min(b, 255);
+      out[o] = lut[r < 0 ? 0 : Math.min(r, 255)]!;
+      out[o + 1] = lut[256 + (g < 0 ? 0 : Math.min(g, 255))]!;
+      out[o + 2] = lut[512 + (b < 0 ? 0 : Math.min(b, 255))]!;
       o += 3;
     }
   }
 
-  private rgbDirectRow(frame: Uint8Array, row: number, out: Uint8Array, o: number): void {
+  private rgbDirectRow(frame: Uint8Array, row: number, out: Uint8Array, o: number, lut: Uint8Array): void {
     const s = (row + this.offsetY) * this.picture.width * 3 + this.offsetX * 3;
-    out.set(frame.subarray(s, s + this.width * 3), o);
+    const n = this.width * 3;
+    if (lut === IDENTITY_BYTES) {
+      out.set(frame.subarray(s, s + n), o);
+      return;
+    }
+    for (let i = 0; i < n; i += 3) {
+      out[o + i] = lut[frame[s + i]!]!;
+      out[o + i + 1] = lut[256 + frame[s + i + 1]!]!;
+      out[o + i + 2] = lut[512 + frame[s + i + 2]!]!;
+    }
   }
 
-  private rgbScaledRow(frame: Uint8Array, row: number, out: Uint8Array, o: number): void {
+  private rgbScaledRow(frame: Uint8Array, row: number, out: Uint8Array, o: number, lut: Uint8Array): void {
     const rowBytes = this.picture.width * 3;
     const cols = this.cols;
     const rows = this.rows;
@@ -374,19 +386,10 @@ export class RawToTensor {
       for (let ch = 0; ch < 3; ch++) {
         const top = frame[r0 + a + ch]! * (W_ONE - wx) + frame[r0 + bb + ch]! * wx;
         const bottom = frame[r1 + a + ch]! * (W_ONE - wx) + frame[r1 + bb + ch]! * wx;
-        out[o + ch] = (top * (W_ONE - wy) + bottom * wy + round) >> (2 * W_BITS);
+        out[o + ch] = lut[ch * 256 + ((top * (W_ONE - wy) + bottom * wy + round) >> (2 * W_BITS))]!;
       }
       o += 3;
     }
-  }
-}
-
-/** Maps `n` RGB bytes through a 768-entry byte table (uint8 values, or int8 values as their bytes) into `out` at `o`. */
-function mapBytes(rgb: Uint8Array, n: number, lut: Uint8Array, out: Uint8Array, o: number): void {
-  for (let i = 0; i < n; i += 3) {
-    out[o + i] = lut[rgb[i]!]!;
-    out[o + i + 1] = lut[256 + rgb[i + 1]!]!;
-    out[o + i + 2] = lut[512 + rgb[i + 2]!]!;
   }
 }
 
