@@ -227,7 +227,12 @@ console.log(
       const run = async () => {
         const splitter = raw ? new RawFrameSplitter(frame.length) : new MjpegSplitter();
         let n = 0;
-        for (const c of chunks) for (const f of splitter.push(c)) await pre.prepare(f, 'frame', into, raw), n++;
+        for (const c of chunks) {
+          for (const f of splitter.push(c)) {
+            await pre.prepare(f, 'frame', into, raw);
+            n++;
+          }
+        }
         return n;
       };
       paths.push({ label, what, run, times: [] });

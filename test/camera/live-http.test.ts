@@ -43,9 +43,9 @@ t.test('a 5 fps camera asked for 10 fps delivers its 5 fps (not 10/25 of them), 
   const server = await startMjpegHttpServer({ frames: [cat420], fps: 5 });
   t.teardown(() => server.close());
   for (const opts of [options, { ...options, format: 'raw' as const, model: raw224 }]) {
-    const got = await framesFor(server.url, opts, 4000);
-    // 4 s at 5 fps: 20 frame periods after the first frame. The assumed-25-fps stamping gave 1.6-1.9 fps (7 or so).
-    t.ok(got.length >= 16 && got.length <= 22, `${opts.format}: ${got.length} frames in 4 s from a 5 fps camera`);
+    const got = await framesFor(server.url, opts, 3000);
+    // 3 s at 5 fps: 15 frame periods after the first frame. The assumed-25-fps stamping gave 1.6-1.9 fps (6 or so).
+    t.ok(got.length >= 12 && got.length <= 17, `${opts.format}: ${got.length} frames in 3 s from a 5 fps camera`);
     t.equal(new Set(got.map((f) => f.seq)).size, got.length, 'no frame twice');
   }
 });
@@ -61,10 +61,10 @@ t.test('frames that switch chroma subsampling keep flowing, with no long gap', a
   const server = await startMjpegHttpServer({ frames: [cat420, cat420, cat444], fps: 5 });
   t.teardown(() => server.close());
   for (const opts of [options, { ...options, format: 'raw' as const, model: raw224 }]) {
-    const got = await framesFor(server.url, opts, 6000);
+    const got = await framesFor(server.url, opts, 4000);
     const gaps = got.slice(1).map((f, i) => f.arrivedAt - got[i]!.arrivedAt);
     const longest = Math.max(...gaps);
-    t.ok(got.length >= 24, `${opts.format}: ${got.length} frames in 6 s at 5 fps`);
+    t.ok(got.length >= 16, `${opts.format}: ${got.length} frames in 4 s at 5 fps`);
     t.ok(longest < 1500, `${opts.format}: longest gap ${longest.toFixed(0)} ms`);
   }
 });

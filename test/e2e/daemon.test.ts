@@ -137,8 +137,8 @@ t.test('ffmpeg MJPEG stream from a video file → predictions; the stream ending
   const broker = await startMosquitto(t);
   const dir = mkdtempSync(path.join(tmpdir(), 'ec-video-'));
   const video = path.join(dir, 'cat.mkv');
-  // A 2 s, 5 fps MJPEG video made from the cat frame.
-  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-loop', '1', '-i', image('cat_720p.jpg'), '-t', '2', '-r', '5', '-c:v', 'mjpeg', '-q:v', '4', video]);
+  // A 4 s, 5 fps MJPEG video made from the cat frame (20 frames: ffmpeg passes them on without duplicating any).
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-loop', '1', '-i', image('cat_720p.jpg'), '-t', '4', '-r', '5', '-c:v', 'mjpeg', '-q:v', '4', video]);
   const base = 'ec-test/ffmpeg';
   const rec = await recordMqtt(t, broker.url, `${base}/#`);
   const config = path.join(dir, 'config.yaml');
