@@ -1,4 +1,3 @@
-import sharp from 'sharp';
 import type { Logger } from '../core/log.js';
 import { PROBLEM, type ProblemReporter } from '../core/problems.js';
 import type { Frame } from '../core/types.js';
@@ -236,6 +235,8 @@ export class CaptureSource implements FrameSource {
     while (frame && this.running) {
       let motion = true;
       try {
+        // sharp is loaded on first use (the daemon loads it anyway; a broken install is reported by the preprocessing).
+        const sharp = (await import('sharp')).default;
         const thumb = await sharp(frame.data, { failOn: 'truncated' }).resize(THUMB_COLS, THUMB_ROWS, { fit: 'fill' }).greyscale().raw().toBuffer();
         motion = gate.check(thumb).motion;
       } catch {
