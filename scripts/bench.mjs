@@ -8,8 +8,11 @@
 //   2. per model: preprocess, infer() in the worker, whole classify(), p50/p95
 //   3. the daemon's pipeline from a replay folder at 30 fps for 10 s: frames
 //      in, classified, dropped, main-thread event-loop delay, memory
+//   4. frame paths into a 224x224 input tensor from a 640x480 camera: MJPEG
+//      (split + decode + resize) against raw frames (split + convert), per frame
 //
 // Figures depend on the machine; this prints them, it asserts nothing.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -23,6 +26,10 @@ const { Daemon } = await import(path.join(root, 'dist', 'service', 'daemon.js'))
 const { loadConfig } = await import(path.join(root, 'dist', 'config', 'load.js'));
 const { silentLogger } = await import(path.join(root, 'dist', 'core', 'log.js'));
 const { readModelInfo } = await import(path.join(root, 'dist', 'inference', 'tflite-model.js'));
+const { Preprocessor } = await import(path.join(root, 'dist', 'inference', 'preprocess', 'preprocess.js'));
+const { MjpegSplitter } = await import(path.join(root, 'dist', 'camera', 'mjpeg-splitter.js'));
+const { RawFrameSplitter } = await import(path.join(root, 'dist', 'camera', 'raw-splitter.js'));
+const { rpicamRawFormat } = await import(path.join(root, 'dist', 'camera', 'rpicam.js'));
 
 const assets = path.resolve(process.env.EDGE_CLASSIFIER_ASSETS ?? path.join(root, '..', 'shared', 'assets'));
 const haveAssets = existsSync(path.join(assets, 'models'));
@@ -171,5 +178,88 @@ console.log(
       ],
     ],
   );
+}
+// 4. Frame paths: what each frame costs before inference, 640x480 camera into a 224x224 model.
+{
+  const cat = imageFile('cat_720p.jpg');
+  const ffmpeg = (args) => {
+    const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', cat, ...args, '-frames:v', '1', '-f', 'rawvideo', '-'], {
+      maxBuffer: 1 << 26,
+    });
+    if (r.status !== 0) throw new Error(`ffmpeg: ${r.stderr}`);
+    return r.stdout;
+  };
+  /** An I420 frame of the picture as rpicam-vid writes it at w x h: BT.601 full range, rows padded to 64 bytes. */
+  const i420 = (w, h) => {
+    const raw = rpicamRawFormat(w, h);
+    const l = raw.layout;
+    const plain = ffmpeg(['-vf', `scale=${w}:${h}:out_range=full:out_color_matrix=bt601,format=yuv420p`]);
+    const out = Buffer.alloc(l.frameBytes);
+    for (let y = 0; y < h; y++) plain.copy(out, y * l.yStride, y * w, y * w + w);
+    for (let p = 0; p < 2; p++) {
+      const src = w * h + p * l.chromaWidth * l.chromaHeight;
+      const dst = p === 0 ? l.uOffset : l.vOffset;
+      for (let y = 0; y < l.chromaHeight; y++) plain.copy(out, dst + y * l.cStride, src + y * l.chromaWidth, src + (y + 1) * l.chromaWidth);
+    }
+    return { raw, frame: out };
+  };
+  const jpeg640 = await sharp(cat).resize(640, 480, { fit: 'fill' }).jpeg({ quality: 80 }).toBuffer();
+  const rgb224 = ffmpeg(['-vf', 'scale=224:224,format=rgb24']);
+  /** Pipe-sized chunks of a stream of `n` copies of `frame`, as a camera process writes them. */
+  const stream = (frame, n = 8) => {
+    const all = Buffer.concat(Array(n).fill(frame));
+    const chunks = [];
+    for (let i = 0; i < all.length; i += 65536) chunks.push(all.subarray(i, i + 65536));
+    return chunks;
+  };
+  const models = [
+    ['mobilenet_v2_1.0_224_quant.tflite', {}],
+    ['mobilenet_v1_0.25_224_full_int8.tflite', {}],
+  ].filter(([name]) => existsSync(modelFile(name)));
+  for (const [name, extra] of models) {
+    const input = (await readModelInfo(modelFile(name))).inputs[0];
+    const paths = [];
+    const add = (label, what, frame, raw, resize = 'stretch') => {
+      const pre = new Preprocessor(input, { resize, ...extra });
+      const into =
+        pre.mapping.dtype === 'uint8' ? new Uint8Array(pre.length) : pre.mapping.dtype === 'int8' ? new Int8Array(pre.length) : new Float32Array(pre.length);
+      const chunks = stream(frame);
+      const run = async () => {
+        const splitter = raw ? new RawFrameSplitter(frame.length) : new MjpegSplitter();
+        let n = 0;
+        for (const c of chunks) {
+          for (const f of splitter.push(c)) {
+            await pre.prepare(f, 'frame', into, raw);
+            n++;
+          }
+        }
+        return n;
+      };
+      paths.push({ label, what, run, times: [] });
+    };
+    add('MJPEG 640x480', 'split + decode + resize (sharp)', jpeg640);
+    const r288 = i420(288, 224);
+    add('rpicam I420 288x224', 'split + convert, 4:3 stretched (default)', r288.frame, r288.raw);
+    const r224 = i420(224, 224);
+    add('rpicam I420 224x224', 'split + convert, resize crop (ISP)', r224.frame, r224.raw, 'crop');
+    const r640 = i420(640, 480);
+    add('rpicam I420 640x480', 'split + convert + bilinear scale', r640.frame, r640.raw);
+    add('ffmpeg RGB24 224x224', 'split + map', rgb224, { format: 'rgb24', width: 224, height: 224 });
+    for (let round = 0; round < 25; round++) {
+      for (const p of paths) {
+        const t0 = performance.now();
+        const n = await p.run();
+        if (round >= 5) p.times.push((performance.now() - t0) / n);
+      }
+    }
+    const base = pct(paths[0].times, 50);
+    console.log(
+      `4. frame paths into ${name.replace('.tflite', '')} (${input.shape.slice(1, 3).join('x')} ${input.dtype}), ms per frame (20 rounds of 8 frames, interleaved)`,
+    );
+    table(
+      ['frames', 'work', 'p50 ms', 'p95 ms', 'vs MJPEG'],
+      paths.map((p) => [p.label, p.what, fmt(pct(p.times, 50)), fmt(pct(p.times, 95)), `${(base / pct(p.times, 50)).toFixed(1)}x less`]),
+    );
+  }
 }
 process.exit(0);

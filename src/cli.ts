@@ -197,8 +197,9 @@ async function resolvedForDisplay(config: Config): Promise<Config> {
 }
 
 /** `classify`: classify image files once; one line (or JSON object) per image. */
-async function classify(images: string[], flags: CommonFlags & { json?: boolean }): Promise<number> {
+async function classify(images: string[], flags: CommonFlags & { json?: boolean; roi?: string }): Promise<number> {
   const { ConfigError, loadConfig } = await import('./config/load.js');
+  const { parseRoi } = await import('./camera/roi.js');
   const { classifierOptions } = await import('./config/options.js');
   const { createLogger } = await import('./core/log.js');
   const { unreadableFileError } = await import('./core/errors.js');
@@ -207,7 +208,13 @@ async function classify(images: string[], flags: CommonFlags & { json?: boolean 
   const { FrameDecodeError } = await import('./inference/preprocess/preprocess.js');
   const config = loadConfig({ file: flags.config, overrides: await overridesFrom(flags) });
   const log = createLogger(flags.logLevel === undefined ? 'warn' : config.log.level, 'pretty', process.stderr);
-  const classifier = new Classifier({ ...classifierOptions(config), log });
+  let roi = config.source.roi ?? undefined;
+  try {
+    if (flags.roi !== undefined) roi = parseRoi(flags.roi, '--roi');
+  } catch (err) {
+    throw new ConfigError([(err as Error).message]);
+  }
+  const classifier = new Classifier({ ...classifierOptions(config), ...(roi ? { roi } : {}), log });
   try {
     await classifier.start();
   } catch (err) {
@@ -339,7 +346,8 @@ function program(setExit: (p: Promise<number>) => void): Command {
 
   addModelFlags(cli.command('classify').description('classify image files once').argument('<image...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)'))
     .option('--json', 'one JSON object per line')
-    .action((images: string[], opts: CommonFlags & { json?: boolean }) => setExit(classify(images, opts)));
+    .option('--roi <x,y,w,h>', 'classify only this region, as fractions of the image (default: source.roi of the config, else the whole image)')
+    .action((images: string[], opts: CommonFlags & { json?: boolean; roi?: string }) => setExit(classify(images, opts)));
 
   cli
     .command('inspect')

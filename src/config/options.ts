@@ -1,7 +1,11 @@
+import type { CaptureMode } from '../camera/capture-mode.js';
+import type { MotionGateOptions } from '../camera/picture-checks.js';
 import type { SourceOptions } from '../camera/source-spec.js';
 import { redactUrl } from '../core/redact.js';
+import type { Roi } from '../core/types.js';
 import type { GpioSmoothing } from '../gpio/actuator.js';
 import type { GpioBackendKind } from '../gpio/backends.js';
+import type { InputOptions } from '../gpio/input.js';
 import type { GpioRule } from '../gpio/rules.js';
 import type { ClassifierOptions } from '../inference/classifier.js';
 import type { MqttPublisherOptions } from '../mqtt/publisher.js';
@@ -18,10 +22,55 @@ import type { Config } from './schema.js';
 /** Least time without a classified frame after which GPIO outputs switch off, in ms. */
 const MIN_STALL_MS = 3_000;
 
-/** The frame source options a configuration asks for (`source:` section). */
+/** The frame source options a configuration asks for (`source:` section); the model size of raw frames is added once the model is loaded. */
 function sourceOptions(c: Config): SourceOptions {
   const s = c.source;
-  return { width: s.width, height: s.height, fps: s.fps, rotation: s.rotation, hflip: s.hflip, vflip: s.vflip, loop: s.loop, jpegQuality: s.jpeg_quality };
+  return {
+    width: s.width,
+    height: s.height,
+    fps: s.fps,
+    rotation: s.rotation,
+    hflip: s.hflip,
+    vflip: s.vflip,
+    loop: s.loop,
+    jpegQuality: s.jpeg_quality,
+    format: s.format,
+    ...(s.roi ? { roi: s.roi } : {}),
+    ...(s.stall_timeout_s !== null ? { stallTimeoutMs: s.stall_timeout_s * 1000 } : {}),
+  };
+}
+
+/** What the capture does with the source's frames (`source.mode`, `trigger`, `motion`, `frozen_s`). */
+interface CapturePlan {
+  readonly mode: CaptureMode;
+  /** Seconds between interval captures (`source.interval_s`), for the power-saving decision. */
+  readonly intervalS: number;
+  /** The trigger input, when `mode` is trigger and a pin is set. */
+  readonly trigger?: { readonly pin: number; readonly input: InputOptions };
+  readonly motion?: MotionGateOptions;
+  /** `source.frozen_s` in ms (0: off). */
+  readonly frozenAfterMs: number;
+  /** `source.roi`, which the preprocessing applies when the source cannot (replayed files). */
+  readonly roi?: Roi;
+}
+
+function capturePlan(c: Config): CapturePlan {
+  const s = c.source;
+  const mode: CaptureMode =
+    s.mode === 'interval'
+      ? { kind: 'interval', everyMs: s.interval_s * 1000 }
+      : s.mode === 'trigger'
+        ? { kind: 'trigger', burst: s.trigger.burst }
+        : { kind: 'continuous' };
+  const t = s.trigger;
+  return {
+    mode,
+    intervalS: s.interval_s,
+    ...(s.mode === 'trigger' && t.pin !== null ? { trigger: { pin: t.pin, input: { edge: t.edge, debounceMs: t.debounce_ms, pull: t.pull } } } : {}),
+    ...(s.motion.enabled ? { motion: { threshold: s.motion.threshold, cellDelta: s.motion.cell_delta } } : {}),
+    frozenAfterMs: s.frozen_s * 1000,
+    ...(s.roi ? { roi: s.roi } : {}),
+  };
 }
 
 /**
@@ -130,6 +179,7 @@ export function configForDisplay(config: Config, deviceId: string): Config {
 /** What the daemon builds from a configuration, every stage's options mapped. */
 export interface DaemonPlan {
   readonly source: { readonly spec: string; readonly options: SourceOptions };
+  readonly capture: CapturePlan;
   readonly classifier: Omit<ClassifierOptions, 'log'>;
   /** The broker URL, or null to start an embedded broker on `embeddedPort`. */
   readonly brokerUrl: string | null;
@@ -154,8 +204,8 @@ export interface DaemonPlan {
   readonly commandRate: number | null;
   /**
    * Time without a classified frame after which GPIO outputs switch off, in
-   * ms: max({@link MIN_STALL_MS}, 5 frame periods), so a slow source is not
-   * taken for a stalled one.
+   * ms: max({@link MIN_STALL_MS}, 5 frame periods, 2 intervals in interval
+   * mode), so a slow source is not taken for a stalled one.
    */
   readonly stallMs: number;
   /** `source.loop`: a looping source that ends anyway (its folder removed) is a failure. */
@@ -166,6 +216,7 @@ export interface DaemonPlan {
 export function daemonPlan(c: Config, deviceId: string): DaemonPlan {
   return {
     source: { spec: c.source.spec, options: sourceOptions(c) },
+    capture: capturePlan(c),
     classifier: classifierOptions(c),
     brokerUrl: c.mqtt.url,
     embeddedPort: c.mqtt.embedded_port,
@@ -187,7 +238,8 @@ export function daemonPlan(c: Config, deviceId: string): DaemonPlan {
         : null,
     statsIntervalMs: c.mqtt.stats_interval_s * 1000,
     commandRate: c.mqtt.commands ? c.mqtt.command_rate : null,
-    stallMs: Math.max(MIN_STALL_MS, 5000 / c.source.fps),
+    // An interval capture's result holds until the next capture: only a missed one switches outputs off.
+    stallMs: Math.max(MIN_STALL_MS, 5000 / c.source.fps, c.source.mode === 'interval' ? 2000 * c.source.interval_s : 0),
     loop: c.source.loop,
   };
 }

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { POWER_SAVE_INTERVAL_S } from '../camera/capture.js';
 import { MAX_FPS, MAX_FRAME_SIDE, MIN_FRAME_SIDE } from '../camera/frame-source.js';
+import { checkRoi } from '../camera/roi.js';
 import { LOG_LEVELS } from '../core/log.js';
 import { MAX_BCM_PIN } from '../core/types.js';
 import { validateDiscoveryPrefix } from '../mqtt/discovery.js';
@@ -20,6 +22,43 @@ const channelValues = z.union([z.number(), z.array(z.number()).length(3)], {
   error: 'expected a number or a list of 3 numbers (R, G, B)',
 });
 
+/** Shortest and longest interval of `source.mode: interval`, in seconds. */
+const MIN_INTERVAL_S = 0.1;
+const MAX_INTERVAL_S = 86400;
+
+const roiSchema = z
+  .strictObject({
+    x: z.number().describe('Left edge, fraction of the frame width.'),
+    y: z.number().describe('Top edge, fraction of the frame height.'),
+    width: z.number().describe('Width, fraction of the frame width.'),
+    height: z.number().describe('Height, fraction of the frame height.'),
+  })
+  .superRefine((roi, ctx) => {
+    try {
+      checkRoi(roi, 'the ROI');
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+
+const triggerSchema = z
+  .strictObject({
+    pin: z.number().int().min(0).max(MAX_BCM_PIN).nullable().describe('BCM pin of the trigger input (0-27). null: no GPIO trigger.'),
+    edge: z.enum(['rising', 'falling', 'both']).describe('Which change of the input fires: `rising` (low to high), `falling`, or `both`.'),
+    debounce_ms: z.number().int().min(0).max(60000).describe('Changes within this many ms after a trigger are ignored (contact bounce, PIR chatter).'),
+    pull: z.enum(['up', 'down', 'none']).describe('Bias of the input: `up`, `down` or `none` (sysfs GPIO keeps the boot-time bias; see the README).'),
+    burst: z.number().int().min(1).max(100).describe('Frames classified per trigger.'),
+  })
+  .describe('The trigger input of `mode: trigger`.');
+
+const motionSchema = z
+  .strictObject({
+    enabled: z.boolean().describe('Skip inference while the picture looks like the background (any mode); skipped frames are counted.'),
+    threshold: z.number().min(0).max(1).describe('Fraction of the 32x24 luma thumbnail that must differ from the background for motion (0-1).'),
+    cell_delta: z.number().int().min(1).max(255).describe('Luma difference (levels, 1-255) from the background above which a thumbnail cell differs.'),
+  })
+  .describe('The motion gate.');
+
 const sourceSchema = z
   .strictObject({
     spec: z
@@ -38,6 +77,41 @@ const sourceSchema = z
     vflip: z.boolean().describe('Flip the Pi camera image vertically.'),
     loop: z.boolean().describe('Replay a directory or a video file again from the start when it ends.'),
     jpeg_quality: z.number().int().min(1).max(100).describe('MJPEG quality asked of rpicam-vid (1-100); ffmpeg maps it to its -q:v scale.'),
+    format: z
+      .enum(['raw', 'mjpeg'])
+      .describe(
+        '`raw`: frames made for the model without JPEG (the Pi camera writes I420 at about the model size, ffmpeg RGB at the model size); `mjpeg`: JPEG frames at width x height, decoded and resized by the daemon. Replayed folders are images either way.',
+      ),
+    roi: roiSchema
+      .nullable()
+      .describe(
+        'Region of interest {x, y, width, height} as fractions of the frame (0-1); applied by the camera or ffmpeg, by the preprocessing for replayed files. null: the whole frame.',
+      ),
+    mode: z
+      .enum(['continuous', 'interval', 'trigger'])
+      .describe(
+        '`continuous`: classify frames as fast as the model allows; `interval`: one frame every interval_s; `trigger`: a burst of frames when the trigger input fires.',
+      ),
+    interval_s: z
+      .number()
+      .min(MIN_INTERVAL_S)
+      .max(MAX_INTERVAL_S)
+      .describe(
+        `Seconds between classified frames in interval mode (${MIN_INTERVAL_S}-${MAX_INTERVAL_S}). From ${POWER_SAVE_INTERVAL_S} s on, the Pi camera runs only around each capture.`,
+      ),
+    trigger: triggerSchema,
+    motion: motionSchema,
+    stall_timeout_s: z
+      .number()
+      .positive()
+      .max(3600)
+      .nullable()
+      .describe('A camera process alive but silent this long is restarted. null: max(5 frame periods, 5 s).'),
+    frozen_s: z
+      .number()
+      .min(0)
+      .max(86400)
+      .describe('Report `camera_frozen` when the picture has not changed at all for this many seconds (0: off; always off for replayed folders).'),
   })
   .describe('The frame source.');
 
@@ -244,6 +318,18 @@ export const configSchema = z
     homeassistant: homeassistantSchema,
     log: logSchema,
   })
+  .superRefine((c, ctx) => {
+    // One pin cannot be both an input and an output.
+    const pin = c.source.trigger.pin;
+    const rule = pin === null ? -1 : c.gpio.rules.findIndex((r) => r.pin === pin);
+    if (rule >= 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['source', 'trigger', 'pin'],
+        message: `BCM pin ${pin} is already used as an output by gpio.rules[${rule}]: expected a free pin for the trigger input`,
+      });
+    }
+  })
   .describe('edge-classifier configuration');
 
 /** The fully resolved configuration the daemon runs with (every key present). */
@@ -252,7 +338,25 @@ export type GpioRuleConfig = z.infer<typeof gpioRuleSchema>;
 
 /** Default for every key; a config file only needs the keys it changes. */
 export const DEFAULTS: Config = {
-  source: { spec: 'rpicam', width: 640, height: 480, fps: 10, rotation: 0, hflip: false, vflip: false, loop: true, jpeg_quality: 80 },
+  source: {
+    spec: 'rpicam',
+    width: 640,
+    height: 480,
+    fps: 10,
+    rotation: 0,
+    hflip: false,
+    vflip: false,
+    loop: true,
+    jpeg_quality: 80,
+    format: 'raw',
+    roi: null,
+    mode: 'continuous',
+    interval_s: 10,
+    trigger: { pin: null, edge: 'rising', debounce_ms: 200, pull: 'none', burst: 3 },
+    motion: { enabled: false, threshold: 0.02, cell_delta: 20 },
+    stall_timeout_s: null,
+    frozen_s: 60,
+  },
   model: { path: 'models/mobilenet_v2_1.0_224_quant.tflite', labels: null, cpu_fallback: null },
   inference: { delegate: 'cpu', edgetpu_device: null, threads: 2, top_k: 3, threshold: 0.1 },
   preprocess: { resize: 'stretch', mean: null, std: null },

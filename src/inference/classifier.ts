@@ -2,13 +2,13 @@ import { performance } from 'node:perf_hooks';
 import type { Lifecycle } from '../core/lifecycle.js';
 import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
-import type { Classification, Normalization, TensorDetails } from '../core/types.js';
+import type { Classification, Normalization, RawPictureFormat, ResizeMode, Roi, TensorDetails } from '../core/types.js';
 import { edgeTpuOnlyMessage, modelProblems } from './compat.js';
 import { type DelegateDescriptor, EdgeTpuUnavailableError, edgeTpuDelegate, probeDelegate } from './delegate.js';
 import { InterpreterHost } from './host.js';
 import { Labels, readLabelsFile } from './labels.js';
 import { dequantize, topK } from './postprocess.js';
-import { loadSharp, type PreparedInput, Preprocessor, type ResizeMode } from './preprocess/preprocess.js';
+import { loadSharp, type PreparedInput, Preprocessor } from './preprocess/preprocess.js';
 import type { InputTensorArray } from './preprocess/quantize.js';
 import { EDGETPU_CUSTOM_OP, readModelFile } from './tflite-model.js';
 
@@ -37,6 +37,8 @@ export interface ClassifierOptions {
   readonly cpuModelPath?: string;
   /** How frames are fitted to the input. */
   readonly resize: ResizeMode;
+  /** Part of each encoded image to classify (replayed files, `classify --roi`); camera sources crop themselves. */
+  readonly roi?: Roi;
   /** preprocess.mean/std; overrides the metadata's NormalizationOptions. */
   readonly normalization?: Normalization;
   /** Classes reported per frame, at least 1. */
@@ -124,6 +126,12 @@ export class Classifier implements Lifecycle {
   }
 
   /** The model file in use: `modelPath`, or `cpuModelPath` after a fallback. */
+  /** Width and height of the model's image input in pixels; undefined before `start()`. */
+  get inputSize(): { width: number; height: number } | undefined {
+    const pre = this.preprocessor;
+    return pre ? { width: pre.width, height: pre.height } : undefined;
+  }
+
   get modelPath(): string {
     return this._modelPath;
   }
@@ -176,6 +184,7 @@ export class Classifier implements Lifecycle {
     const classes = s[s.length - 1] as number;
     const preprocessor = new Preprocessor(info.inputs[0] as TensorDetails, {
       resize: o.resize,
+      ...(o.roi ? { roi: o.roi } : {}),
       ...(o.normalization ? { normalization: o.normalization } : {}),
       ...(info.metadata?.normalization ? { metadataNormalization: info.metadata.normalization } : {}),
       model: this._modelPath,
@@ -230,15 +239,17 @@ export class Classifier implements Lifecycle {
   }
 
   /**
-   * Classifies one encoded image (JPEG, PNG, WebP, GIF, TIFF, AVIF); `file`
-   * names it in errors (a file name or e.g. `frame 17`). Resolves to the top-k
+   * Classifies one encoded image (JPEG, PNG, WebP, GIF, TIFF, AVIF), or with
+   * `raw` one raw frame of that pixel format (converted straight into the
+   * input tensor, no decoder involved); `file` names it in errors (a file
+   * name or e.g. `frame 17`). Resolves to the top-k
    * classes at or above the threshold, highest score first (dequantized
    * scores: probabilities for softmax outputs), with stage timings in ms.
    * Rejects with FrameDecodeError for images that cannot be decoded, and with
    * an Error when called before `start()`, after `stop()`, while another
    * classification runs, or when inference fails.
    */
-  async classify(image: Uint8Array, file?: string): Promise<Classification> {
+  async classify(image: Uint8Array, file?: string, raw?: RawPictureFormat): Promise<Classification> {
     const pre = this.preprocessor;
     const host = this.host;
     if (!pre || !host || !this.running) throw new Error(`classify() on ${this._modelPath} called before start() or after stop()`);
@@ -250,7 +261,7 @@ export class Classifier implements Lifecycle {
       this.spare = null;
       let prepared: PreparedInput;
       try {
-        prepared = await pre.prepare(image, file, into ?? undefined);
+        prepared = await pre.prepare(image, file, into ?? undefined, raw);
       } catch (err) {
         this.spare = into;
         throw err;

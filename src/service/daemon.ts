@@ -2,9 +2,11 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { CaptureSource, POWER_SAVE_INTERVAL_S } from '../camera/capture.js';
 import type { FrameSource } from '../camera/frame-source.js';
 import { LatestFrameSlot } from '../camera/latest-frame.js';
-import { createFrameSource, type SourceOptions } from '../camera/source-spec.js';
+import { createFrameSource, parseSourceSpec, type SourceOptions } from '../camera/source-spec.js';
+import { stallTimeoutMs } from '../camera/stall-watchdog.js';
 import { configForDisplay, type DaemonPlan, daemonPlan, gpioSmoothing, stateOptions } from '../config/options.js';
 import type { Config } from '../config/schema.js';
 import { deviceId } from '../core/device-id.js';
@@ -15,9 +17,11 @@ import { redactUrl } from '../core/redact.js';
 import type { Frame } from '../core/types.js';
 import { GpioActuator } from '../gpio/actuator.js';
 import { createGpioBackend, type GpioBackend, VirtualBackend } from '../gpio/backends.js';
+import { createGpioInputBackend, type GpioInputBackend, GpioTrigger } from '../gpio/input.js';
 import { unknownLabelWarnings } from '../gpio/rules.js';
 import { Classifier, type ClassifierOptions } from '../inference/classifier.js';
 import { FrameDecodeError } from '../inference/preprocess/preprocess.js';
+import { rawFrameToRgb } from '../inference/preprocess/raw-to-tensor.js';
 import { commandTopics, type IncomingMessage, type ReplyTo, type RequestName } from '../mqtt/commands.js';
 import { buildDiscovery } from '../mqtt/discovery.js';
 import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
@@ -25,7 +29,7 @@ import { thisInstance } from '../mqtt/instance.js';
 import { MqttPublisher } from '../mqtt/publisher.js';
 import { StateSmoother, statePayload } from '../mqtt/state.js';
 import { defaultBaseTopic, type Prediction, predictionPayload, type ResponsePayload, type StatsPayload } from '../mqtt/topics.js';
-import { encodeSnapshot } from '../snapshot/encode.js';
+import { encodeSnapshot, type RawImage } from '../snapshot/encode.js';
 import { SnapshotFolder } from '../snapshot/folder.js';
 import { LatencyWindow } from '../stats/latency.js';
 import { SystemSampler } from '../stats/sampler.js';
@@ -76,6 +80,11 @@ interface DaemonStats {
   readonly sourceFps: number;
   /** Frames per second classified over the last status interval. */
   readonly classifiedFps: number;
+  /** Frames the motion gate skipped (no inference). */
+  readonly motionSkipped: number;
+  /** Restarts of the source's camera process, and how many of them the stall watchdog caused. */
+  readonly sourceRestarts: number;
+  readonly sourceStalls: number;
 }
 
 export interface DaemonOptions {
@@ -103,6 +112,8 @@ export interface DaemonOptions {
   readonly createClassifier?: (options: ClassifierOptions) => Classifier;
   /** The GPIO backend (default: the one `gpio.backend` names). */
   readonly gpioBackend?: GpioBackend;
+  /** The backend of the trigger input (default: the one `gpio.backend` names). */
+  readonly gpioInputBackend?: GpioInputBackend;
   /** The device id for default topics (default: `deviceId()`). */
   readonly deviceId?: string;
   /** The config file the configuration came from: live settings are persisted into it when asked. */
@@ -146,7 +157,7 @@ export class Daemon implements Lifecycle {
   private classifier: Classifier | undefined;
   private publisher: MqttPublisher | undefined;
   private gpio: GpioActuator | undefined;
-  private source: FrameSource | undefined;
+  private source: CaptureSource | undefined;
   private readonly slot = new LatestFrameSlot<Frame>();
   private readonly state: StateSmoother;
   private readonly settings: LiveSettings;
@@ -181,9 +192,14 @@ export class Daemon implements Lifecycle {
   private lastClassifiedAt = 0;
   /** Wall-clock time of the last classified frame, ISO 8601, for the health file. */
   private lastClassifiedIso: string | null = null;
+  /** Last frame classified or skipped by the motion gate (a frame dealt with). */
+  private lastHandledAt = 0;
   private classifiedAtLastStatus = 0;
   private lastStatusAt = 0;
   private classifiedFps = 0;
+
+  /** The daemon's problems (stalled or frozen camera, camera errors, ...), raised and cleared by the parts. */
+  readonly problems = new ProblemRegistry();
 
   /** The MQTT base topic in use (known after `start()`). */
   baseTopic = '';
@@ -233,7 +249,10 @@ export class Daemon implements Lifecycle {
     const p = this.plan;
     const o = this.options;
     const log = o.log;
-    const classifierOptions = { ...p.classifier, log: componentLogger(log, 'inference') };
+    const sourceKind = parseSourceSpec(p.source.spec, p.source.options.rotation).kind;
+    // Camera sources crop the ROI themselves; replayed files are cropped by the preprocessing.
+    const roi = sourceKind === 'replay' && p.capture.roi ? { roi: p.capture.roi } : {};
+    const classifierOptions = { ...p.classifier, ...roi, log: componentLogger(log, 'inference') };
     const classifier = await this.parts.start(o.createClassifier?.(classifierOptions) ?? new Classifier(classifierOptions), signal);
     this.classifier = classifier;
     // The file name, not the metadata name: it tells model variants (quant, edgetpu, ...) apart across a fleet.
@@ -301,13 +320,34 @@ export class Daemon implements Lifecycle {
     const onChange = (pin: number, level: 0 | 1) => publisher.publishGpio(pin, level);
     this.gpio = await this.parts.start(new GpioActuator({ rules: p.gpio.rules, backend, log: gpioLog, onChange, smoothing: p.gpio.smoothing }), signal);
 
-    const source = (o.createSource ?? createFrameSource)(p.source.spec, p.source.options, componentLogger(log, 'camera'));
+    const cameraLog = componentLogger(log, 'camera');
+    const size = classifier.inputSize;
+    const sourceOptions: SourceOptions = {
+      ...p.source.options,
+      ...(size ? { model: { ...size, resize: p.classifier.resize } } : {}),
+      stallTimeoutMs: p.source.options.stallTimeoutMs ?? stallTimeoutMs(p.source.options.fps),
+      problems: this.problems,
+    };
+    const capture = p.capture;
+    const source = new CaptureSource((o.createSource ?? createFrameSource)(p.source.spec, sourceOptions, cameraLog), {
+      mode: capture.mode,
+      powerSave: sourceKind === 'rpicam' && capture.mode.kind === 'interval' && capture.intervalS >= POWER_SAVE_INTERVAL_S,
+      // Replayed folders and video files may show one picture for long: not a frozen camera.
+      frozenAfterMs: sourceKind === 'replay' || sourceKind === 'video' ? 0 : capture.frozenAfterMs,
+      ...(capture.motion ? { motion: capture.motion } : {}),
+      problems: this.problems,
+      log: cameraLog,
+    });
     source.listen(
       (frame) => this.slot.offer(frame),
       (reason) => {
         this.sourceEnded = reason;
         this.log.info({ source: source.description, reason }, 'source ended');
         this.slot.close();
+      },
+      // Trigger mode classifies nothing until a trigger: frames flowing is what makes the daemon ready.
+      () => {
+        if (capture.mode.kind === 'trigger') this.markReady('frames flow, waiting for a trigger');
       },
     );
     this.source = source;
@@ -321,6 +361,12 @@ export class Daemon implements Lifecycle {
       signal,
     );
     await this.parts.start(source, signal);
+    if (capture.trigger) {
+      const inputs = o.gpioInputBackend ?? (await createGpioInputBackend(p.gpio.backend, { log: gpioLog }));
+      await this.parts.start(new GpioTrigger(inputs, capture.trigger.pin, capture.trigger.input, () => this.trigger(), gpioLog), signal);
+    } else if (capture.mode.kind === 'trigger') {
+      this.log.warn('source.mode is trigger but source.trigger.pin is null: only MQTT commands or the API start a burst');
+    }
 
     this.lastStatusAt = performance.now();
     await this.parts.start(new IntervalTimer('status timer', STATUS_INTERVAL_MS, () => this.reportStatus(), this.log), signal);
@@ -329,9 +375,18 @@ export class Daemon implements Lifecycle {
     const notifier = o.notifier;
     const watchdogMs = notifier?.watchdogIntervalMs();
     if (notifier && watchdogMs !== undefined) {
-      // Healthy while a frame was classified within the last full watchdog period.
+      // Healthy while frames are being handled: classified (or skipped by the motion gate) within two watchdog
+      // periods; in interval and trigger modes, while the camera delivers or sleeps between captures on purpose.
       // Paused on request is healthy too: no frame is classified then on purpose.
-      await this.parts.start(new SdWatchdog(notifier, () => this.settings.paused || performance.now() - this.lastClassifiedAt < 2 * watchdogMs), signal);
+      const continuous = capture.mode.kind === 'continuous';
+      await this.parts.start(
+        new SdWatchdog(notifier, () => {
+          if (this.settings.paused) return true;
+          const now = performance.now();
+          return continuous ? now - this.lastHandled() < 2 * watchdogMs : source.alive(now, 2 * watchdogMs);
+        }),
+        signal,
+      );
     }
     this.log.info({ source: source.description, broker: redactUrl(this.brokerUrl), base_topic: this.baseTopic, parts: this.parts.names() }, 'running');
   }
@@ -348,19 +403,49 @@ export class Daemon implements Lifecycle {
       this.publisher?.publishState(statePayload(expired));
       this.log.info({ expire_after_s: this.settings.current.state.expire_after_s }, 'no frame classified lately: state unknown');
     }
-    if (this.lastClassifiedAt === 0 || this.stalled || this.settings.paused) return;
-    const idle = performance.now() - this.lastClassifiedAt;
+    const last = this.lastHandled();
+    if (last === 0 || this.stalled || this.settings.paused) return;
+    const idle = performance.now() - last;
     if (idle < this.plan.stallMs) return;
     this.stalled = true;
     const source = this.source?.description ?? this.plan.source.spec;
-    this.log.warn({ source }, `no frame classified for ${(idle / 1000).toFixed(1)} s: GPIO outputs off until frames come back`);
+    const what = `no frame classified for ${(idle / 1000).toFixed(1)} s: GPIO outputs off until frames come back`;
+    this.gpio?.idle();
+    // Between triggers nothing is classified on purpose: not a problem.
+    if (this.plan.capture.mode.kind === 'trigger') {
+      this.log.debug(what);
+      return;
+    }
+    this.log.warn({ source }, what);
     this.problems.raise(
       PROBLEM.sourceStalled,
       `no frame classified from ${source} for more than ${(this.plan.stallMs / 1000).toFixed(1)} s`,
       'check the camera (cable, power, another program holding it) or the stream; camera programs are restarted by themselves, and the state expires per state.expire_after_s',
       'error',
     );
-    this.gpio?.idle();
+  }
+
+  /** When a frame was last dealt with: classified, or skipped by the motion gate (ms, 0: never). */
+  private lastHandled(): number {
+    return Math.max(this.lastHandledAt, this.source?.lastSkippedAt ?? 0);
+  }
+
+  /**
+   * Starts a burst of classified frames in trigger mode (the GPIO trigger
+   * input calls it; an MQTT command may). Returns false when the daemon is
+   * not running in trigger mode.
+   */
+  trigger(): boolean {
+    if (this.stopping || !this.source) return false;
+    return this.source.trigger();
+  }
+
+  private markReady(status: string): void {
+    if (this.isReady) return;
+    this.isReady = true;
+    const mqtt = this.publisher?.connected ? 'mqtt connected' : 'mqtt offline';
+    this.options.notifier?.ready(`${status}, ${mqtt}`);
+    this.log.info(`${status}: ready`);
   }
 
   private loopEnded(): void {
@@ -385,7 +470,7 @@ export class Daemon implements Lifecycle {
       return;
     }
     try {
-      const result = await this.exclusive(() => classifier.classify(frame.data, frame.file));
+      const result = await this.exclusive(() => classifier.classify(frame.data, frame.file, frame.raw));
       // Stop has begun while this frame was in flight: its result must not switch an output or reach MQTT.
       if (this.stopping || this.settings.paused) return;
       const classes = result.classes;
@@ -401,6 +486,7 @@ export class Daemon implements Lifecycle {
       }
       this.lastClassifiedAt = performance.now();
       this.lastClassifiedIso = new Date().toISOString();
+      this.lastHandledAt = this.lastClassifiedAt;
       const timings = { ...result.timings, total_ms: totalMs };
       this.publisher?.publishPrediction({
         seq: frame.seq,
@@ -531,7 +617,7 @@ export class Daemon implements Lifecycle {
         const frame = this.lastFrame;
         if (frame === undefined) throw new Error('no frame has arrived yet: nothing to take a snapshot of');
         const time = new Date();
-        const snap = await encodeSnapshot(frame.data, { width: this.plan.snapshot.width, quality: this.plan.snapshot.quality });
+        const snap = await encodeSnapshot(snapshotPicture(frame), { width: this.plan.snapshot.width, quality: this.plan.snapshot.quality });
         const label = this.state.state?.label ?? null;
         this.publisher?.publishSnapshot(snap.jpeg, { time, seq: frame.seq, label });
         const file = await this.saveSnapshot(snap.jpeg, time, label);
@@ -541,7 +627,7 @@ export class Daemon implements Lifecycle {
         const frame = this.lastFrame ?? (await this.nextFrame(CLASSIFY_NOW_WAIT_MS));
         const classifier = this.classifier;
         if (!classifier) throw new Error('the classifier is not running');
-        const result = await this.exclusive(() => classifier.classify(frame.data, frame.file));
+        const result = await this.exclusive(() => classifier.classify(frame.data, frame.file, frame.raw));
         const prediction: Prediction = {
           seq: frame.seq,
           source: this.source?.description ?? '',
@@ -593,7 +679,7 @@ export class Daemon implements Lifecycle {
     }
     this.snapshotBusy = true;
     const s = this.plan.snapshot;
-    void encodeSnapshot(frame.data, { width: s.width, quality: s.quality })
+    void encodeSnapshot(snapshotPicture(frame), { width: s.width, quality: s.quality })
       .then(async (snap) => {
         if (this.stopping) return;
         this.publisher?.publishSnapshot(snap.jpeg, { time, seq: frame.seq, label });
@@ -677,7 +763,9 @@ export class Daemon implements Lifecycle {
     const s = this.stats();
     const bad = Object.values(s.badFrames).reduce((a, b) => a + b, 0);
     const mqtt = this.publisher?.connected ? 'mqtt connected' : 'mqtt offline';
-    return `${s.sourceFps.toFixed(1)} fps in, ${s.classifiedFps.toFixed(1)} fps classified, ${s.dropped} dropped, ${bad} bad, ${mqtt}`;
+    const gate = this.plan.capture.motion ? `, ${s.motionSkipped} without motion` : '';
+    const restarts = s.sourceRestarts > 0 ? `, camera restarted ${s.sourceRestarts}x (${s.sourceStalls} stalls)` : '';
+    return `${s.sourceFps.toFixed(1)} fps in, ${s.classifiedFps.toFixed(1)} fps classified, ${s.dropped} dropped, ${bad} bad${gate}${restarts}, ${mqtt}`;
   }
 
   private reportStatus(): void {
@@ -714,6 +802,7 @@ export class Daemon implements Lifecycle {
   /** Current counters. */
   stats(): DaemonStats {
     const slot = this.slot.stats();
+    const source = this.source?.stats();
     return {
       framesIn: slot.offered,
       classified: this.classified,
@@ -721,8 +810,11 @@ export class Daemon implements Lifecycle {
       badFrames: { ...this.badFrames },
       failed: this.failed,
       pausedDropped: this.pausedDropped,
-      sourceFps: this.source?.stats().fps ?? 0,
+      sourceFps: source?.fps ?? 0,
       classifiedFps: this.classifiedFps,
+      motionSkipped: source?.motionSkipped ?? 0,
+      sourceRestarts: source?.restarts ?? 0,
+      sourceStalls: source?.stalls ?? 0,
     };
   }
 
@@ -790,4 +882,15 @@ class FrameLoop implements Lifecycle {
     await Promise.race([this.done, timeout]);
     clearTimeout(timer);
   }
+}
+
+/**
+ * The picture of a frame as the snapshot encoder takes it: encoded bytes
+ * as they came, or a raw frame (I420 or RGB24) converted to packed RGB only
+ * now, when a snapshot is asked for.
+ */
+function snapshotPicture(frame: Frame): Buffer | RawImage {
+  if (!frame.raw) return frame.data;
+  const rgb = rawFrameToRgb(frame.raw, frame.data);
+  return { data: Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), width: frame.raw.width, height: frame.raw.height, channels: 3 };
 }

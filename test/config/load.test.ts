@@ -254,3 +254,39 @@ t.test("the bounds of every stage are the schema's: one message form, the key, w
     'gpio.rules[2].pin: BCM pin 17 is already used by gpio.rules[0]: expected one rule per pin, but received 17 (line 7)',
   ]);
 });
+
+t.test('camera keys: a bad ROI, an interval of 0 and a trigger pin used by an output are refused naming the key', async (t) => {
+  const problems = (yaml: string) => problemsOf(() => loadConfig({ file: write('camera.yaml', yaml), env: {} })).problems;
+  const outside = problems('source:\n  roi: {x: 0.5, y: 0, width: 0.6, height: 1}\n');
+  t.ok(
+    outside.some((p) => p.startsWith('source.roi: the ROI reaches outside the frame (x + width = 1.1, y + height = 1): expected both at most 1')),
+    outside.join('\n'),
+  );
+  const empty = problems('source:\n  roi: {x: 0.1, y: 0.1, width: 0, height: 0.5}\n');
+  t.ok(
+    empty.some((p) => /^source\.roi: the ROI has zero size/.test(p)),
+    empty.join('\n'),
+  );
+  const partial = problems('source:\n  roi: {x: 0.1}\n');
+  t.ok(
+    partial.some((p) => /^source\.roi\.y: /.test(p)),
+    partial.join('\n'),
+  );
+  const zero = problems('source:\n  mode: interval\n  interval_s: 0\n');
+  t.ok(
+    zero.some((p) => p === 'source.interval_s: expected at least 0.1, but received 0 (line 3)'),
+    zero.join('\n'),
+  );
+  const shared = problems('source:\n  mode: trigger\n  trigger: {pin: 17}\ngpio:\n  rules:\n    - pin: 17\n      labels: [cat]\n');
+  t.ok(
+    shared.some((p) => p.startsWith('source.trigger.pin: BCM pin 17 is already used as an output by gpio.rules[0]: expected a free pin for the trigger input')),
+    shared.join('\n'),
+  );
+  const c = loadConfig({
+    file: write('ok.yaml', 'source:\n  mode: trigger\n  format: mjpeg\n  trigger: {pin: 4, edge: falling, pull: up}\n  motion: {enabled: true}\n'),
+    env: {},
+  });
+  t.same(c.source.trigger, { pin: 4, edge: 'falling', debounce_ms: 200, pull: 'up', burst: 3 }, 'partial sections take the defaults');
+  t.equal(c.source.motion.threshold, 0.02);
+  t.equal(c.source.format, 'mjpeg');
+});

@@ -12,6 +12,7 @@ import path from 'node:path';
 import t from 'tap';
 import { image, model } from '../helpers/assets.js';
 import { startCli } from '../helpers/cli.js';
+import { fakeRpicamBin } from '../helpers/fake-camera.js';
 import { startFakeNotifySocket } from '../helpers/fake-notify-socket.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';
@@ -136,8 +137,8 @@ t.test('ffmpeg MJPEG stream from a video file → predictions; the stream ending
   const broker = await startMosquitto(t);
   const dir = mkdtempSync(path.join(tmpdir(), 'ec-video-'));
   const video = path.join(dir, 'cat.mkv');
-  // A 2 s, 5 fps MJPEG video made from the cat frame.
-  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-loop', '1', '-i', image('cat_720p.jpg'), '-t', '2', '-r', '5', '-c:v', 'mjpeg', '-q:v', '4', video]);
+  // A 4 s, 5 fps MJPEG video made from the cat frame (20 frames: ffmpeg passes them on without duplicating any).
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-loop', '1', '-i', image('cat_720p.jpg'), '-t', '4', '-r', '5', '-c:v', 'mjpeg', '-q:v', '4', video]);
   const base = 'ec-test/ffmpeg';
   const rec = await recordMqtt(t, broker.url, `${base}/#`);
   const config = path.join(dir, 'config.yaml');
@@ -215,24 +216,15 @@ t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU m
 
 t.test('a camera that stalls: GPIO outputs switch off, the rest keeps running', async (t) => {
   const broker = await startMosquitto(t);
-  const bin = mkdtempSync(path.join(tmpdir(), 'ec-fake-rpicam-'));
-  // A stand-in rpicam-vid: writes five cat frames as MJPEG to stdout, then hangs like a frozen camera.
-  const fake = path.join(bin, 'rpicam-vid');
-  writeFileSync(
-    fake,
-    [
-      `#!${process.execPath}`,
-      `const jpeg = require('fs').readFileSync(${JSON.stringify(image('cat_720p.jpg'))});`,
-      'let n = 0;',
-      'const timer = setInterval(() => { process.stdout.write(jpeg); if (++n === 5) clearInterval(timer); }, 100);',
-      'setInterval(() => {}, 1000);',
-    ].join('\n'),
-    { mode: 0o755 },
-  );
+  // The stand-in rpicam-vid writes five cat frames, then hangs like a frozen camera; the stall watchdog is
+  // set far out so that this test sees the outputs switch off (test/e2e/camera.test.ts sees the restart).
+  const bin = fakeRpicamBin();
+  const config = path.join(mkdtempSync(path.join(tmpdir(), 'ec-stall-')), 'config.yaml');
+  writeFileSync(config, ['source:', '  spec: rpicam', '  stall_timeout_s: 120'].join('\n'));
   const base = 'ec-test/stall';
   const rec = await recordMqtt(t, broker.url, `${base}/#`);
-  const d = startCli(t, ['run', '--source', 'rpicam', '--model', MODEL, '--mqtt-url', broker.url, '--base-topic', base, '--gpio', '17=Egyptian cat'], {
-    env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+  const d = startCli(t, ['run', '--config', config, '--model', MODEL, '--mqtt-url', broker.url, '--base-topic', base, '--gpio', '17=Egyptian cat'], {
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, FAKE_RPICAM_IMAGE: image('cat_720p.jpg'), FAKE_RPICAM_STALL_AFTER: '5' },
   });
   await rec.waitFor((m) => m.topic === `${base}/gpio/17` && m.payload === '1', 30_000, 'gpio/17 on while the cat is seen');
   const seenBefore = rec.messages.length;

@@ -201,3 +201,45 @@ t.test('a finite source that ends is the job done; a looping one that ends is a 
     await daemon.stop();
   }
 });
+
+t.test('trigger mode: nothing is classified until the GPIO input fires, then a burst; ready while waiting', async (t) => {
+  const { VirtualInputBackend } = await import('../../src/gpio/input.js');
+  const { log } = capturingLogger('debug');
+  const inputs = new VirtualInputBackend({ log });
+  const c = config((c) => ({ ...c, source: { ...c.source, mode: 'trigger', trigger: { ...c.source.trigger, pin: 4, burst: 2, debounce_ms: 0 } } }));
+  const { daemon, source, lines } = build(t, { config: c, gpioInputBackend: inputs });
+  await daemon.start();
+  source.push(CAT);
+  source.push(CAT);
+  await until('the ready line', () => lines.some((l) => l.msg === 'frames flow, waiting for a trigger: ready'));
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(daemon.stats().classified, 0, 'no classification without a trigger');
+  inputs.set(4, 1); // the input fires (rising edge)
+  for (let n = 1; n <= 3; n++) {
+    source.push(CAT);
+    if (n <= 2) await until(`classification ${n}`, () => daemon.stats().classified === n);
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(daemon.stats().classified, 2, 'a burst of two frames');
+  t.ok(daemon.trigger(), 'the API triggers too (for MQTT commands)');
+  source.push(HOTDOG);
+  await until('classification 3', () => daemon.stats().classified === 3);
+  inputs.set(4, 0); // falling edge: not a trigger with edge rising
+  source.push(CAT);
+  await until('classification 4: the rest of the API burst', () => daemon.stats().classified === 4);
+  source.push(CAT);
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(daemon.stats().classified, 4, 'no more after the burst; the falling edge triggered nothing');
+  await daemon.stop();
+  t.notOk(daemon.trigger(), 'no trigger after stop');
+});
+
+t.test('a trigger pin the GPIO backend refuses stops the start with its reason', async (t) => {
+  const { VirtualInputBackend } = await import('../../src/gpio/input.js');
+  const { log } = capturingLogger('debug');
+  const inputs = new VirtualInputBackend({ log });
+  inputs.openInput(4, { edge: 'rising', debounceMs: 0, pull: 'none' }, () => {}); // held by someone else
+  const c = config((c) => ({ ...c, source: { ...c.source, mode: 'trigger', trigger: { ...c.source.trigger, pin: 4 } } }));
+  const { daemon } = build(t, { config: c, gpioInputBackend: inputs });
+  await t.rejects(daemon.start(), /virtual GPIO BCM 4 is already open/);
+});
