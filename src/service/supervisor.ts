@@ -235,6 +235,8 @@ export class Supervisor {
     this.counters.starts++;
     await daemon.start();
     o.health?.attach(() => daemon.health(), reload);
+    // A problem raised or cleared shows in the health file at once, not at the next periodic write.
+    daemon.problems.onChange(() => o.health?.changed());
   }
 
   /**
