@@ -161,7 +161,7 @@ export class Daemon implements Lifecycle {
   private readonly slot = new LatestFrameSlot<Frame>();
   private readonly state: StateSmoother;
   private readonly settings: LiveSettings;
-  /** The daemon's problem list; `<base>/problems` mirrors it, health checks read it. */
+  /** The daemon's problems (stalled or frozen camera, camera errors, Edge TPU fallback, ...), raised and cleared by the parts; `<base>/problems` mirrors it, health checks read it. */
   readonly problems = new ProblemRegistry();
   private commands: CommandHandler | undefined;
   private snapshots: SnapshotFolder | undefined;
@@ -197,9 +197,6 @@ export class Daemon implements Lifecycle {
   private classifiedAtLastStatus = 0;
   private lastStatusAt = 0;
   private classifiedFps = 0;
-
-  /** The daemon's problems (stalled or frozen camera, camera errors, ...), raised and cleared by the parts. */
-  readonly problems = new ProblemRegistry();
 
   /** The MQTT base topic in use (known after `start()`). */
   baseTopic = '';
