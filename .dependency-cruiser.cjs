@@ -1,9 +1,12 @@
 /**
  * The import rule of src/, checked by `npm test`:
  *
- *   core  ←  stages (camera, inference, mqtt, gpio)  ←  config  ←  service  ←  cli.ts
+ *   core  ←  stages (camera, inference, mqtt, gpio, snapshot, stats)  ←  config  ←  service  ←  release  ←  cli.ts
  *   core  ←  inference  ←  evaluation  ←  cli.ts
  *
+ * release/ (pack, install, activate, model install, health, doctor) runs the
+ * program as child processes and reads what the daemon writes; nothing below
+ * it imports it.
  * A folder imports only folders to its left (and node built-ins and
  * packages). Stages do not import each other; inference/preprocess imports
  * only core (the classifier in inference owns it). No cycles anywhere.
@@ -17,7 +20,7 @@ module.exports = {
       name: 'stages-import-only-core',
       severity: 'error',
       comment: 'A stage imports core/ and itself only: no other stage, no config/, service/ or cli.',
-      from: { path: '^src/(camera|inference|mqtt|gpio)/' },
+      from: { path: '^src/(camera|inference|mqtt|gpio|snapshot|stats)/' },
       to: { path: '^src/', pathNot: ['^src/core/', '^src/$1/'] },
     },
     {
@@ -47,6 +50,13 @@ module.exports = {
       comment: 'Only the process shell offers the workflow commands; the daemon does not depend on them.',
       from: { path: '^src/', pathNot: ['^src/evaluation/', '^src/cli\\.ts$'] },
       to: { path: '^src/evaluation/' },
+    },
+    {
+      name: 'release-above-service',
+      severity: 'error',
+      comment: 'The device-side release commands sit on top of the daemon: the daemon never imports them.',
+      from: { path: '^src/(core|camera|inference|mqtt|gpio|snapshot|stats|config|service)/' },
+      to: { path: '^src/release/' },
     },
     { name: 'service-below-cli', severity: 'error', comment: 'Nothing imports the process shell.', from: { path: '^src/' }, to: { path: '^src/cli\\.ts$' } },
     {

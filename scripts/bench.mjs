@@ -10,7 +10,9 @@
 //      beside the independent C floor (scripts/tflite-floor.c, compiled here
 //      when `cc` exists) timed interleaved with the daemon's own inference
 //   3. worker thread against async FFI for the interpreter
-//   4. the daemon: replay at full speed into the default model with the
+//   4. frame paths into a 224x224 input tensor from a 640x480 camera: MJPEG
+//      (split + decode + resize) against raw frames (split + convert), per frame
+//   5. the daemon: replay at full speed into the default model with the
 //      embedded broker: RSS after 500 and after 10,000 frames, where it goes
 //
 // Figures depend on the machine, and a shared machine is noisy: compare the
@@ -34,6 +36,11 @@ const { liteRtVersion } = await dist('inference/engine-api.js');
 const { Daemon } = await dist('service/daemon.js');
 const { loadConfig } = await dist('config/load.js');
 const { silentLogger } = await dist('core/log.js');
+const { readModelInfo } = await dist('inference/tflite-model.js');
+const { Preprocessor } = await dist('inference/preprocess/preprocess.js');
+const { MjpegSplitter } = await dist('camera/mjpeg-splitter.js');
+const { RawFrameSplitter } = await dist('camera/raw-splitter.js');
+const { rpicamRawFormat } = await dist('camera/rpicam.js');
 const rssModulesLoaded = process.memoryUsage().rss;
 
 const assets = path.resolve(process.env.EDGE_CLASSIFIER_ASSETS ?? path.join(root, '..', 'shared', 'assets'));
@@ -255,7 +262,7 @@ async function sections1to3() {
 }
 
 async function daemonSection() {
-  // 4. The daemon with the embedded broker, replaying three photos at full speed into the default model.
+  // 5. The daemon with the embedded broker, replaying three photos at full speed into the default model.
   {
     const dir = mkdtempSync(path.join(tmpdir(), 'ec-bench-'));
     for (const name of ['cat_720p.jpg', 'hot_dog.jpg', 'owl.jpg']) writeFileSync(path.join(dir, name), readFileSync(imageFile(name)));
@@ -295,7 +302,7 @@ async function daemonSection() {
     await daemon.stop();
     const at500 = marks.get(500);
     const atEnd = marks.get(target) ?? { rss: process.memoryUsage().rss };
-    console.log(`4. daemon: replay at 120 fps into ${DEFAULT_MODEL} (engine auto, embedded broker, virtual GPIO) until ${target} frames classified`);
+    console.log(`5. daemon: replay at 120 fps into ${DEFAULT_MODEL} (engine auto, embedded broker, virtual GPIO) until ${target} frames classified`);
     table(
       [
         'frames in',
@@ -338,10 +345,95 @@ async function daemonSection() {
   }
 }
 
+async function framePathsSection() {
+  // 4. Frame paths: what each frame costs before inference, 640x480 camera into a 224x224 model.
+  const cat = imageFile('cat_720p.jpg');
+  const ffmpeg = (args) => {
+    const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', cat, ...args, '-frames:v', '1', '-f', 'rawvideo', '-'], {
+      maxBuffer: 1 << 26,
+    });
+    if (r.status !== 0) throw new Error(`ffmpeg: ${r.stderr}`);
+    return r.stdout;
+  };
+  /** An I420 frame of the picture as rpicam-vid writes it at w x h: BT.601 full range, rows padded to 64 bytes. */
+  const i420 = (w, h) => {
+    const raw = rpicamRawFormat(w, h);
+    const l = raw.layout;
+    const plain = ffmpeg(['-vf', `scale=${w}:${h}:out_range=full:out_color_matrix=bt601,format=yuv420p`]);
+    const out = Buffer.alloc(l.frameBytes);
+    for (let y = 0; y < h; y++) plain.copy(out, y * l.yStride, y * w, y * w + w);
+    for (let p = 0; p < 2; p++) {
+      const src = w * h + p * l.chromaWidth * l.chromaHeight;
+      const dst = p === 0 ? l.uOffset : l.vOffset;
+      for (let y = 0; y < l.chromaHeight; y++) plain.copy(out, dst + y * l.cStride, src + y * l.chromaWidth, src + (y + 1) * l.chromaWidth);
+    }
+    return { raw, frame: out };
+  };
+  const jpeg640 = await sharp(cat).resize(640, 480, { fit: 'fill' }).jpeg({ quality: 80 }).toBuffer();
+  const rgb224 = ffmpeg(['-vf', 'scale=224:224,format=rgb24']);
+  /** Pipe-sized chunks of a stream of `n` copies of `frame`, as a camera process writes them. */
+  const stream = (frame, n = 8) => {
+    const all = Buffer.concat(Array(n).fill(frame));
+    const chunks = [];
+    for (let i = 0; i < all.length; i += 65536) chunks.push(all.subarray(i, i + 65536));
+    return chunks;
+  };
+  const models = [
+    ['mobilenet_v2_1.0_224_quant.tflite', {}],
+    ['mobilenet_v1_0.25_224_full_int8.tflite', {}],
+  ].filter(([name]) => existsSync(modelFile(name)));
+  for (const [name, extra] of models) {
+    const input = (await readModelInfo(modelFile(name))).inputs[0];
+    const paths = [];
+    const add = (label, what, frame, raw, resize = 'stretch') => {
+      const pre = new Preprocessor(input, { resize, ...extra });
+      const into =
+        pre.mapping.dtype === 'uint8' ? new Uint8Array(pre.length) : pre.mapping.dtype === 'int8' ? new Int8Array(pre.length) : new Float32Array(pre.length);
+      const chunks = stream(frame);
+      const run = async () => {
+        const splitter = raw ? new RawFrameSplitter(frame.length) : new MjpegSplitter();
+        let n = 0;
+        for (const c of chunks) {
+          for (const f of splitter.push(c)) {
+            await pre.prepare(f, 'frame', into, raw);
+            n++;
+          }
+        }
+        return n;
+      };
+      paths.push({ label, what, run, times: [] });
+    };
+    add('MJPEG 640x480', 'split + decode + resize (sharp)', jpeg640);
+    const r288 = i420(288, 224);
+    add('rpicam I420 288x224', 'split + convert, 4:3 stretched (default)', r288.frame, r288.raw);
+    const r224 = i420(224, 224);
+    add('rpicam I420 224x224', 'split + convert, resize crop (ISP)', r224.frame, r224.raw, 'crop');
+    const r640 = i420(640, 480);
+    add('rpicam I420 640x480', 'split + convert + bilinear scale', r640.frame, r640.raw);
+    add('ffmpeg RGB24 224x224', 'split + map', rgb224, { format: 'rgb24', width: 224, height: 224 });
+    for (let round = 0; round < 25; round++) {
+      for (const p of paths) {
+        const t0 = performance.now();
+        const n = await p.run();
+        if (round >= 5) p.times.push((performance.now() - t0) / n);
+      }
+    }
+    const base = pct(paths[0].times, 50);
+    console.log(
+      `4. frame paths into ${name.replace('.tflite', '')} (${input.shape.slice(1, 3).join('x')} ${input.dtype}), ms per frame (20 rounds of 8 frames, interleaved)`,
+    );
+    table(
+      ['frames', 'work', 'p50 ms', 'p95 ms', 'vs MJPEG'],
+      paths.map((p) => [p.label, p.what, f2(pct(p.times, 50)), f2(pct(p.times, 95)), `${(base / pct(p.times, 50)).toFixed(1)}x less`]),
+    );
+  }
+}
+
 if (daemonOnly) {
   await daemonSection();
 } else {
   await sections1to3();
+  await framePathsSection();
   // In a process of its own, so that its RSS is the daemon's alone (sections 1-3 load and drop many models).
   // With the V8 flag the systemd unit gives the daemon (a 1 MiB young generation).
   spawnSync(process.execPath, ['--max-semi-space-size=1', fileURLToPath(import.meta.url), '--daemon'], { stdio: 'inherit' });

@@ -18,11 +18,14 @@
 import { runSignals } from './service/signals.js';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ConfigOverrides } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { TensorDetails } from './core/types.js';
 import { addWorkflowCommands } from './evaluation/cli-commands.js';
+import { addReleaseCommands } from './release/commands.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 /** The `--gpio` grammar for the help text (the parser, `config/gpio-flag.ts`, says the same in its errors). */
@@ -54,7 +57,16 @@ interface CommonFlags {
   threads?: number | 'auto';
   logLevel?: string;
 }
-type RunFlags = CommonFlags & { source?: string; mqttUrl?: string; baseTopic?: string; gpio?: string[]; logPredictions?: boolean; checkConfig?: boolean };
+type RunFlags = CommonFlags & {
+  source?: string;
+  mqttUrl?: string;
+  baseTopic?: string;
+  gpio?: string[];
+  logPredictions?: boolean;
+  checkConfig?: boolean;
+  selfTest?: boolean;
+  removeDiscovery?: boolean;
+};
 
 /** Flags as configuration overrides; a malformed `--gpio` is a ConfigError (exit 78) naming the grammar. */
 async function overridesFrom(flags: RunFlags): Promise<ConfigOverrides> {
@@ -117,9 +129,16 @@ async function run(flags: RunFlags): Promise<number> {
     const c = loadConfig({ file: flags.config, overrides });
     return { config: c, warnings: (await preflight(c, flags.config)).warnings };
   };
+  if (flags.removeDiscovery) return removeFromHomeAssistant(loadConfig({ file: flags.config, overrides }));
   const { config, warnings } = await load();
   if (flags.checkConfig) {
     for (const w of warnings) process.stderr.write(`edge-classifier: warning: ${w}\n`);
+    if (flags.selfTest) {
+      const { createLogger } = await import('./core/log.js');
+      const { selfTest } = await import('./service/self-test.js');
+      const problems = await selfTest(config, createLogger('warn', 'pretty', process.stderr), programDir);
+      if (problems.length > 0) throw new ConfigError(problems);
+    }
     process.stdout.write(`${JSON.stringify(await resolvedForDisplay(config))}\n`);
     return 0;
   }
@@ -132,7 +151,19 @@ async function run(flags: RunFlags): Promise<number> {
   const { SdNotifier } = await import('./service/sd-notify.js');
   const { Supervisor, errorFields } = await import('./service/supervisor.js');
   const notifier = new SdNotifier({ log });
-  const supervisor = new Supervisor({ config, load: async () => (await load()).config, log, notifier, logPredictions: flags.logPredictions ?? false });
+  // systemd sets RUNTIME_DIRECTORY from the unit's RuntimeDirectory=; outside a unit there is no health file.
+  const runtimeDir = process.env.RUNTIME_DIRECTORY?.split(':')[0];
+  const { HealthFile } = await import('./service/health-file.js');
+  const health = runtimeDir ? new HealthFile({ file: `${runtimeDir}/health.json`, version: programVersion(), programDir, log }) : undefined;
+  const supervisor = new Supervisor({
+    config,
+    load: async () => (await load()).config,
+    log,
+    notifier,
+    health,
+    logPredictions: flags.logPredictions ?? false,
+    ...(flags.config !== undefined ? { configFile: path.resolve(flags.config) } : {}),
+  });
   // A crash still runs the cleanup: outputs to their safe level, offline published, no child left.
   const crash = (err: unknown) => {
     log.fatal({ err }, `unexpected error: ${(err as Error)?.message ?? String(err)}`);
@@ -147,33 +178,41 @@ async function run(flags: RunFlags): Promise<number> {
   } catch (err) {
     log.fatal(errorFields(err), (err as Error).message);
     await notifier.stop();
-    return err instanceof ConfigError ? EX_CONFIG : 1;
+    // A native module that cannot load will not load after a restart either; nor does a configuration that
+    // cannot work next to another daemon on the same base topic (its error carries exitCode 78).
+    const exitCode = (err as { exitCode?: unknown }).exitCode;
+    if (err instanceof ConfigError || (err as Error)?.name === 'NotLoadableError') return EX_CONFIG;
+    return typeof exitCode === 'number' ? exitCode : 1;
   }
   return supervisor.exited;
 }
 
+/** `run --remove-discovery`: no model, source or GPIO needed, only the broker and the device's identity. */
+async function removeFromHomeAssistant(config: Config): Promise<number> {
+  const { createLogger } = await import('./core/log.js');
+  const { removeDiscovery } = await import('./service/remove-discovery.js');
+  const log = createLogger(config.log.level, config.log.format === 'auto' ? undefined : config.log.format);
+  try {
+    const topic = await removeDiscovery(config, log);
+    log.info({ topic }, 'removed from Home Assistant: empty retained discovery message published');
+    return 0;
+  } catch (err) {
+    log.error((err as Error).message);
+    return 1;
+  }
+}
+
 /** The configuration as `--check-config` prints it: passwords hidden, base topic and client id resolved. */
 async function resolvedForDisplay(config: Config): Promise<Config> {
-  const { redactUrl } = await import('./core/redact.js');
   const { deviceId } = await import('./core/device-id.js');
-  const { mqttIdentity } = await import('./config/options.js');
-  const identity = mqttIdentity(config, deviceId());
-  return {
-    ...config,
-    source: { ...config.source, spec: redactUrl(config.source.spec) },
-    mqtt: {
-      ...config.mqtt,
-      url: config.mqtt.url === null ? null : redactUrl(config.mqtt.url),
-      password: config.mqtt.password ? '***' : null,
-      base_topic: identity.baseTopic,
-      client_id: identity.clientId,
-    },
-  };
+  const { configForDisplay } = await import('./config/options.js');
+  return configForDisplay(config, deviceId());
 }
 
 /** `classify`: classify image files once; one line (or JSON object) per image. */
-async function classify(images: string[], flags: CommonFlags & { json?: boolean }): Promise<number> {
+async function classify(images: string[], flags: CommonFlags & { json?: boolean; roi?: string }): Promise<number> {
   const { ConfigError, loadConfig } = await import('./config/load.js');
+  const { parseRoi } = await import('./camera/roi.js');
   const { classifierOptions } = await import('./config/options.js');
   const { createLogger } = await import('./core/log.js');
   const { unreadableFileError } = await import('./core/errors.js');
@@ -182,7 +221,13 @@ async function classify(images: string[], flags: CommonFlags & { json?: boolean 
   const { FrameDecodeError } = await import('./inference/preprocess/preprocess.js');
   const config = loadConfig({ file: flags.config, overrides: await overridesFrom(flags) });
   const log = createLogger(flags.logLevel === undefined ? 'warn' : config.log.level, 'pretty', process.stderr);
-  const classifier = new Classifier({ ...classifierOptions(config), log });
+  let roi = config.source.roi ?? undefined;
+  try {
+    if (flags.roi !== undefined) roi = parseRoi(flags.roi, '--roi');
+  } catch (err) {
+    throw new ConfigError([(err as Error).message]);
+  }
+  const classifier = new Classifier({ ...classifierOptions(config), ...(roi ? { roi } : {}), log });
   try {
     await classifier.start();
   } catch (err) {
@@ -305,12 +350,21 @@ async function bench(flags: { model?: string[]; json?: boolean; config?: string;
   return failures > 0 ? 1 : 0;
 }
 
+/** The folder this program runs from (holding package.json and dist/): a release folder on a device. */
+const programDir = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+
+/** This program's package.json version (a release's own version when it runs from a release). */
+function programVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 function program(setExit: (p: Promise<number>) => void): Command {
-  const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
   const cli = new Command('edge-classifier')
     .description('Camera frames to a TFLite image classifier, published over MQTT and on GPIO pins.')
-    .version(version)
+    .version(programVersion())
     .showHelpAfterError()
+    // Options before the command belong to the program (--version), after it to the command (pack --version V).
+    .enablePositionalOptions()
     .exitOverride();
 
   addModelFlags(
@@ -324,11 +378,14 @@ function program(setExit: (p: Promise<number>) => void): Command {
     .option('--gpio <rule>', `GPIO rule ${GPIO_HELP}`, collect)
     .option('--log-predictions', 'log every prediction at info level')
     .option('--check-config', 'validate the configuration, print it resolved as JSON and exit (0, or 78 when invalid)')
+    .option('--self-test', 'with --check-config: also load everything the daemon uses (TFLite and the model, sharp, the GPIO backend)')
+    .option('--remove-discovery', 'remove this device from Home Assistant (empty retained discovery message) and exit')
     .action((opts: RunFlags) => setExit(run(opts)));
 
   addModelFlags(cli.command('classify').description('classify image files once').argument('<image...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)'))
     .option('--json', 'one JSON object per line')
-    .action((images: string[], opts: CommonFlags & { json?: boolean }) => setExit(classify(images, opts)));
+    .option('--roi <x,y,w,h>', 'classify only this region, as fractions of the image (default: source.roi of the config, else the whole image)')
+    .action((images: string[], opts: CommonFlags & { json?: boolean; roi?: string }) => setExit(classify(images, opts)));
 
   cli
     .command('inspect')
@@ -357,6 +414,7 @@ function program(setExit: (p: Promise<number>) => void): Command {
     .option('--config <file>', 'YAML or JSON configuration file (preprocessing, library)')
     .option('--json', 'one JSON object per model')
     .action((opts: { model?: string[]; json?: boolean; config?: string }) => setExit(bench(opts)));
+  addReleaseCommands(cli, programDir, setExit);
   return cli;
 }
 
@@ -375,7 +433,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await result;
   } catch (err) {
-    if ((err as Error)?.name === 'ConfigError') {
+    if ((err as Error)?.name === 'ConfigError' || (err as Error)?.name === 'NotLoadableError') {
       process.stderr.write(`edge-classifier: ${(err as Error).message}\n`);
       return 78;
     }

@@ -16,6 +16,8 @@ export interface SourceStats {
   readonly frames: number;
   readonly fps: number;
   readonly restarts: number;
+  /** Restarts caused by the stall watchdog (a process alive but silent). */
+  readonly stalls?: number;
   readonly lastError?: string;
   /** Frames the source itself threw away before delivering them (truncated, malformed or oversized in the stream). */
   readonly discardedFrames?: number;

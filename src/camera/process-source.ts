@@ -1,11 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Logger } from '../core/log.js';
-import type { Frame } from '../core/types.js';
+import { type Logger, LogThrottle } from '../core/log.js';
+import { PROBLEM, type ProblemReporter } from '../core/problems.js';
+import type { Frame, RawPictureFormat } from '../core/types.js';
+import { recogniseCameraError } from './camera-errors.js';
 import { FpsMeter } from './fps-meter.js';
 import type { EndListener, FrameListener, FrameSource, SourceStats } from './frame-source.js';
 import { DEFAULT_MAX_FRAME_BYTES, MjpegSplitter } from './mjpeg-splitter.js';
+import { describeRawPicture, rawFrameBytes } from './raw-format.js';
+import { RawFrameSplitter } from './raw-splitter.js';
+import { StallWatchdog } from './stall-watchdog.js';
 
 /** Settings of a `ProcessSource`; only `command`, `args`, `description` and `log` are required. */
 export interface ProcessSourceOptions {
@@ -45,6 +50,24 @@ export interface ProcessSourceOptions {
   readonly redact?: (text: string) => string;
   /** Environment of the child (default: this process's environment). */
   readonly env?: NodeJS.ProcessEnv;
+  /** The program writes raw frames of this format (split by size) instead of MJPEG (split on JPEG markers). */
+  readonly raw?: RawPictureFormat;
+  /**
+   * Reads each stderr line of a raw source before its first frame; a format
+   * returned replaces `raw` for this run (a camera that adjusted the size it
+   * was asked for says so before it writes frames).
+   */
+  readonly adjustRaw?: (line: string) => RawPictureFormat | undefined;
+  /**
+   * A child that is running but has delivered no frame for this many ms is
+   * stalled: stopped (SIGTERM to its group, SIGKILL after `stopTimeoutMs`) and
+   * restarted with the backoff (see `stallTimeoutMs`). Default: no watchdog.
+   */
+  readonly stallTimeoutMs?: number;
+  /** Where stalls and recognised camera errors are reported (`source_stalled`, `camera_error`), cleared when frames flow again. */
+  readonly problems?: ProblemReporter;
+  /** The camera or device the program opens, for the hints of camera errors (e.g. `/dev/video0`, `the Pi camera`). */
+  readonly device?: string;
 }
 
 /**
@@ -67,6 +90,8 @@ interface ChildRun {
   frames: number;
   firstFrameAt: number;
   lastFrameAt: number;
+  /** Killed by the stall watchdog, with how long it had been silent (ms). */
+  stalledMs?: number;
   readonly stderrTail: string[];
   stderrPartial: string;
   killTimer?: NodeJS.Timeout;
@@ -79,15 +104,26 @@ interface ChildRun {
 const MAX_STDERR_LINE = 2000;
 
 /**
- * A `FrameSource` fed by a child process that writes MJPEG (concatenated
- * JPEG images) to its stdout: `rpicam-vid --codec mjpeg -o -`, or `ffmpeg
- * ... -f mjpeg -`.
+ * A `FrameSource` fed by a child process that writes frames to its stdout:
+ * MJPEG (concatenated JPEG images: `rpicam-vid --codec mjpeg -o -`, `ffmpeg
+ * ... -f mjpeg -`), or raw frames of one fixed size (`rpicam-vid --codec
+ * yuv420 -o -`, `ffmpeg ... -f rawvideo -pix_fmt rgb24 -`) when `raw` is set.
  *
  * - The program runs with an argument array, never through a shell, in its
  *   own process group (so a Ctrl-C in a terminal reaches the daemon, which
  *   stops the child in order, and not the child directly).
- * - stdout goes through an `MjpegSplitter`; each complete JPEG is delivered
- *   as a `Frame` with `seq` increasing by 1, continuing across restarts.
+ * - stdout goes through an `MjpegSplitter` or a `RawFrameSplitter`; each
+ *   complete frame is delivered as a `Frame` (raw ones with their `raw`
+ *   format) with `seq` increasing by 1, continuing across restarts. A raw
+ *   frame cut off by an exit is dropped and counted (`discardedFrames`).
+ * - With `stallTimeoutMs`, a child that stays alive but delivers nothing for
+ *   that long (a hung camera, a dead stream, a wedged V4L2 read) is stopped
+ *   and restarted with the backoff, counted in `stalls` and `restarts`,
+ *   logged with its last stderr lines and reported as `source_stalled`.
+ * - An exit whose stderr names a camera failure (no camera, permission,
+ *   busy, broken camera libraries: `recogniseCameraError`) is logged once
+ *   per kind with the fix and reported as `camera_error`. Both problems are
+ *   cleared by the next frame.
  * - stderr lines are logged at debug level, and the last `stderrLines` are
  *   kept: when the child exits unexpectedly they are logged with its exit
  *   code or signal in a warning, and the last one goes into `lastError`.
@@ -103,7 +139,10 @@ export class ProcessSource implements FrameSource {
   readonly description: string;
   private readonly options: ProcessSourceOptions;
   private readonly log: Logger;
-  private readonly splitter: MjpegSplitter;
+  private splitter: MjpegSplitter | RawFrameSplitter;
+  private raw: RawPictureFormat | undefined;
+  private readonly watchdog: StallWatchdog | undefined;
+  private readonly errorLog = new LogThrottle();
   private readonly meter = new FpsMeter();
   private readonly redact: (text: string) => string;
 
@@ -117,6 +156,7 @@ export class ProcessSource implements FrameSource {
   private failures = 0;
   private seq = 0;
   private restartCount = 0;
+  private stallCount = 0;
   private lastErrorText: string | undefined;
   private readonly exitHook = (): void => this.killOnExit();
 
@@ -125,7 +165,11 @@ export class ProcessSource implements FrameSource {
     this.options = options;
     this.description = options.description;
     this.log = options.log.child({ source: options.description });
-    this.splitter = new MjpegSplitter({ maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES });
+    this.raw = options.raw;
+    this.splitter = options.raw
+      ? new RawFrameSplitter(rawFrameBytes(options.raw))
+      : new MjpegSplitter({ maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES });
+    this.watchdog = options.stallTimeoutMs === undefined ? undefined : new StallWatchdog(options.stallTimeoutMs, (silentMs) => this.stalled(silentMs));
     this.redact = options.redact ?? ((text) => text);
   }
 
@@ -159,12 +203,14 @@ export class ProcessSource implements FrameSource {
       process.removeListener('exit', this.exitHook);
       throw this.spawnFailure(err as NodeJS.ErrnoException);
     }
-    this.log.info({ program: command, args: this.options.args.map(this.redact) }, `started ${path.basename(command)}`);
+    const frames = this.raw ? describeRawPicture(this.raw) : 'MJPEG';
+    this.log.info({ program: command, args: this.options.args.map(this.redact), frames }, `started ${path.basename(command)}`);
   }
 
   /** Stops the child (SIGTERM, then SIGKILL after `stopTimeoutMs`) and resolves once it has exited. Idempotent. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.watchdog?.disarm();
     if (this.restartTimer) {
       clearTimeout(this.restartTimer);
       this.restartTimer = undefined;
@@ -186,13 +232,15 @@ export class ProcessSource implements FrameSource {
     }
   }
 
-  /** Frames delivered, fps measured over the last 3 s, restarts, last error, frames the splitter discarded. */
+  /** Frames delivered, fps measured over the last 3 s, restarts, stalls, last error, frames the splitter discarded (torn raw frames included). */
   stats(): SourceStats {
+    const split = this.splitter.stats();
     const stats = {
       frames: this.seq,
       fps: this.meter.fps(),
       restarts: this.restartCount,
-      discardedFrames: this.splitter.stats().discardedFrames,
+      stalls: this.stallCount,
+      discardedFrames: 'tornFrames' in split ? split.tornFrames : split.discardedFrames,
     };
     return this.lastErrorText === undefined ? stats : { ...stats, lastError: this.lastErrorText };
   }
@@ -237,6 +285,7 @@ export class ProcessSource implements FrameSource {
 
     child.on('spawn', () => {
       run.spawned = true;
+      if (!this.stopping) this.watchdog?.arm();
     });
     child.on('error', (err: NodeJS.ErrnoException) => {
       if (!run.spawned) run.spawnError = err;
@@ -247,6 +296,7 @@ export class ProcessSource implements FrameSource {
     child.stderr!.on('data', (text: string) => this.onStderr(run, text));
     child.on('exit', () => {
       run.exited = true;
+      if (this.run === run) this.watchdog?.disarm();
       // Normally stdout/stderr close right after; if a grandchild still holds them open, stop waiting.
       run.closeTimer = setTimeout(
         () => {
@@ -262,21 +312,63 @@ export class ProcessSource implements FrameSource {
 
   private onStdout(run: ChildRun, chunk: Buffer): void {
     if (this.stopping || this.run !== run) return;
-    const jpegs = this.splitter.push(chunk);
-    for (let j = 0; j < jpegs.length; j += 1) {
+    const frames = this.splitter.push(chunk);
+    const raw = this.raw;
+    for (let j = 0; j < frames.length; j += 1) {
       const now = performance.now();
       this.seq += 1;
       this.meter.mark(now);
-      if (run.frames === 0) run.firstFrameAt = now;
+      this.watchdog?.frame();
+      if (run.frames === 0) this.firstFrame(run, now);
       run.frames += 1;
       run.lastFrameAt = now;
-      const frame: Frame = { seq: this.seq, data: jpegs[j], arrivedAt: now };
+      const frame: Frame = raw ? { seq: this.seq, data: frames[j]!, arrivedAt: now, raw } : { seq: this.seq, data: frames[j]!, arrivedAt: now };
       try {
         this.onFrame?.(frame);
       } catch (err) {
         this.log.error({ err, seq: frame.seq }, 'frame listener threw');
       }
     }
+  }
+
+  /** A run delivered its first frame: whatever was wrong is over. */
+  private firstFrame(run: ChildRun, now: number): void {
+    run.firstFrameAt = now;
+    const problems = this.options.problems;
+    if (problems) {
+      problems.clear(PROBLEM.sourceStalled);
+      problems.clear(PROBLEM.cameraError);
+    }
+    if (this.stallCount > 0 || this.restartCount > 0) this.log.info(`${this.programName()} delivers frames again`);
+    this.errorLog.reset();
+  }
+
+  /**
+   * The watchdog fired: the child is alive but silent. Stop it the way
+   * `stop()` does (SIGTERM to the group, SIGKILL after `stopTimeoutMs`); its
+   * exit then takes the normal restart path.
+   */
+  private stalled(silentMs: number): void {
+    const run = this.run;
+    if (!run || run.exited || this.stopping) return;
+    run.stalledMs = silentMs;
+    this.stallCount += 1;
+    const program = this.programName();
+    const seconds = (silentMs / 1000).toFixed(1);
+    const message = `${this.description}: ${program} is running but delivered no frame for ${seconds} s`;
+    this.lastErrorText = message;
+    this.log.warn({ stderr: run.stderrTail, frames: run.frames, stalls: this.stallCount }, `${message}: stopping it and starting it again`);
+    this.options.problems?.raise(
+      PROBLEM.sourceStalled,
+      message,
+      'it is being restarted; if this repeats, check the camera cable or stream and the camera program log lines',
+      'error',
+    );
+    this.signal(run, 'SIGTERM');
+    run.killTimer ??= setTimeout(() => {
+      this.log.warn(`${program} did not exit ${this.stopTimeoutMs()} ms after SIGTERM: sending SIGKILL`);
+      this.signal(run, 'SIGKILL');
+    }, this.stopTimeoutMs());
   }
 
   private onStderr(run: ChildRun, text: string): void {
@@ -289,6 +381,15 @@ export class ProcessSource implements FrameSource {
     const line = this.redact(raw.trimEnd().slice(0, MAX_STDERR_LINE));
     if (line === '') return;
     this.log.debug(`${this.programName()}: ${line}`);
+    const adjusted = this.options.adjustRaw && run.frames === 0 && this.run === run ? this.options.adjustRaw(line) : undefined;
+    if (adjusted && this.splitter.pendingBytes === 0 && (adjusted.width !== this.raw?.width || adjusted.height !== this.raw?.height)) {
+      this.log.warn(
+        { asked: this.raw && describeRawPicture(this.raw), got: describeRawPicture(adjusted) },
+        `${this.programName()} adjusted the frame size: splitting ${describeRawPicture(adjusted)} frames`,
+      );
+      this.raw = adjusted;
+      this.splitter = new RawFrameSplitter(rawFrameBytes(adjusted));
+    }
     run.stderrTail.push(line);
     if (run.stderrTail.length > (this.options.stderrLines ?? 20)) run.stderrTail.shift();
   }
@@ -313,6 +414,10 @@ export class ProcessSource implements FrameSource {
     }
     const program = this.programName();
     const how = signal ? `was killed by ${signal}` : `exited with code ${String(code)}`;
+    if (run.stalledMs !== undefined) {
+      this.scheduleRestart(run, `${program} stopped after stalling (${how})`, { stderr: run.stderrTail });
+      return;
+    }
     if (code === 0 && this.options.restart === false) {
       this.log.info({ frames: run.frames }, `${program} ${how}: end of source`);
       this.running = false;
@@ -322,6 +427,14 @@ export class ProcessSource implements FrameSource {
     }
     const last = run.stderrTail[run.stderrTail.length - 1];
     this.lastErrorText = `${program} ${how}${last ? `: ${last}` : ''}`;
+    const cameraError = recogniseCameraError(program, run.stderrTail, { code, signal }, this.options.device ? { device: this.options.device } : {});
+    if (cameraError) {
+      this.lastErrorText = cameraError.message;
+      // Once per kind until frames flow again: a camera that stays unplugged restarts every 30 s.
+      if (this.errorLog.allow(cameraError.kind))
+        this.log.error({ kind: cameraError.kind, hint: cameraError.hint }, `${cameraError.message}: ${cameraError.hint}`);
+      this.options.problems?.raise(PROBLEM.cameraError, cameraError.message, cameraError.hint, 'error');
+    }
     this.scheduleRestart(run, `${program} ${how} after ${run.frames} frames`, {
       code,
       signal,

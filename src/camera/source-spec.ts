@@ -2,7 +2,9 @@ import { type Stats, statSync } from 'node:fs';
 import path from 'node:path';
 import { invalidParameterError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import type { ProblemReporter } from '../core/problems.js';
 import { redactUrl } from '../core/redact.js';
+import type { ResizeMode, Roi } from '../core/types.js';
 import { createFfmpegSource } from './ffmpeg.js';
 import type { CaptureOptions, FrameSource } from './frame-source.js';
 import { ReplaySource } from './replay.js';
@@ -23,6 +25,26 @@ export interface SourceOptions extends CaptureOptions {
   readonly rpicamPath?: string;
   /** Largest JPEG frame accepted from a camera stream, in bytes (default 8 MiB). */
   readonly maxFrameBytes?: number;
+  /**
+   * `raw`: frames made for the model's input without JPEG — the Pi camera's
+   * I420 (its ISP scales), ffmpeg's RGB24 at the model's size — when `model`
+   * is given; `mjpeg`: JPEG frames at width×height. Replayed files are images
+   * either way.
+   */
+  readonly format: 'raw' | 'mjpeg';
+  /** The model input raw frames are made for: its size, and how frames are fitted to it (`preprocess.resize`). */
+  readonly model?: { readonly width: number; readonly height: number; readonly resize: ResizeMode };
+  /** Region of interest applied by the camera or ffmpeg; replay sources leave it to the preprocessing. */
+  readonly roi?: Roi;
+  /** Stall watchdog of camera processes, ms (see `stallTimeoutMs`); default none. */
+  readonly stallTimeoutMs?: number;
+  /** Where camera processes report `source_stalled` and `camera_error`. */
+  readonly problems?: ProblemReporter;
+}
+
+/** True when `spec`'s source makes raw frames for the model with `format: raw` (every source but a replay folder). */
+function sourceMakesRawFrames(kind: ParsedSource['kind'], format: 'raw' | 'mjpeg'): boolean {
+  return format === 'raw' && kind !== 'replay';
 }
 
 /** What a source spec names. */
@@ -116,11 +138,17 @@ export function parseSourceSpec(spec: string, rotation = 0): ParsedSource {
  */
 export function createFrameSource(spec: string, options: SourceOptions, log: Logger): FrameSource {
   const parsed = parseSourceSpec(spec, options.rotation);
-  const { loop, ffmpegPath, rpicamPath, maxFrameBytes, ...capture } = options;
+  const { loop, ffmpegPath, rpicamPath, maxFrameBytes, format, model, roi, stallTimeoutMs, problems, ...capture } = options;
   if (maxFrameBytes !== undefined && !(Number.isInteger(maxFrameBytes) && maxFrameBytes >= 1024 && maxFrameBytes <= 2 ** 30)) {
     throw invalidParameterError('maxFrameBytes', 'an integer from 1024 to 1073741824 (bytes)', maxFrameBytes);
   }
-  const bound = maxFrameBytes !== undefined ? { maxFrameBytes } : {};
+  const bound = {
+    ...(maxFrameBytes !== undefined ? { maxFrameBytes } : {}),
+    ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
+    ...(problems ? { problems } : {}),
+    ...(roi ? { roi } : {}),
+    ...(model && sourceMakesRawFrames(parsed.kind, format) ? { raw: model } : {}),
+  };
   const ffmpeg = { ...capture, ...bound, ...(ffmpegPath !== undefined ? { ffmpegPath } : {}) };
   switch (parsed.kind) {
     case 'rpicam':

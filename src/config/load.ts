@@ -88,7 +88,17 @@ function setPath(target: Plain, dotted: string, value: unknown): void {
 }
 
 /** Keys whose string values are file paths, resolved against the folder they were given in. */
-const PATH_KEYS = ['model.path', 'model.labels', 'model.cpu_fallback', 'inference.library', 'inference.cache', 'mqtt.tls.ca', 'mqtt.tls.cert', 'mqtt.tls.key'];
+const PATH_KEYS = [
+  'model.path',
+  'model.labels',
+  'model.cpu_fallback',
+  'inference.library',
+  'inference.cache',
+  'mqtt.tls.ca',
+  'mqtt.tls.cert',
+  'mqtt.tls.key',
+  'snapshot.dir',
+];
 
 /** A source spec that names a file or folder (not `rpicam`, not a URL) is a path too. */
 const isPathSpec = (spec: string) => !/^rpicam(:\d+)?$/.test(spec) && !/^[a-z][a-z0-9+.-]*:\/\//i.test(spec);
@@ -299,5 +309,18 @@ export function loadConfig(options: LoadOptions = {}): Config {
     const problems = result.error.issues.flatMap((issue) => explainIssue(issue, merged, origin).split('\n'));
     throw new ConfigError(problems, file);
   }
+  return result.data;
+}
+
+/**
+ * Validates a configuration made in memory — the running one with live
+ * settings applied (`<base>/set`) — with the schema and the messages of
+ * {@link loadConfig} (without file lines: the values did not come from a
+ * file). Returns the validated configuration.
+ * @throws ConfigError listing every problem, each naming its key.
+ */
+export function validateConfig(candidate: unknown): Config {
+  const result = configSchema.safeParse(candidate);
+  if (!result.success) throw new ConfigError(result.error.issues.flatMap((issue) => explainIssue(issue, candidate, () => '').split('\n')));
   return result.data;
 }

@@ -1,9 +1,16 @@
+import type { CaptureMode } from '../camera/capture-mode.js';
+import type { MotionGateOptions } from '../camera/picture-checks.js';
 import type { SourceOptions } from '../camera/source-spec.js';
+import { redactUrl } from '../core/redact.js';
+import type { Roi } from '../core/types.js';
+import type { GpioSmoothing } from '../gpio/actuator.js';
 import type { GpioBackendKind } from '../gpio/backends.js';
+import type { InputOptions } from '../gpio/input.js';
 import type { GpioRule } from '../gpio/rules.js';
 import type { ClassifierOptions } from '../inference/classifier.js';
 import { defaultCacheFile } from '../inference/engine-choice.js';
 import type { MqttPublisherOptions } from '../mqtt/publisher.js';
+import type { StateSmootherOptions } from '../mqtt/state.js';
 import { defaultBaseTopic, defaultClientId } from '../mqtt/topics.js';
 import type { Config } from './schema.js';
 
@@ -16,10 +23,55 @@ import type { Config } from './schema.js';
 /** Least time without a classified frame after which GPIO outputs switch off, in ms. */
 const MIN_STALL_MS = 3_000;
 
-/** The frame source options a configuration asks for (`source:` section). */
+/** The frame source options a configuration asks for (`source:` section); the model size of raw frames is added once the model is loaded. */
 function sourceOptions(c: Config): SourceOptions {
   const s = c.source;
-  return { width: s.width, height: s.height, fps: s.fps, rotation: s.rotation, hflip: s.hflip, vflip: s.vflip, loop: s.loop, jpegQuality: s.jpeg_quality };
+  return {
+    width: s.width,
+    height: s.height,
+    fps: s.fps,
+    rotation: s.rotation,
+    hflip: s.hflip,
+    vflip: s.vflip,
+    loop: s.loop,
+    jpegQuality: s.jpeg_quality,
+    format: s.format,
+    ...(s.roi ? { roi: s.roi } : {}),
+    ...(s.stall_timeout_s !== null ? { stallTimeoutMs: s.stall_timeout_s * 1000 } : {}),
+  };
+}
+
+/** What the capture does with the source's frames (`source.mode`, `trigger`, `motion`, `frozen_s`). */
+interface CapturePlan {
+  readonly mode: CaptureMode;
+  /** Seconds between interval captures (`source.interval_s`), for the power-saving decision. */
+  readonly intervalS: number;
+  /** The trigger input, when `mode` is trigger and a pin is set. */
+  readonly trigger?: { readonly pin: number; readonly input: InputOptions };
+  readonly motion?: MotionGateOptions;
+  /** `source.frozen_s` in ms (0: off). */
+  readonly frozenAfterMs: number;
+  /** `source.roi`, which the preprocessing applies when the source cannot (replayed files). */
+  readonly roi?: Roi;
+}
+
+function capturePlan(c: Config): CapturePlan {
+  const s = c.source;
+  const mode: CaptureMode =
+    s.mode === 'interval'
+      ? { kind: 'interval', everyMs: s.interval_s * 1000 }
+      : s.mode === 'trigger'
+        ? { kind: 'trigger', burst: s.trigger.burst }
+        : { kind: 'continuous' };
+  const t = s.trigger;
+  return {
+    mode,
+    intervalS: s.interval_s,
+    ...(s.mode === 'trigger' && t.pin !== null ? { trigger: { pin: t.pin, input: { edge: t.edge, debounceMs: t.debounce_ms, pull: t.pull } } } : {}),
+    ...(s.motion.enabled ? { motion: { threshold: s.motion.threshold, cellDelta: s.motion.cell_delta } } : {}),
+    frozenAfterMs: s.frozen_s * 1000,
+    ...(s.roi ? { roi: s.roi } : {}),
+  };
 }
 
 /**
@@ -58,13 +110,13 @@ function sizePair(v: number | number[]): [number, number] {
  * `edge-classifier/<device id>` and `edge-classifier-<device id>` (plus a
  * hash of another base topic; see `defaultClientId`).
  */
-export function mqttIdentity(c: Config, deviceId: string): { baseTopic: string; clientId: string } {
+function mqttIdentity(c: Config, deviceId: string): { baseTopic: string; clientId: string } {
   const baseTopic = c.mqtt.base_topic ?? defaultBaseTopic(deviceId);
   return { baseTopic, clientId: c.mqtt.client_id ?? defaultClientId(deviceId, baseTopic) };
 }
 
 /** The publisher's options but the broker URL (`mqtt:`), for the device `deviceId`. */
-function publisherOptions(c: Config, deviceId: string): Omit<MqttPublisherOptions, 'url' | 'log'> {
+export function publisherOptions(c: Config, deviceId: string): Omit<MqttPublisherOptions, 'url' | 'log'> {
   const m = c.mqtt;
   const tls = m.tls;
   return {
@@ -82,6 +134,8 @@ function publisherOptions(c: Config, deviceId: string): Omit<MqttPublisherOption
     predictionMinIntervalMs: m.prediction_interval_ms,
     reconnectPeriodMs: m.reconnect_period_ms,
     connectTimeoutMs: m.connect_timeout_ms,
+    // The embedded broker (aedes) speaks 3.1.1 only: no need to try 5 first.
+    protocol: m.url === null ? '3.1.1' : m.protocol,
     // The daemon runs while the broker is away: predictions are dropped, state and GPIO sent on connect.
     waitForConnect: false,
   };
@@ -92,19 +146,76 @@ export function gpioRules(c: Config): GpioRule[] {
   return c.gpio.rules.map((r) => ({ pin: r.pin, labels: r.labels, minScore: r.min_score, activeLow: r.active_low, holdMs: r.hold_ms }));
 }
 
+/** The state smoother's options (`state:`). */
+export function stateOptions(c: Config): StateSmootherOptions {
+  const s = c.state;
+  return {
+    minScore: s.min_score,
+    hysteresis: s.hysteresis,
+    minFrames: s.min_frames,
+    windowFrames: s.window_frames ?? s.min_frames,
+    minDwellMs: s.min_dwell_ms,
+    expireAfterMs: s.expire_after_s * 1000,
+    labelThresholds: s.labels,
+  };
+}
+
+/** The smoothing of GPIO rules: the state's N of M, dwell and hysteresis (`state:`). */
+export function gpioSmoothing(c: Config): GpioSmoothing {
+  const s = c.state;
+  return { minFrames: s.min_frames, windowFrames: s.window_frames ?? s.min_frames, minDwellMs: s.min_dwell_ms, hysteresis: s.hysteresis };
+}
+
+/**
+ * The configuration as `--check-config` prints it and `request/get_config`
+ * returns it: passwords hidden (also inside URLs), base topic and client id
+ * resolved for the device `deviceId`.
+ */
+export function configForDisplay(config: Config, deviceId: string): Config {
+  const identity = mqttIdentity(config, deviceId);
+  return {
+    ...config,
+    source: { ...config.source, spec: redactUrl(config.source.spec) },
+    mqtt: {
+      ...config.mqtt,
+      url: config.mqtt.url === null ? null : redactUrl(config.mqtt.url),
+      password: config.mqtt.password ? '***' : null,
+      base_topic: identity.baseTopic,
+      client_id: identity.clientId,
+    },
+  };
+}
+
 /** What the daemon builds from a configuration, every stage's options mapped. */
 export interface DaemonPlan {
   readonly source: { readonly spec: string; readonly options: SourceOptions };
+  readonly capture: CapturePlan;
   readonly classifier: Omit<ClassifierOptions, 'log'>;
   /** The broker URL, or null to start an embedded broker on `embeddedPort`. */
   readonly brokerUrl: string | null;
   readonly embeddedPort: number;
   readonly publisher: Omit<MqttPublisherOptions, 'url' | 'log'>;
-  readonly gpio: { readonly backend: GpioBackendKind; readonly rules: GpioRule[] };
+  readonly gpio: { readonly backend: GpioBackendKind; readonly rules: GpioRule[]; readonly smoothing: GpioSmoothing };
+  readonly state: StateSmootherOptions;
+  readonly snapshot: {
+    readonly enabled: boolean;
+    readonly width: number;
+    readonly quality: number;
+    /** Folder for snapshot files, or null. */
+    readonly dir: string | null;
+    readonly maxFiles: number;
+    readonly maxBytes: number;
+  };
+  /** Home Assistant discovery: null when off. */
+  readonly homeassistant: { readonly prefix: string; readonly deviceName: string | null; readonly watch: readonly string[] } | null;
+  /** `<base>/stats` period, in ms. */
+  readonly statsIntervalMs: number;
+  /** Commands accepted per second; null when commands are off (`mqtt.commands: false`). */
+  readonly commandRate: number | null;
   /**
    * Time without a classified frame after which GPIO outputs switch off, in
-   * ms: max({@link MIN_STALL_MS}, 5 frame periods), so a slow source is not
-   * taken for a stalled one.
+   * ms: max({@link MIN_STALL_MS}, 5 frame periods, 2 intervals in interval
+   * mode), so a slow source is not taken for a stalled one.
    */
   readonly stallMs: number;
   /** `source.loop`: a looping source that ends anyway (its folder removed) is a failure. */
@@ -115,12 +226,30 @@ export interface DaemonPlan {
 export function daemonPlan(c: Config, deviceId: string): DaemonPlan {
   return {
     source: { spec: c.source.spec, options: sourceOptions(c) },
+    capture: capturePlan(c),
     classifier: classifierOptions(c),
     brokerUrl: c.mqtt.url,
     embeddedPort: c.mqtt.embedded_port,
     publisher: publisherOptions(c, deviceId),
-    gpio: { backend: c.gpio.backend, rules: gpioRules(c) },
-    stallMs: Math.max(MIN_STALL_MS, 5000 / c.source.fps),
+    gpio: { backend: c.gpio.backend, rules: gpioRules(c), smoothing: gpioSmoothing(c) },
+    state: stateOptions(c),
+    snapshot: {
+      enabled: c.snapshot.enabled,
+      width: c.snapshot.width,
+      quality: c.snapshot.quality,
+      dir: c.snapshot.dir,
+      maxFiles: c.snapshot.max_files,
+      maxBytes: c.snapshot.max_bytes,
+    },
+    // Default on when a broker URL is set: the embedded broker is the quick start, where no Home Assistant listens.
+    homeassistant:
+      (c.homeassistant.enabled ?? c.mqtt.url !== null)
+        ? { prefix: c.homeassistant.prefix, deviceName: c.homeassistant.device_name, watch: c.homeassistant.watch }
+        : null,
+    statsIntervalMs: c.mqtt.stats_interval_s * 1000,
+    commandRate: c.mqtt.commands ? c.mqtt.command_rate : null,
+    // An interval capture's result holds until the next capture: only a missed one switches outputs off.
+    stallMs: Math.max(MIN_STALL_MS, 5000 / c.source.fps, c.source.mode === 'interval' ? 2000 * c.source.interval_s : 0),
     loop: c.source.loop,
   };
 }

@@ -6,6 +6,7 @@ import { findOnPath, findRpicamProgram } from '../camera/rpicam.js';
 import { parseSourceSpec } from '../camera/source-spec.js';
 import { unreadableFileError } from '../core/errors.js';
 import { redactUrl } from '../core/redact.js';
+import { gpioBackendProblem } from '../gpio/backends.js';
 import { unknownLabelWarnings } from '../gpio/rules.js';
 import { modelProblems } from '../inference/compat.js';
 import { checkSharedLibrary, edgeTpuDelegate } from '../inference/delegate.js';
@@ -30,9 +31,12 @@ import type { Config } from './schema.js';
  * Also: the camera program (rpicam-vid or ffmpeg) is on PATH, a replay
  * folder holds files, TLS files hold usable PEM, and with
  * `inference.delegate: edgetpu` (or engine `edgetpu`) and no CPU fallback
- * the Edge TPU library loads, and `inference.library` is a TFLite C library. Not checked here (they need the hardware or the network): that the
- * camera opens, that an Edge TPU is plugged in, that /sys/class/gpio is
- * writable, that the broker is up.
+ * the Edge TPU library loads, and `inference.library` is a TFLite C
+ * library. Not checked here (they need the hardware or the network): that
+ * the camera opens, that an Edge TPU is plugged in, that the broker is up.
+ * With GPIO rules, the backend must be usable on a machine that has GPIO
+ * (`gpioBackendProblem`: onoff loads, the export file is writable); only a
+ * machine without GPIO falls back to virtual pins.
  * Returns warnings that do not stop the daemon: GPIO rule labels the model
  * has no class for (they can never switch the output).
  * @throws ConfigError listing every problem, each starting with its key.
@@ -136,6 +140,10 @@ export async function preflight(config: Config, file?: string): Promise<{ warnin
     } catch (err) {
       problems.push(`mqtt.base_topic: ${(err as Error).message}`);
     }
+  }
+  if (c.gpio.rules.length > 0) {
+    const gpio = await gpioBackendProblem(c.gpio.backend);
+    if (gpio !== undefined) problems.push(`gpio.backend: ${gpio}`);
   }
   if (problems.length > 0) throw new ConfigError(problems, file);
 

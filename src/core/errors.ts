@@ -57,3 +57,21 @@ export function unreadableFileError(what: string, path: string, err: unknown, to
   const hint = todo ?? known?.todo;
   return new Error(`cannot read ${what} ${path}: ${said}${hint ? `: ${hint}` : ''}`, { cause: err });
 }
+
+/**
+ * A part of the program that cannot be loaded on this machine: a native
+ * module built for another platform, arch or Node.js ABI (sharp, the TFLite
+ * binding, onoff's epoll). Restarting will not help, so the process shell
+ * exits with 78 (EX_CONFIG), which the systemd unit does not restart on.
+ * `part` names it (`sharp`), the message says what to do.
+ */
+export class NotLoadableError extends Error {
+  override readonly name = 'NotLoadableError';
+  constructor(
+    readonly part: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

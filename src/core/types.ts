@@ -99,13 +99,91 @@ export interface Classification {
 }
 
 /**
- * One encoded camera frame as it came from a source.
+ * How Y'CbCr samples map to R'G'B': the matrix (ITU-R BT.601 or BT.709
+ * luma coefficients) and the range (`full`: Y, Cb, Cr use 0..255, as JPEG;
+ * `limited`: Y 16..235 and Cb/Cr 16..240, as broadcast video).
+ */
+export interface YuvColorSpace {
+  readonly matrix: 'bt601' | 'bt709';
+  readonly range: 'full' | 'limited';
+}
+
+/**
+ * Where the planes of a planar YUV 4:2:0 (I420) frame lie in its buffer: the
+ * Y plane (`height` rows of `yStride` bytes), then U (Cb) and V (Cr), each
+ * `chromaHeight` rows of `cStride` bytes holding `chromaWidth` samples. Row
+ * ends may hold padding bytes that carry no picture. Sizes in pixels or
+ * samples, strides and offsets in bytes.
+ */
+export interface I420Layout {
+  readonly width: number;
+  readonly height: number;
+  /** Bytes per Y row, ≥ width. */
+  readonly yStride: number;
+  /** Bytes per U or V row, ≥ chromaWidth. */
+  readonly cStride: number;
+  /** Chroma samples per row: ceil(width / 2). */
+  readonly chromaWidth: number;
+  /** Chroma rows per plane: ceil(height / 2). */
+  readonly chromaHeight: number;
+  /** Offset of the U (Cb) plane: yStride × height. */
+  readonly uOffset: number;
+  /** Offset of the V (Cr) plane: uOffset + cStride × chromaHeight. */
+  readonly vOffset: number;
+  /** Bytes of one whole frame, padding included. */
+  readonly frameBytes: number;
+}
+
+/**
+ * What a raw (uncompressed) frame holds: its size in pixels and pixel format.
+ * - `i420`: planar YUV 4:2:0 (`rpicam-vid --codec yuv420`), with its plane
+ *   layout and colour space;
+ * - `rgb24`: packed RGB, 3 bytes per pixel, rows of exactly 3 × width bytes
+ *   (`ffmpeg -f rawvideo -pix_fmt rgb24`): the layout of a uint8 NHWC image tensor.
+ * All frames of one source run share one description.
+ */
+export type RawPictureFormat =
+  | {
+      readonly format: 'i420';
+      readonly width: number;
+      readonly height: number;
+      readonly layout: I420Layout;
+      readonly colorSpace: YuvColorSpace;
+    }
+  | { readonly format: 'rgb24'; readonly width: number; readonly height: number };
+
+/**
+ * How a frame is fitted to the model's H×W input (`preprocess.resize`):
+ * - `stretch`: the whole image scaled to H×W, aspect ratio not kept (sharp `fit: 'fill'`);
+ *   what the reference MobileNet scores in the test assets were measured with;
+ * - `crop`: scaled to cover H×W, the centre kept (sharp `fit: 'cover'`);
+ * - `letterbox`: scaled to fit inside H×W, black bars added (sharp `fit: 'contain'`).
+ */
+export type ResizeMode = 'stretch' | 'crop' | 'letterbox';
+
+/**
+ * A region of interest: part of a frame as fractions of its width and height
+ * (x, y of the top-left corner; all in 0..1, x + width ≤ 1, y + height ≤ 1),
+ * so that it holds at any frame size. `{x: 0.5, y: 0, width: 0.5, height: 1}`
+ * is the right half.
+ */
+export interface Roi {
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+}
+
+/**
+ * One camera frame as it came from a source: encoded bytes, or raw pixels.
  *
- * `data` is a whole encoded image (JPEG from MJPEG streams; JPEG/PNG/WebP/...
- * from a replay directory), never a partial one. `seq` starts at 1 for the
- * first frame a source yields and increases by 1 per frame (across restarts
- * of a child process too). `arrivedAt` is `performance.now()` in ms when the
- * last byte of the frame arrived (monotonic: unaffected by clock changes).
+ * Without `raw`, `data` is a whole encoded image (JPEG from MJPEG streams;
+ * JPEG/PNG/WebP/... from a replay directory), never a partial one. With
+ * `raw`, `data` holds exactly one raw frame as `raw` describes it (I420 or
+ * RGB24, whole, padding included). `seq` starts at 1 for the first frame a
+ * source yields and increases by 1 per frame (across restarts of a child
+ * process too). `arrivedAt` is `performance.now()` in ms when the last byte
+ * of the frame arrived (monotonic: unaffected by clock changes).
  */
 export interface Frame {
   readonly seq: number;
@@ -113,4 +191,6 @@ export interface Frame {
   readonly arrivedAt: number;
   /** File name for replayed images (for logs and EXIF handling); undefined for streams. */
   readonly file?: string;
+  /** The pixel format of a raw frame; undefined for encoded images. */
+  readonly raw?: RawPictureFormat;
 }

@@ -1,4 +1,6 @@
 import { performance } from 'node:perf_hooks';
+import { Debouncer, resolveSmoothing, type SmoothingOptions } from '../core/debounce.js';
+import { invalidParameterError } from '../core/errors.js';
 import type { Lifecycle } from '../core/lifecycle.js';
 import { type Logger, LogThrottle } from '../core/log.js';
 import type { ClassScore } from '../core/types.js';
@@ -18,16 +20,40 @@ export interface GpioActuatorOptions {
    * `MqttPublisher.publishGpio`. Exceptions are logged, not propagated.
    */
   readonly onChange?: (pin: number, level: Level) => void;
+  /** Smoothing of each rule's per-frame match (the state's `min_frames`, `window_frames`, `min_dwell_ms`, `hysteresis`). Default none. */
+  readonly smoothing?: GpioSmoothing;
+}
+
+/** How a rule's per-frame match is smoothed: N of M frames, least dwell, and hysteresis on the rule's score. */
+export interface GpioSmoothing extends SmoothingOptions {
+  /** An output that is on stays on while a label scores ≥ min_score − hysteresis. In [0,1]; default 0. */
+  readonly hysteresis?: number;
+}
+
+/** The settings of a rule that can change while running (`<base>/set/gpio/<pin>/...`). */
+export interface LiveRuleSettings {
+  readonly minScore?: number;
+  readonly holdMs?: number;
 }
 
 interface Slot {
   readonly rule: GpioRule;
+  /** The rule's score threshold and hold time in force (live settings change them). */
+  minScore: number;
+  holdMs: number;
+  /** The smoothed match. */
+  readonly debouncer: Debouncer<boolean>;
   output: GpioOutput | undefined;
   /** Logical level: true = rule active. */
   on: boolean;
   /** performance.now() of the last matching frame, ms. */
   lastMatchAt: number;
   holdTimer: NodeJS.Timeout | undefined;
+}
+
+function checkHysteresis(h: number): number {
+  if (!(Number.isFinite(h) && h >= 0 && h <= 1)) throw invalidParameterError('GPIO hysteresis', 'a score difference in [0,1]', h);
+  return h;
 }
 
 /** Electrical level for a logical one: inverted for active-low outputs. */
@@ -44,11 +70,16 @@ function electrical(rule: GpioRule, on: boolean): Level {
  *
  * - `start()` opens every pin already at its safe level; if one fails, the
  *   pins opened so far are released and the error is thrown.
- * - `update(classes)` evaluates each rule on a frame's top-k and writes only
- *   when an output changes. An output turns on at the first matching frame;
- *   it turns off at the first non-matching frame once `holdMs` have passed
+ * - `update(classes)` evaluates each rule on a frame's top-k, smooths the
+ *   match as the state is smoothed (`smoothing`: N of M frames, least dwell,
+ *   and hysteresis — an output that is on keeps matching down to
+ *   `minScore − hysteresis`), and writes only when an output changes. With
+ *   no smoothing an output turns on at the first matching frame; it turns off
+ *   at the first non-matching (smoothed) frame once `holdMs` have passed
  *   since the last match — or, if frames keep not matching, by a timer at
  *   exactly `holdMs` after the last match.
+ * - `idle()` (frames stopped, classification paused): the smoothing is
+ *   forgotten and every output switches off once its `holdMs` has passed.
  * - `stop()` sets every opened output to its safe level and releases it
  *   (sysfs unexport), once however often or from wherever it is called,
  *   and also after a half-failed `start()`. It throws after doing all pins
@@ -64,10 +95,22 @@ export class GpioActuator implements Lifecycle {
   private readonly onChange: ((pin: number, level: Level) => void) | undefined;
   private started = false;
   private stopping: Promise<void> | undefined;
+  private hysteresis: number;
 
-  /** No I/O. */
+  /** No I/O. Throws when a smoothing setting is out of range. */
   constructor(options: GpioActuatorOptions) {
-    this.slots = options.rules.map((rule) => ({ rule, output: undefined, on: false, lastMatchAt: Number.NEGATIVE_INFINITY, holdTimer: undefined }));
+    const smoothing = resolveSmoothing(options.smoothing);
+    this.hysteresis = checkHysteresis(options.smoothing?.hysteresis ?? 0);
+    this.slots = options.rules.map((rule) => ({
+      rule,
+      minScore: rule.minScore,
+      holdMs: rule.holdMs,
+      debouncer: new Debouncer<boolean>(false, smoothing),
+      output: undefined,
+      on: false,
+      lastMatchAt: Number.NEGATIVE_INFINITY,
+      holdTimer: undefined,
+    }));
     this.backend = options.backend;
     this.log = options.log;
     this.onChange = options.onChange;
@@ -78,7 +121,7 @@ export class GpioActuator implements Lifecycle {
     if (this.started || this.stopping !== undefined) return;
     for (const slot of this.slots) {
       try {
-        slot.output = this.backend.open(slot.rule.pin, electrical(slot.rule, false));
+        slot.output = await this.backend.open(slot.rule.pin, electrical(slot.rule, false));
       } catch (err) {
         this.releaseAll();
         throw err;
@@ -103,23 +146,70 @@ export class GpioActuator implements Lifecycle {
   update(classes: readonly ClassScore[], now: number = performance.now()): void {
     if (!this.started || this.stopping !== undefined) return;
     for (const slot of this.slots) {
-      const rule = slot.rule;
-      if (evaluate(rule, classes)) {
-        slot.lastMatchAt = now;
-        if (slot.holdTimer !== undefined) {
-          clearTimeout(slot.holdTimer);
+      const threshold = slot.on ? Math.max(0, slot.minScore - this.hysteresis) : slot.minScore;
+      this.apply(slot, slot.debouncer.vote(evaluate(slot.rule, classes, threshold), now), now);
+    }
+  }
+
+  /**
+   * Frames stopped or classification paused: the smoothing is forgotten
+   * and every output switches off once its `holdMs` since the last match
+   * has passed (at once when it has).
+   */
+  idle(now: number = performance.now()): void {
+    if (!this.started || this.stopping !== undefined) return;
+    for (const slot of this.slots) {
+      slot.debouncer.reset();
+      this.apply(slot, false, now);
+    }
+  }
+
+  /** New smoothing settings for every rule (a live change); outputs keep their level. Throws when out of range. */
+  setSmoothing(smoothing: GpioSmoothing): void {
+    const hysteresis = checkHysteresis(smoothing.hysteresis ?? 0);
+    for (const slot of this.slots) slot.debouncer.reconfigure(smoothing);
+    this.hysteresis = hysteresis;
+  }
+
+  /** New score threshold and/or hold time for the rule on BCM `pin` (a live change). Throws for a pin without a rule or a value out of range. */
+  setRule(pin: number, settings: LiveRuleSettings): void {
+    const slot = this.slots.find((s) => s.rule.pin === pin);
+    if (slot === undefined)
+      throw invalidParameterError('GPIO pin', `one of the configured pins (${this.slots.map((s) => s.rule.pin).join(', ') || 'none'})`, pin);
+    if (settings.minScore !== undefined && !(settings.minScore >= 0 && settings.minScore <= 1)) {
+      throw invalidParameterError(`GPIO ${pin} min_score`, 'a score in [0,1]', settings.minScore);
+    }
+    if (settings.holdMs !== undefined && !(Number.isInteger(settings.holdMs) && settings.holdMs >= 0)) {
+      throw invalidParameterError(`GPIO ${pin} hold_ms`, 'a whole number of ms ≥ 0', settings.holdMs);
+    }
+    if (settings.minScore !== undefined) slot.minScore = settings.minScore;
+    if (settings.holdMs !== undefined) slot.holdMs = settings.holdMs;
+  }
+
+  /** The live settings of every rule, by pin. */
+  ruleSettings(): Record<string, { readonly min_score: number; readonly hold_ms: number }> {
+    const out: Record<string, { min_score: number; hold_ms: number }> = {};
+    for (const slot of this.slots) out[String(slot.rule.pin)] = { min_score: slot.minScore, hold_ms: slot.holdMs };
+    return out;
+  }
+
+  /** One smoothed match (`wanted`) of a rule: on at once, off once `holdMs` after the last match has passed. */
+  private apply(slot: Slot, wanted: boolean, now: number): void {
+    if (wanted) {
+      slot.lastMatchAt = now;
+      if (slot.holdTimer !== undefined) {
+        clearTimeout(slot.holdTimer);
+        slot.holdTimer = undefined;
+      }
+      if (!slot.on) this.set(slot, true);
+    } else if (slot.on) {
+      const left = slot.lastMatchAt + slot.holdMs - now;
+      if (left <= 0) this.set(slot, false);
+      else if (slot.holdTimer === undefined) {
+        slot.holdTimer = setTimeout(() => {
           slot.holdTimer = undefined;
-        }
-        if (!slot.on) this.set(slot, true);
-      } else if (slot.on) {
-        const left = slot.lastMatchAt + rule.holdMs - now;
-        if (left <= 0) this.set(slot, false);
-        else if (slot.holdTimer === undefined) {
-          slot.holdTimer = setTimeout(() => {
-            slot.holdTimer = undefined;
-            if (this.stopping === undefined && slot.on) this.set(slot, false);
-          }, left);
-        }
+          if (this.stopping === undefined && slot.on) this.set(slot, false);
+        }, left);
       }
     }
   }

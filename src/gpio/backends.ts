@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Gpio } from 'onoff';
 import type { Logger } from '../core/log.js';
+import { exportAndWaitForAccess, machineHasGpio, raspberryPiModel } from './access.js';
 import { sysfsGpioNumber } from './sysfs.js';
 
 /**
@@ -27,9 +28,10 @@ export interface GpioBackend {
   readonly name: string;
   /**
    * Opens BCM `pin` as an output already at electrical `initialLevel` (no
-   * glitch to the other level). Throws an error naming the pin and what to do.
+   * glitch to the other level). Throws (or rejects) with an error naming the
+   * pin and what to do.
    */
-  open(pin: number, initialLevel: Level): GpioOutput;
+  open(pin: number, initialLevel: Level): GpioOutput | Promise<GpioOutput>;
 }
 
 /** The `Gpio` class of `onoff` (injected so the backend can be built without loading the native module). */
@@ -42,6 +44,12 @@ export interface OnoffBackendOptions {
   /** sysfs root for the BCM → sysfs number mapping, default `/sys`. (onoff itself always uses `/sys/class/gpio`.) */
   readonly root?: string;
   readonly log: Logger;
+  /**
+   * Export each pin first and wait (at most {@link GPIO_ACCESS_WAIT_MS}) for
+   * udev to make its files writable before onoff opens it. Default: on the
+   * real `/sys` only (with a fake tree onoff is faked too).
+   */
+  readonly waitForAccess?: boolean;
 }
 
 function openError(pin: number, sysfs: number, err: NodeJS.ErrnoException): Error {
@@ -67,22 +75,37 @@ function openError(pin: number, sysfs: number, err: NodeJS.ErrnoException): Erro
  * sets output and level in one write, and with onoff's `activeLow: false`,
  * which resets an inversion left by an earlier program: levels here are
  * electrical.
+ *
+ * Each pin is exported and given up to 2 s for udev to grant the `gpio`
+ * group access before onoff opens it (`exportAndWaitForAccess`): onoff's own
+ * wait gives up after 0.2–0.6 s, and a busy Pi's udev can take longer, which
+ * used to fail the start with a permission error that only a restart cured.
  */
 export class OnoffBackend implements GpioBackend {
   readonly name = 'sysfs';
   private readonly Gpio: OnoffGpioClass;
   private readonly root: string;
   private readonly log: Logger;
+  private readonly waitForAccess: boolean;
 
   constructor(options: OnoffBackendOptions) {
     this.Gpio = options.Gpio;
     this.root = options.root ?? '/sys';
     this.log = options.log;
+    this.waitForAccess = options.waitForAccess ?? this.root === '/sys';
   }
 
-  /** Throws when there is no header GPIO chip, or the kernel refuses the pin (message names the pin, the sysfs number and the fix). */
-  open(pin: number, initialLevel: Level): GpioOutput {
+  /** Rejects when there is no header GPIO chip, or the kernel refuses the pin (message names the pin, the sysfs number and the fix). */
+  async open(pin: number, initialLevel: Level): Promise<GpioOutput> {
     const sysfs = sysfsGpioNumber(pin, this.root);
+    if (this.waitForAccess) {
+      try {
+        const { waitedMs } = await exportAndWaitForAccess(sysfs, this.root);
+        if (waitedMs > 0) this.log.debug({ pin, sysfs, waited_ms: waitedMs }, 'GPIO files writable after the export');
+      } catch (err) {
+        throw new Error(`cannot open GPIO BCM ${pin} (sysfs GPIO ${sysfs}) as an output: ${(err as Error).message}`);
+      }
+    }
     let gpio: Gpio;
     try {
       gpio = new this.Gpio(sysfs, initialLevel === 1 ? 'high' : 'low', 'none', { activeLow: false, reconfigureDirection: true });
@@ -164,39 +187,75 @@ export interface CreateGpioBackendOptions {
   readonly log: Logger;
   /** sysfs root, default `/sys`. */
   readonly root?: string;
+  /** File system root for the device tree (is this a Raspberry Pi?), default `/`. */
+  readonly machineRoot?: string;
   /** Loads onoff; default `import('onoff')` (which loads its native epoll addon). */
   readonly loadOnoff?: () => Promise<{ Gpio: OnoffGpioClass }>;
 }
 
 /**
- * Builds the GPIO backend for `gpio.backend`:
- * - `virtual` → `VirtualBackend`;
- * - `sysfs` → `OnoffBackend`; throws when onoff cannot load or
- *   `/sys/class/gpio/export` is not writable (`Gpio.accessible` false);
- * - `auto` → `OnoffBackend` when usable, else `VirtualBackend`, logging why
- *   once: at info when there is no `/sys/class/gpio` (not a Pi), at warn
- *   when it exists but is not writable or onoff cannot load (a Pi with a
- *   permission or install problem, whose outputs would otherwise silently
- *   do nothing).
+ * Why `gpio.backend` cannot drive real pins on this machine, or undefined
+ * when it can (or when it is `virtual`, or `auto` on a machine without GPIO,
+ * where virtual GPIO is the right answer). `auto` falls back to virtual GPIO
+ * only on a machine that has no GPIO at all (no `/sys/class/gpio` and not a
+ * Raspberry Pi): on a Pi, onoff that cannot load (its `epoll` addon built
+ * for another Node.js ABI) or an export file the service user cannot write
+ * is a problem to fix, not a reason to log "GPIO 4 on" and move no pin.
+ * Used by `createGpioBackend`, the configuration preflight and the self-test.
  */
-export async function createGpioBackend(kind: GpioBackendKind, options: CreateGpioBackendOptions): Promise<GpioBackend> {
-  const { log } = options;
+export async function gpioBackendProblem(kind: GpioBackendKind, options: Omit<CreateGpioBackendOptions, 'log'> = {}): Promise<string | undefined> {
+  return (await probe(kind, options)).problem;
+}
+
+async function probe(
+  kind: GpioBackendKind,
+  options: Omit<CreateGpioBackendOptions, 'log'>,
+): Promise<{ Gpio?: OnoffGpioClass; problem?: string; noGpio?: boolean }> {
+  if (kind === 'virtual') return {};
   const root = options.root ?? '/sys';
-  if (kind === 'virtual') return new VirtualBackend({ log });
   const classDir = path.join(root, 'class', 'gpio');
+  const machine = options.machineRoot ?? '/';
+  const hasGpio = existsSync(classDir) || machineHasGpio(machine);
+  const where = raspberryPiModel(machine) ?? 'this machine';
   let GpioClass: OnoffGpioClass | undefined;
-  let problem: string | undefined;
   try {
     GpioClass = (await (options.loadOnoff ?? (() => import('onoff')))()).Gpio;
   } catch (err) {
-    problem = `onoff cannot load (${(err as Error).message}): run 'npm rebuild epoll onoff'`;
+    if (kind === 'auto' && !hasGpio) return { noGpio: true };
+    const first = (err as Error).message.split('\n')[0];
+    return {
+      problem: `onoff cannot load on ${where} (${first}): its native part (epoll) is missing or built for another Node.js; run 'npm rebuild epoll onoff' in the release folder, or set gpio.backend to 'virtual' to run without pins`,
+    };
   }
-  if (GpioClass !== undefined && !GpioClass.accessible) {
-    problem = existsSync(classDir) ? `${classDir}/export is not writable: add the service user to the 'gpio' group` : `no ${classDir}`;
+  if (GpioClass.accessible) return { Gpio: GpioClass };
+  if (!existsSync(classDir)) {
+    if (kind === 'auto' && !hasGpio) return { noGpio: true };
+    return {
+      problem: `${where} has no ${classDir} (the kernel's sysfs GPIO interface): use a kernel with CONFIG_GPIO_SYSFS, or set gpio.backend to 'virtual'`,
+    };
   }
-  if (problem === undefined && GpioClass !== undefined) return new OnoffBackend({ Gpio: GpioClass, root, log });
-  if (kind === 'sysfs') throw new Error(`gpio.backend is 'sysfs' but ${problem}; set gpio.backend to 'virtual' to run without GPIO`);
-  if (problem === `no ${classDir}`) log.info(`${problem}: using virtual GPIO`);
-  else log.warn(`${problem}: using virtual GPIO (outputs will not change)`);
-  return new VirtualBackend({ log });
+  return {
+    problem: `${classDir}/export is not writable on ${where}: add the service user to the 'gpio' group (sudo usermod -aG gpio edge-classifier), or set gpio.backend to 'virtual'`,
+  };
+}
+
+/**
+ * Builds the GPIO backend for `gpio.backend`:
+ * - `virtual` → `VirtualBackend`;
+ * - `sysfs` → `OnoffBackend`, or throws when it cannot be used;
+ * - `auto` → `OnoffBackend` when usable; `VirtualBackend` (logged at info)
+ *   only on a machine without GPIO; on a machine with GPIO that cannot be
+ *   used (see {@link gpioBackendProblem}) it throws.
+ * @throws Error naming what is wrong and the fix.
+ */
+export async function createGpioBackend(kind: GpioBackendKind, options: CreateGpioBackendOptions): Promise<GpioBackend> {
+  const { log } = options;
+  if (kind === 'virtual') return new VirtualBackend({ log });
+  const p = await probe(kind, options);
+  if (p.Gpio) return new OnoffBackend({ Gpio: p.Gpio, root: options.root ?? '/sys', log });
+  if (p.noGpio) {
+    log.info('no GPIO on this machine (no /sys/class/gpio, not a Raspberry Pi): using virtual GPIO');
+    return new VirtualBackend({ log });
+  }
+  throw new Error(`gpio.backend '${kind}': ${p.problem}`);
 }

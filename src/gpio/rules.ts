@@ -25,20 +25,21 @@ const lowered = new WeakMap<GpioRule, ReadonlySet<string>>();
 
 /**
  * True when any of the rule's labels is among `classes` (a frame's top-k,
- * as `Classification.classes`) with a score ≥ `rule.minScore`. Labels
+ * as `Classification.classes`) with a score ≥ `minScore` (default the
+ * rule's; the actuator passes a live or hysteresis-lowered one). Labels
  * compare case-insensitively and whole (`cat` does not match `tiger cat`);
  * a class label that lists synonyms separated by `, ` (the ImageNet labels
  * file's convention: `hotdog, hot dog, red hot`) also matches each synonym,
  * so `17=hotdog` works. `holdMs` is not applied here (that is the actuator's job).
  */
-export function evaluate(rule: GpioRule, classes: readonly ClassScore[]): boolean {
+export function evaluate(rule: GpioRule, classes: readonly ClassScore[], minScore: number = rule.minScore): boolean {
   let set = lowered.get(rule);
   if (set === undefined) {
     set = new Set(rule.labels.map((l) => l.toLowerCase()));
     lowered.set(rule, set);
   }
   for (const c of classes) {
-    if (c.score < rule.minScore) continue;
+    if (c.score < minScore) continue;
     const label = c.label.toLowerCase();
     if (set.has(label)) return true;
     if (label.includes(', ') && label.split(', ').some((name) => set.has(name))) return true;

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Lifecycle } from '../core/lifecycle.js';
 import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
-import type { Classification, Normalization, TensorDetails } from '../core/types.js';
+import type { Classification, Normalization, RawPictureFormat, ResizeMode, Roi, TensorDetails } from '../core/types.js';
 import { edgeTpuOnlyMessage, effectiveInput, hasFreeSize, modelProblems, scoresOutputIndex } from './compat.js';
 import { type DelegateDescriptor, EdgeTpuUnavailableError, edgeTpuDelegate, probeDelegate } from './delegate.js';
 import type { EngineName, TensorArray } from './engine-api.js';
@@ -10,7 +10,7 @@ import { chooseEngine, type EngineChoice, type EngineSetting, formatTable, type 
 import { Labels, readLabelsFile } from './labels.js';
 import { FramePipeline } from './pipeline.js';
 import { dequantize, type OutputArray, topK } from './postprocess.js';
-import { Preprocessor, type ResizeMode } from './preprocess/preprocess.js';
+import { loadSharp, Preprocessor } from './preprocess/preprocess.js';
 import { applyPixelMapping, type InputTensorArray } from './preprocess/quantize.js';
 import { InferenceSession, type Slot } from './session.js';
 import { EDGETPU_CUSTOM_OP, readModelFile } from './tflite-model.js';
@@ -46,6 +46,8 @@ export interface ClassifierOptions {
   readonly cpuModelPath?: string;
   /** How frames are fitted to the input. */
   readonly resize: ResizeMode;
+  /** Part of each encoded image to classify (replayed files, `classify --roi`); camera sources crop themselves. */
+  readonly roi?: Roi;
   /** preprocess.mean/std; overrides the metadata's NormalizationOptions. */
   readonly normalization?: Normalization;
   /** preprocess.input_size: [height, width] for a model whose input has free height/width (default 224×224). */
@@ -59,10 +61,15 @@ export interface ClassifierOptions {
   readonly log?: Logger;
 }
 
-/** A frame for `Classifier.pipeline`: encoded image bytes, and a name for messages (a file or `frame 17`). */
+/**
+ * A frame for `Classifier.pipeline`: encoded image bytes, or one raw frame
+ * of the pixel format `raw` (I420 or RGB24, see `RawPictureFormat`), and a
+ * name for messages (a file or `frame 17`).
+ */
 export interface PipelineFrame {
   readonly data: Uint8Array;
   readonly file?: string;
+  readonly raw?: RawPictureFormat;
 }
 
 /**
@@ -103,8 +110,8 @@ export class Classifier implements Lifecycle {
   private running = false;
   private output: TensorDetails | null = null;
   private readonly scores = new Map<number, Float32Array>();
-  private readonly k: number;
-  private readonly threshold: number;
+  private k: number;
+  private threshold: number;
   /** Warnings logged at start (metadata problems, normalization, labels count, engines skipped, Edge TPU fallback). */
   readonly warnings: string[] = [];
 
@@ -113,6 +120,22 @@ export class Classifier implements Lifecycle {
     this._modelPath = options.modelPath;
     this.k = options.topK;
     this.threshold = options.threshold;
+  }
+
+  /**
+   * Changes the top-k and the score threshold from the next classification
+   * on (live settings over MQTT). `topK` a whole number 1..1000, `threshold`
+   * a score in [0,1]; the configuration schema checks them first.
+   */
+  setOutput(o: { readonly topK?: number; readonly threshold?: number }): void {
+    if (o.topK !== undefined) this.k = o.topK;
+    if (o.threshold !== undefined) this.threshold = o.threshold;
+  }
+
+  /** Width and height of the model's image input in pixels; undefined before `start()`. */
+  get inputSize(): { width: number; height: number } | undefined {
+    const pre = this.preprocessor;
+    return pre ? { width: pre.width, height: pre.height } : undefined;
   }
 
   /** Labels in class order ('' where a class has none); empty when neither a labels file nor metadata gives any. */
@@ -159,6 +182,8 @@ export class Classifier implements Lifecycle {
   async start(): Promise<void> {
     if (this.session) return;
     const o = this.options;
+    // The decoder before the model: a sharp that cannot load fails the start, not every frame.
+    await loadSharp();
     let { bytes, info } = await readModelFile(o.modelPath);
     this._modelPath = o.modelPath;
     let delegate: DelegateDescriptor | undefined;
@@ -216,6 +241,7 @@ export class Classifier implements Lifecycle {
     const classes = s[s.length - 1] as number;
     const preprocessor = new Preprocessor(input, {
       resize: o.resize,
+      ...(o.roi ? { roi: o.roi } : {}),
       ...(o.normalization ? { normalization: o.normalization } : {}),
       ...(info.metadata?.normalization ? { metadataNormalization: info.metadata.normalization } : {}),
       model: this._modelPath,
@@ -295,21 +321,23 @@ export class Classifier implements Lifecycle {
   }
 
   /**
-   * Classifies one encoded image (JPEG, PNG, WebP, GIF, TIFF, AVIF); `file`
-   * names it in errors (a file name or e.g. `frame 17`). Resolves to the top-k
+   * Classifies one encoded image (JPEG, PNG, WebP, GIF, TIFF, AVIF), or with
+   * `raw` one raw frame of that pixel format (converted straight into the
+   * input tensor, no decoder involved); `file` names it in errors (a file
+   * name or e.g. `frame 17`). Resolves to the top-k
    * classes at or above the threshold, highest score first (dequantized
    * scores: probabilities for softmax outputs), with stage timings in ms.
    * Rejects with FrameDecodeError for images that cannot be decoded, and with
    * an Error when called before `start()`, after `stop()`, or when inference
    * fails.
    */
-  async classify(image: Uint8Array, file?: string): Promise<Classification> {
+  async classify(image: Uint8Array, file?: string, raw?: RawPictureFormat): Promise<Classification> {
     const session = this.session;
     if (!session || !this.running) throw new Error(`classify() on ${this._modelPath} called before start() or after stop()`);
     const t0 = performance.now();
     const slot = await session.acquire();
     try {
-      const preprocessMs = await this.prepare(image, file, slot);
+      const preprocessMs = await this.prepare(image, file, slot, raw);
       const inferenceMs = await this.infer(slot);
       return this.finish(slot, preprocessMs, inferenceMs, t0);
     } finally {
@@ -338,7 +366,7 @@ export class Classifier implements Lifecycle {
         release: (slot) => session.release(slot),
         prepare: async (frame, slot) => {
           const t0 = performance.now();
-          const pre = await this.prepare(frame.data, frame.file, slot);
+          const pre = await this.prepare(frame.data, frame.file, slot, frame.raw);
           started.set(slot.index, { t0, pre });
         },
         invoke: (slot) => this.infer(slot),
@@ -368,12 +396,12 @@ export class Classifier implements Lifecycle {
     return session.invoke(slot);
   }
 
-  /** Decodes `image` into the slot's input buffer; returns the time taken, ms. */
-  private async prepare(image: Uint8Array, file: string | undefined, slot: Slot): Promise<number> {
+  /** Decodes `image` (or converts the raw frame) into the slot's input buffer; returns the time taken, ms. */
+  private async prepare(image: Uint8Array, file: string | undefined, slot: Slot, raw?: RawPictureFormat): Promise<number> {
     const pre = this.preprocessor;
     if (!pre) throw new Error(`classify() on ${this._modelPath} called after stop()`);
     const t0 = performance.now();
-    await pre.prepare(image, file, slot.inputs[0] as InputTensorArray);
+    await pre.prepare(image, file, slot.inputs[0] as InputTensorArray, raw);
     return performance.now() - t0;
   }
 

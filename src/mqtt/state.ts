@@ -1,40 +1,194 @@
+import { performance } from 'node:perf_hooks';
+import { Debouncer, resolveSmoothing, type SmoothingOptions } from '../core/debounce.js';
 import type { ClassScore } from '../core/types.js';
-import { roundTo, type StatePayload } from './topics.js';
+import { roundedClasses, roundTo, type StatePayload } from './topics.js';
+
+/** Options of `StateSmoother` (config keys `state.*`). Scores are probabilities in [0,1]. */
+export interface StateSmootherOptions extends SmoothingOptions {
+  /** Score a label needs to become the state. Default 0 (the classifier's score threshold decides). */
+  readonly minScore?: number;
+  /**
+   * h: the state's own label keeps counting while its score is ≥ its
+   * threshold − h (on above the threshold, off only below threshold − h). Default 0.
+   */
+  readonly hysteresis?: number;
+  /**
+   * Per-label score thresholds replacing `minScore` for those labels, keyed
+   * by label; matched as GPIO rules match (case-insensitive, whole label or
+   * one of its `, `-separated synonyms: `hotdog` matches `hotdog, hot dog, red hot`).
+   */
+  readonly labelThresholds?: Readonly<Record<string, number>>;
+  /** After this long without a frame the state becomes `unknown`, in ms; 0 = never. Default 0. */
+  readonly expireAfterMs?: number;
+}
+
+/** `detected`: a label is the state; `none`: no label passes its threshold; `unknown`: no recent frame. */
+type StateStatus = 'detected' | 'none' | 'unknown';
+
+/** The smoothed state: what `<base>/state` and the GPIO-free Home Assistant sensors show. */
+export interface SmoothedState {
+  readonly status: StateStatus;
+  /** The label as written in the labels file; null unless `detected`. */
+  readonly label: string | null;
+  /** Class index of `label`; null unless `detected`. */
+  readonly index: number | null;
+  /** Score of `label` in the frame that made it the state, in [0,1]; null unless `detected`. */
+  readonly score: number | null;
+  /** When the state took this value. */
+  readonly since: Date;
+  /** Top-k of the frame that made the state (empty for `unknown`). */
+  readonly classes: readonly ClassScore[];
+}
+
+/** The `<base>/state` payload of a state, made at `now`: score and top-k scores rounded to 4 decimals. */
+export function statePayload(s: SmoothedState, now: Date = new Date()): StatePayload {
+  return {
+    status: s.status,
+    label: s.label,
+    index: s.index,
+    score: s.score === null ? null : roundTo(s.score, 4),
+    since: s.since.toISOString(),
+    time: now.toISOString(),
+    classes: roundedClasses(s.classes),
+  };
+}
+
+function score01(name: string, v: number): number {
+  if (!(Number.isFinite(v) && v >= 0 && v <= 1)) throw new Error(`state ${name} ${v}: expected a score in [0,1]`);
+  return v;
+}
+
+/** The names a class label answers to: itself and its `, `-separated synonyms, lower case. */
+function names(label: string): string[] {
+  const l = label.toLowerCase();
+  return l.includes(', ') ? [l, ...l.split(', ')] : [l];
+}
 
 /**
- * Decides when `<base>/state` changes. The "publish on change" rule lives
- * here, not in the publisher: the daemon feeds every classification to
- * `update()` and publishes the state it returns (when not `null`) with
- * `MqttPublisher.publishState`, which publishes whatever it is given.
+ * Turns per-frame classifications into a state that does not flap.
  *
- * The state is the top class (`classes[0]`, highest score first; the
- * classifier's score threshold already applied), or "nothing" (`label: null`)
- * when no class is above the threshold. A new state is
- * returned only when the top label changes (compared exactly, as written in
- * the labels file), with `since` = the time of that change. Score changes
- * under the same label return `null` (no message), so a steady scene
- * produces one retained message, not one per frame.
+ * Each frame votes for one label or for "nothing": the highest-scoring
+ * class whose score is ≥ its threshold (per-label, else `minScore`); the
+ * current state's label also counts with a score ≥ threshold −
+ * `hysteresis`. A {@link Debouncer} then applies `minFrames` of
+ * `windowFrames` and `minDwellMs`. With the defaults (1 of 1, h = 0, no
+ * dwell, `minScore` 0) the state is the top class of every frame, which
+ * is what the daemon did before smoothing existed.
+ *
+ * `expire(nowMs)`, called from a timer, makes the state `unknown` once no
+ * frame came for `expireAfterMs`; the next frames then decide anew (no dwell).
  */
-export class StateTracker {
-  private current: StatePayload | undefined;
+export class StateSmoother {
+  private minScore = 0;
+  private hysteresis = 0;
+  private thresholds = new Map<string, number>();
+  private expireAfterMs = 0;
+  private readonly debouncer: Debouncer<string | null>;
+  /** The latest class seen for each label voted for, to report its index and score. */
+  private readonly seen = new Map<string, ClassScore>();
+  private current: SmoothedState | undefined;
+  private lastFrameMs = Number.NEGATIVE_INFINITY;
+
+  /** Throws an error naming the option when a value is out of range. */
+  constructor(options: StateSmootherOptions = {}) {
+    this.debouncer = new Debouncer<string | null>(null, resolveSmoothing(options));
+    this.configure(options);
+  }
 
   /**
-   * Takes the top-k `classes` of one frame (highest score first) and the
-   * time it was classified. Returns the new state when the top label differs
-   * from the last one (the first call always returns a state), else `null`.
+   * New settings while running (`<base>/set/state/...`): the state and the
+   * latest votes stay; the next frames are judged by the new settings.
+   * Throws (changing nothing) when a value is out of range.
    */
-  update(classes: readonly ClassScore[], now: Date = new Date()): StatePayload | null {
-    const top = classes[0];
-    const label = top === undefined ? null : top.label;
-    if (this.current !== undefined && this.current.label === label) return null;
-    const time = now.toISOString();
-    this.current = {
-      label,
-      index: top === undefined ? null : top.index,
-      score: top === undefined ? null : roundTo(top.score, 4),
-      since: time,
-      time,
-    };
+  reconfigure(options: StateSmootherOptions): void {
+    resolveSmoothing(options);
+    this.configure(options);
+    this.debouncer.reconfigure(options);
+  }
+
+  private configure(options: StateSmootherOptions): void {
+    const minScore = score01('minScore', options.minScore ?? 0);
+    const hysteresis = score01('hysteresis', options.hysteresis ?? 0);
+    const thresholds = new Map<string, number>();
+    for (const [label, v] of Object.entries(options.labelThresholds ?? {})) {
+      if (label.trim() === '') throw new Error('state label threshold for an empty label: expected a class label such as "Egyptian cat"');
+      thresholds.set(label.trim().toLowerCase(), score01(`threshold of "${label}"`, v));
+    }
+    const expire = options.expireAfterMs ?? 0;
+    if (!(Number.isFinite(expire) && expire >= 0)) throw new Error(`state expireAfterMs ${expire}: expected a number of ms ≥ 0 (0: never)`);
+    this.minScore = minScore;
+    this.hysteresis = hysteresis;
+    this.thresholds = thresholds;
+    this.expireAfterMs = expire;
+  }
+
+  /** The score threshold of a label: its own (by name or synonym), else `minScore`. */
+  thresholdOf(label: string): number {
+    if (this.thresholds.size > 0) {
+      for (const name of names(label)) {
+        const t = this.thresholds.get(name);
+        if (t !== undefined) return t;
+      }
+    }
+    return this.minScore;
+  }
+
+  /** The frame's vote: a label, or null for "nothing above its threshold". */
+  private voteOf(classes: readonly ClassScore[]): string | null {
+    const held = this.current?.status === 'detected' ? this.current.label : null;
+    for (const c of classes) {
+      const threshold = this.thresholdOf(c.label);
+      const needed = c.label === held ? threshold - this.hysteresis : threshold;
+      if (c.score >= needed) return c.label;
+    }
+    return null;
+  }
+
+  /**
+   * Takes one frame's top-k `classes` (highest score first, probabilities)
+   * classified at `now` (`nowMs` on a monotonic clock, for dwell and
+   * expiry). Returns the new state when it changed, else null.
+   */
+  update(classes: readonly ClassScore[], now: Date = new Date(), nowMs: number = performance.now()): SmoothedState | null {
+    this.lastFrameMs = nowMs;
+    const vote = this.voteOf(classes);
+    if (vote !== null) {
+      const c = classes.find((x) => x.label === vote)!;
+      this.seen.set(vote, c);
+    }
+    const wasDecided = this.debouncer.decided;
+    const value = this.debouncer.vote(vote, nowMs);
+    if (!this.debouncer.decided) return null;
+    const status: StateStatus = value === null ? 'none' : 'detected';
+    if (wasDecided && this.current !== undefined && this.current.status === status && this.current.label === value) return null;
+    const c = value === null ? undefined : this.seen.get(value);
+    // Labels no longer in the window cannot be reported again: keep only the state's.
+    for (const label of this.seen.keys()) if (label !== value && label !== vote) this.seen.delete(label);
+    this.current = { status, label: value, index: c?.index ?? null, score: c?.score ?? null, since: now, classes: [...classes] };
+    return this.current;
+  }
+
+  /**
+   * Called from a timer: when `expireAfterMs` is set and no frame came for
+   * that long, the state becomes `unknown` (returned once), and the next
+   * frames decide a new state without waiting for the dwell. Else null.
+   */
+  expire(now: Date = new Date(), nowMs: number = performance.now()): SmoothedState | null {
+    if (this.expireAfterMs === 0 || this.current?.status === 'unknown') return null;
+    if (this.lastFrameMs === Number.NEGATIVE_INFINITY || nowMs - this.lastFrameMs < this.expireAfterMs) return null;
+    return this.markUnknown(now);
+  }
+
+  /** Makes the state `unknown` now (e.g. at start-up, before any frame) and forgets the votes. Returns it. */
+  markUnknown(now: Date = new Date()): SmoothedState {
+    this.debouncer.reset();
+    this.seen.clear();
+    this.current = { status: 'unknown', label: null, index: null, score: null, since: now, classes: [] };
+    return this.current;
+  }
+
+  /** The current state; undefined before the first decided frame or `markUnknown`. */
+  get state(): SmoothedState | undefined {
     return this.current;
   }
 }

@@ -4,14 +4,24 @@ import { type ClassScore, MAX_BCM_PIN, type Timings } from '../core/types.js';
 /**
  * The MQTT contract of edge-classifier: topic names under one base topic and
  * the payload published on each. Subscribers (Home Assistant, Node-RED,
- * dashboards) build on these; keep them stable.
+ * dashboards) build on these; keep them stable. Each payload has a JSON
+ * Schema in the repository's `schemas/` folder.
  *
- * | topic                  | payload                       | retained | QoS               |
- * |------------------------|-------------------------------|----------|-------------------|
- * | `<base>/availability`  | `online` / `offline`          | yes      | 1                 |
- * | `<base>/prediction`    | `PredictionPayload` JSON      | no       | `mqtt.qos`        |
- * | `<base>/state`         | `StatePayload` JSON           | yes      | `mqtt.qos`        |
- * | `<base>/gpio/<pin>`    | `1` / `0` (logical, BCM pin)  | yes      | `mqtt.qos`        |
+ * | topic                          | payload                         | retained | QoS               |
+ * |--------------------------------|---------------------------------|----------|-------------------|
+ * | `<base>/availability`          | `online` / `offline`            | yes      | 1                 |
+ * | `<base>/prediction`            | `PredictionPayload` JSON        | no       | `mqtt.qos`        |
+ * | `<base>/state`                 | `StatePayload` JSON             | yes      | ≥ 1               |
+ * | `<base>/gpio/<pin>`            | `1` / `0` (logical, BCM pin)    | yes      | ≥ 1               |
+ * | `<base>/stats`                 | `StatsPayload` JSON             | yes      | ≥ 1               |
+ * | `<base>/problems`              | `ProblemsPayload` JSON          | yes      | ≥ 1               |
+ * | `<base>/snapshot`              | JPEG bytes                      | yes      | ≥ 1               |
+ * | `<base>/settings`              | `SettingsPayload` JSON          | yes      | ≥ 1               |
+ * | `<base>/response/<command>`    | `ResponsePayload` JSON          | no       | 1                 |
+ *
+ * Commands go the other way: `<base>/set`, `<base>/set/<key>` and
+ * `<base>/request/<command>` (see `commands.ts`). "≥ 1" is `mqtt.qos` but
+ * at least 1: a retained value must arrive.
  *
  * JSON payload keys are snake_case. Times are ISO 8601 UTC with milliseconds
  * (`Date.prototype.toISOString`).
@@ -23,6 +33,11 @@ export const RETAIN = {
   prediction: false,
   state: true,
   gpio: true,
+  stats: true,
+  problems: true,
+  snapshot: true,
+  settings: true,
+  response: false,
 } as const;
 
 /** Payload of `<base>/availability`; `offline` is also the last will. */
@@ -56,19 +71,124 @@ export interface PredictionPayload {
 }
 
 /**
- * JSON payload of `<base>/state` (retained), published when the top label
- * changes, e.g.
- * `{"label":"Egyptian cat","index":286,"score":0.754,"since":"2026-11-29T20:22:24.123Z","time":"2026-11-29T20:22:24.123Z"}`.
- * `label`, `index` and `score` are `null` when no class is above the score
- * threshold. `score` is the top score of the frame that changed the label.
+ * JSON payload of `<base>/state` (retained), published when the smoothed
+ * state changes (see `StateSmoother`), e.g.
+ * `{"status":"detected","label":"Egyptian cat","index":286,"score":0.754,"since":"2026-11-29T20:22:24.123Z",
+ * "time":"2026-11-29T20:22:24.123Z","classes":[{"index":286,"label":"Egyptian cat","score":0.754}]}`.
+ * `label`, `index` and `score` are null unless `status` is `detected`.
  */
 export interface StatePayload {
+  /** `detected`, `none` (no class passes its threshold) or `unknown` (no recent frame). */
+  readonly status: 'detected' | 'none' | 'unknown';
   readonly label: string | null;
   readonly index: number | null;
+  /** Score of `label` in the frame that made it the state. */
   readonly score: number | null;
-  /** When this label became the top label, ISO 8601 UTC. */
+  /** When the state took this value, ISO 8601 UTC. */
   readonly since: string;
   /** When this message was made, ISO 8601 UTC. */
+  readonly time: string;
+  /** Top-k of the frame that made the state (scores rounded to 4 decimals); empty for `unknown`. */
+  readonly classes: ClassScore[];
+}
+
+/** One entry of `<base>/problems` (see `core/problems.ts`). */
+interface ProblemPayload {
+  readonly id: string;
+  readonly message: string;
+  readonly hint: string;
+  readonly severity: 'warning' | 'error';
+  readonly since: string;
+}
+
+/** JSON payload of `<base>/problems` (retained): the current problems, oldest first; empty when all is well. */
+export interface ProblemsPayload {
+  readonly time: string;
+  readonly problems: readonly ProblemPayload[];
+}
+
+/** p50/p95 of a duration in ms; null before the first sample. */
+interface Percentiles {
+  readonly p50: number | null;
+  readonly p95: number | null;
+}
+
+/** JSON payload of `<base>/stats` (retained, every `mqtt.stats_interval_s`); see `schemas/stats.schema.json`. */
+export interface StatsPayload {
+  readonly time: string;
+  readonly uptime_s: number;
+  readonly model: string;
+  readonly engine: string;
+  readonly delegate: 'cpu' | 'edgetpu';
+  readonly threads: number;
+  readonly source: string;
+  readonly paused: boolean;
+  readonly frames: { readonly in: number; readonly classified: number; readonly dropped: number; readonly bad: number; readonly failed: number };
+  readonly bad_frames: Readonly<Record<string, number>>;
+  readonly fps: { readonly in: number; readonly classified: number };
+  readonly inference_ms: Percentiles;
+  readonly preprocess_ms: Percentiles;
+  readonly mqtt: {
+    readonly protocol: '3.1.1' | '5';
+    readonly reconnects: number;
+    readonly published: number;
+    readonly dropped_offline: number;
+    readonly dropped_rate_limited: number;
+    readonly dropped_backpressure: number;
+    readonly commands_accepted: number;
+    readonly commands_refused: number;
+    readonly commands_rate_limited: number;
+  };
+  readonly system: {
+    readonly rss_bytes: number;
+    readonly heap_used_bytes: number;
+    readonly cpu_percent: number;
+    readonly load_1m: number;
+    readonly cpu_temperature_c: number | null;
+    readonly cpu_temperature_source: string | null;
+    /** `vcgencmd get_throttled` decoded (see `stats/system.ts`), null off a Pi. */
+    readonly throttled: {
+      readonly raw: string;
+      readonly under_voltage: boolean;
+      readonly frequency_capped: boolean;
+      readonly throttled: boolean;
+      readonly soft_temperature_limit: boolean;
+      readonly under_voltage_occurred: boolean;
+      readonly frequency_capped_occurred: boolean;
+      readonly throttled_occurred: boolean;
+      readonly soft_temperature_limit_occurred: boolean;
+    } | null;
+  };
+  /** Who publishes (host, boot, pid, start), so that a second daemon on this base topic can name the first. */
+  readonly instance: { readonly hostname: string; readonly boot_id: string; readonly pid: number; readonly started: string };
+}
+
+/** JSON payload of `<base>/settings` (retained): the live settings in force; see `schemas/settings.schema.json`. */
+export interface SettingsPayload {
+  readonly time: string;
+  readonly paused: boolean;
+  readonly threshold: number;
+  readonly top_k: number;
+  readonly prediction_interval_ms: number;
+  readonly state: {
+    readonly min_score: number;
+    readonly hysteresis: number;
+    readonly min_frames: number;
+    readonly window_frames: number;
+    readonly min_dwell_ms: number;
+    readonly expire_after_s: number;
+    readonly labels: Readonly<Record<string, number>>;
+  };
+  readonly gpio: Readonly<Record<string, { readonly min_score: number; readonly hold_ms: number }>>;
+}
+
+/** JSON payload of a command's response (`<base>/response/<command>` or the MQTT 5 response topic). */
+export interface ResponsePayload {
+  readonly command: string;
+  readonly id?: string | number;
+  readonly ok: boolean;
+  readonly error?: string;
+  readonly result?: unknown;
   readonly time: string;
 }
 
@@ -78,6 +198,10 @@ export interface TopicPayloads {
   prediction: PredictionPayload;
   state: StatePayload;
   gpio: GpioPayload;
+  stats: StatsPayload;
+  problems: ProblemsPayload;
+  settings: SettingsPayload;
+  response: ResponsePayload;
 }
 
 /** Prefix of the default base topic; the device id follows: `edge-classifier/<device id>`. */
@@ -161,12 +285,34 @@ export class Topics {
   readonly prediction: string;
   /** `<base>/state` */
   readonly state: string;
+  /** `<base>/stats` */
+  readonly stats: string;
+  /** `<base>/problems` */
+  readonly problems: string;
+  /** `<base>/snapshot` */
+  readonly snapshot: string;
+  /** `<base>/settings` */
+  readonly settings: string;
 
   constructor(base: string) {
     this.base = validateBaseTopic(base);
     this.availability = `${base}/availability`;
     this.prediction = `${base}/prediction`;
     this.state = `${base}/state`;
+    this.stats = `${base}/stats`;
+    this.problems = `${base}/problems`;
+    this.snapshot = `${base}/snapshot`;
+    this.settings = `${base}/settings`;
+  }
+
+  /** `<base>/set/<key>` (`key` as in `threshold`, `state/min_frames`). */
+  set(key: string): string {
+    return `${this.base}/set/${key}`;
+  }
+
+  /** `<base>/request/<command>`. */
+  request(command: string): string {
+    return `${this.base}/request/${command}`;
   }
 
   /**
@@ -206,11 +352,7 @@ export interface Prediction {
  * timings to 2 decimals (ms), `time` as ISO 8601 UTC.
  */
 export function predictionPayload(p: Prediction): PredictionPayload {
-  const classes: ClassScore[] = new Array(p.classes.length);
-  for (let i = 0; i < p.classes.length; i++) {
-    const c = p.classes[i]!;
-    classes[i] = { index: c.index, label: c.label, score: roundTo(c.score, 4) };
-  }
+  const classes = roundedClasses(p.classes);
   const t = p.timings;
   return {
     time: (p.time ?? new Date()).toISOString(),
@@ -228,7 +370,12 @@ export function predictionPayload(p: Prediction): PredictionPayload {
   };
 }
 
-/** Serializes a payload for its topic kind: JSON for `prediction`/`state`, the bare string otherwise. */
+/** Serializes a payload for its topic kind: the bare string for `availability` and `gpio`, JSON otherwise. */
 export function encodePayload<K extends keyof TopicPayloads>(kind: K, payload: TopicPayloads[K]): string {
-  return kind === 'prediction' || kind === 'state' ? JSON.stringify(payload) : (payload as string);
+  return kind === 'availability' || kind === 'gpio' ? (payload as string) : JSON.stringify(payload);
+}
+
+/** Top-k classes for a payload: scores rounded to 4 decimals. */
+export function roundedClasses(classes: readonly ClassScore[]): ClassScore[] {
+  return classes.map((c) => ({ index: c.index, label: c.label, score: roundTo(c.score, 4) }));
 }

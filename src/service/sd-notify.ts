@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Lifecycle } from '../core/lifecycle.js';
 import { type Logger, LogThrottle } from '../core/log.js';
+import { loadSdNotify, type SdNotifyFunction } from './libsystemd.js';
 
 /** Options of `SdNotifier`; all but `log` exist for tests and unusual installs. */
 export interface SdNotifierOptions {
@@ -17,6 +18,13 @@ export interface SdNotifierOptions {
   readonly sendTimeoutMs?: number;
   /** Our process id, sent as `--pid=` and checked against `WATCHDOG_PID`. Default `process.pid`. */
   readonly pid?: number;
+  /**
+   * How messages are sent: `libsystemd` (sd_notify() through FFI, from this
+   * process), `systemd-notify` (the helper binary), or `auto` (default):
+   * libsystemd when it loads and `env` is the process environment (which is
+   * what libsystemd reads), else the binary.
+   */
+  readonly transport?: 'auto' | 'libsystemd' | 'systemd-notify';
 }
 
 /** Counters of an `SdNotifier`. */
@@ -35,9 +43,16 @@ type Field = [key: string, value: string];
 const MAX_QUEUE = 8;
 
 /**
- * The sd_notify protocol (systemd.service `Type=notify`, sd_notify(3)) sent
- * through the `systemd-notify` binary, because Node.js has no Unix datagram
- * sockets. Each message is one run of
+ * The sd_notify protocol (systemd.service `Type=notify`, sd_notify(3)).
+ *
+ * Preferred transport: sd_notify() of `libsystemd.so.0` called through FFI
+ * (koffi) — one sendmsg(2) from this process, synchronous and cheap, with
+ * our own pid in the credentials, so the unit can use `NotifyAccess=main`
+ * and no process is spawned per message.
+ *
+ * Fallback (no libsystemd, or `transport: 'systemd-notify'`): the
+ * `systemd-notify` binary, because Node.js has no Unix datagram sockets.
+ * Each message is one run of
  * `systemd-notify --pid=<our pid> KEY=VALUE…` with an argument array (no
  * shell).
  *
@@ -81,6 +96,9 @@ export class SdNotifier implements Lifecycle {
   private watchdogTimer: NodeJS.Timeout | undefined;
   private readonly failures = new LogThrottle();
   private closed = false;
+  private readonly ffi: SdNotifyFunction | undefined;
+  /** `libsystemd` or `systemd-notify`: the transport in use. */
+  readonly transport: 'libsystemd' | 'systemd-notify';
   private counters = { sent: 0, failed: 0, coalesced: 0 };
 
   constructor(options: SdNotifierOptions) {
@@ -89,6 +107,15 @@ export class SdNotifier implements Lifecycle {
     this.command = options.command ?? 'systemd-notify';
     this.sendTimeoutMs = options.sendTimeoutMs ?? 6000;
     this.pid = options.pid ?? process.pid;
+    const want = options.transport ?? 'auto';
+    // libsystemd reads NOTIFY_SOCKET with getenv(): only usable when our env is the real one.
+    if (want === 'libsystemd' || (want === 'auto' && this.env === process.env)) {
+      const loaded = loadSdNotify();
+      this.ffi = loaded.fn;
+      if (!loaded.fn && this.enabled)
+        this.log.warn(`sd_notify through libsystemd is not available (${loaded.error}): using ${this.command}, which needs NotifyAccess=all in the unit`);
+    }
+    this.transport = this.ffi ? 'libsystemd' : 'systemd-notify';
   }
 
   /** True when `NOTIFY_SOCKET` is set, i.e. messages are sent at all. */
@@ -117,7 +144,7 @@ export class SdNotifier implements Lifecycle {
 
   /** Nothing to acquire (each message is one short process): logs whether messages will be sent. */
   async start(): Promise<void> {
-    if (this.enabled) this.log.debug({ notify_socket: this.env.NOTIFY_SOCKET }, 'sd_notify enabled');
+    if (this.enabled) this.log.debug({ notify_socket: this.env.NOTIFY_SOCKET, transport: this.transport }, 'sd_notify enabled');
   }
 
   /** `READY=1` (and `STATUS=<status>` in the same message): start-up is complete. */
@@ -135,6 +162,17 @@ export class SdNotifier implements Lifecycle {
   /** `WATCHDOG=1`: keep-alive ping for `WatchdogSec=`. */
   watchdog(): void {
     this.enqueue([['WATCHDOG', '1']]);
+  }
+
+  /**
+   * `RELOADING=1` with `MONOTONIC_USEC=` (CLOCK_MONOTONIC in µs, which
+   * systemd compares): a SIGHUP reload has begun; the next `ready()` ends it.
+   */
+  reloading(): void {
+    this.enqueue([
+      ['RELOADING', '1'],
+      ['MONOTONIC_USEC', String(process.hrtime.bigint() / 1000n)],
+    ]);
   }
 
   /** `STOPPING=1`: the service is shutting down. */
@@ -204,6 +242,10 @@ export class SdNotifier implements Lifecycle {
 
   private enqueue(fields: Field[]): void {
     if (!this.enabled || this.closed) return;
+    if (this.ffi) {
+      this.sendNow(fields, this.ffi);
+      return;
+    }
     if (fields.length === 1) {
       const key = fields[0]![0];
       const pending = key === 'WATCHDOG' || key === 'STATUS' ? this.queue.findIndex((m) => m.length === 1 && m[0]![0] === key) : -1;
@@ -268,14 +310,29 @@ export class SdNotifier implements Lifecycle {
     });
   }
 
+  /** One message through sd_notify(): synchronous, from this process. */
+  private sendNow(fields: Field[], send: SdNotifyFunction): void {
+    const text = fields.map(([k, v]) => `${k}=${v}`).join('\n');
+    let rc: number;
+    try {
+      rc = send(text);
+    } catch (err) {
+      this.fail([text], (err as Error).message);
+      return;
+    }
+    if (rc > 0) this.counters.sent++;
+    else this.fail([text], rc === 0 ? 'libsystemd does not see NOTIFY_SOCKET' : `sd_notify() returned ${rc} (errno ${-rc})`);
+  }
+
   private fail(args: string[], error: string): void {
     this.counters.failed++;
-    const detail = { command: this.command, args, notify_socket: this.env.NOTIFY_SOCKET, err: error };
+    const via = this.ffi ? 'libsystemd' : this.command;
+    const detail = { transport: via, args, notify_socket: this.env.NOTIFY_SOCKET, err: error };
     if (!this.failures.allow()) {
       this.log.debug(detail, 'sd_notify failed');
       return;
     }
-    this.log.warn(detail, `sd_notify through ${this.command} failed (${error}): systemd may not see READY/WATCHDOG; further failures are logged at debug`);
+    this.log.warn(detail, `sd_notify through ${via} failed (${error}): systemd may not see READY/WATCHDOG; further failures are logged at debug`);
   }
 }
 

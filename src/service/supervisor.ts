@@ -1,7 +1,9 @@
 import type { Config } from '../config/schema.js';
 import { CancelledError } from '../core/lifecycle.js';
 import { componentLogger, type Logger } from '../core/log.js';
+import type { Problem } from '../core/problems.js';
 import { Daemon, type DaemonOptions } from './daemon.js';
+import type { HealthFile } from './health-file.js';
 import type { SdNotifier } from './sd-notify.js';
 
 /** Longest a shutdown may take before the process exits anyway, in ms (systemd's TimeoutStopSec is longer). */
@@ -19,6 +21,12 @@ interface SupervisorStats {
   readonly starts: number;
 }
 
+/** What a reload did: `ok` when the new configuration runs; else why not (the running or previous one runs). */
+export interface ReloadOutcome {
+  readonly ok: boolean;
+  readonly message: string;
+}
+
 export interface SupervisorOptions {
   /** The configuration to start with (loaded and preflighted). */
   readonly config: Config;
@@ -30,8 +38,12 @@ export interface SupervisorOptions {
   /** Builds a daemon for a configuration (default: `new Daemon`); tests hand in seams through it. */
   readonly createDaemon?: (options: DaemonOptions) => Daemon;
   readonly logPredictions?: boolean;
+  /** The config file (`--config`): live settings sent over MQTT with `persist` are written into it. */
+  readonly configFile?: string;
   /** See {@link SHUTDOWN_DEADLINE_MS}. */
   readonly shutdownDeadlineMs?: number;
+  /** The health file the daemon keeps for `edge-classifier health` and the release gates (under systemd). */
+  readonly health?: HealthFile;
 }
 
 /**
@@ -53,6 +65,11 @@ export interface SupervisorOptions {
  * - The daemon's `onEnd`/`onFailed` lead to a shutdown: a finite source that
  *   ended exits 0, a looping one that ended or a classifier failing 20 frames
  *   in a row exits 1 (systemd restarts it).
+ *
+ * The health file (when given) follows: the running configuration's
+ * pipeline from each start, `reloading`/`stopping` while one is stopped,
+ * one more reload when a new configuration runs, and the reason when a
+ * reload did not take (rejected, or rolled back to the previous one).
  *
  * Never calls `process.exit`.
  */
@@ -93,7 +110,8 @@ export class Supervisor {
   async start(): Promise<void> {
     this.phase = 'starting';
     await this.options.notifier.start();
-    const started = this.startDaemon(this.config);
+    this.options.health?.start();
+    const started = this.startDaemon(this.config, false);
     this.busy = started.catch(() => {});
     try {
       await started;
@@ -110,72 +128,103 @@ export class Supervisor {
     }
   }
 
-  /** SIGHUP: see the class description. Resolves when the reload is done (or deferred, or ignored). */
-  async reload(): Promise<void> {
-    if (this.shuttingDown) return;
+  /**
+   * SIGHUP (and `request/reload` over MQTT): see the class description.
+   * Resolves when the reload is done (or deferred, or ignored) with what
+   * happened: `ok` when the new configuration runs.
+   */
+  async reload(): Promise<ReloadOutcome> {
+    if (this.shuttingDown) return { ok: false, message: 'shutting down' };
     if (this.phase === 'starting') {
       this.reloadPending = true;
       this.log.info('SIGHUP during start-up: reloading once the start is done');
-      return;
+      return { ok: false, message: 'the daemon is starting: it reloads once the start is done' };
     }
     if (this.phase === 'reloading') {
       this.log.warn('SIGHUP: a reload is already under way; ignored');
-      return;
+      return { ok: false, message: 'a reload is already under way' };
     }
     this.phase = 'reloading';
     const run = this.doReload();
-    this.busy = run;
+    this.busy = run.then(() => {});
     try {
-      await run;
+      return await run;
     } finally {
       this.busy = undefined;
       this.phase = 'running';
     }
   }
 
-  private async doReload(): Promise<void> {
+  private async doReload(): Promise<ReloadOutcome> {
     let next: Config;
     try {
       next = await this.options.load();
     } catch (err) {
       this.counters.rejected++;
       this.log.error(`SIGHUP: ${(err as Error).message}; keeping the running configuration`);
-      return;
+      this.options.health?.reloadFailed((err as Error).message);
+      return { ok: false, message: `${(err as Error).message}; the running configuration is kept` };
     }
-    if (this.shuttingDown) return;
+    if (this.shuttingDown) return { ok: false, message: 'shutting down' };
     this.log.info('SIGHUP: reloading configuration');
     const previous = this.config;
+    this.options.notifier.reloading();
+    this.options.health?.detach('reloading');
+    const stopped = { ok: false, message: 'shutting down' };
     try {
       await this.daemon?.stop();
-      if (this.shuttingDown) return;
+      if (this.shuttingDown) return stopped;
       try {
-        await this.startDaemon(next);
+        await this.startDaemon(next, true);
         this.config = next;
         this.counters.reloads++;
         this.options.log.level = next.log.level;
         this.log.info({ ...this.counters }, 'SIGHUP: new configuration running');
+        return { ok: true, message: 'the new configuration runs' };
       } catch (err) {
-        if (this.shuttingDown || err instanceof CancelledError) return;
+        if (this.shuttingDown || err instanceof CancelledError) return stopped;
         this.counters.rollbacks++;
         this.log.error(`SIGHUP: the new configuration failed to start (${(err as Error).message}); starting the previous one again`);
-        await this.startDaemon(previous);
+        await this.startDaemon(previous, false);
+        this.options.health?.reloadFailed(`the new configuration failed to start: ${(err as Error).message}`);
+        return { ok: false, message: `the new configuration failed to start (${(err as Error).message}); the previous one runs again` };
       }
     } catch (err) {
-      if (this.shuttingDown || err instanceof CancelledError) return;
+      if (this.shuttingDown || err instanceof CancelledError) return stopped;
       this.log.fatal(errorFields(err), `reload failed: ${(err as Error).message}`);
       setImmediate(() => void this.shutdown('reload failed', 1));
+      return { ok: false, message: `reload failed: ${(err as Error).message}` };
     }
   }
 
-  /** Builds and starts a daemon for `config`; it becomes the running one. */
-  private async startDaemon(config: Config): Promise<void> {
+  /** The running daemon's current problems (empty before it starts); see `Daemon.problems`. */
+  problems(): readonly Problem[] {
+    return this.daemon?.problemList() ?? [];
+  }
+
+  /** Builds and starts a daemon for `config`; it becomes the running one (`reload`: it replaces another after SIGHUP). */
+  private async startDaemon(config: Config, reload: boolean): Promise<void> {
     const o = this.options;
     const daemonOptions: DaemonOptions = {
       config,
       log: o.log,
       notifier: o.notifier,
       ...(o.logPredictions !== undefined ? { logPredictions: o.logPredictions } : {}),
+      ...(o.configFile !== undefined ? { configFile: o.configFile } : {}),
+      // request/reload over MQTT: answered through the daemon running afterwards (the new one, or the old one again).
+      onReloadRequest: (reply, id) =>
+        void this.reload().then((outcome) =>
+          this.daemon?.respond(reply, {
+            command: 'reload',
+            ...(id !== undefined ? { id } : {}),
+            ok: outcome.ok,
+            ...(outcome.ok ? { result: { reloaded: true } } : { error: outcome.message }),
+            time: new Date().toISOString(),
+          }),
+        ),
       onEnd: (reason, failure) => void this.shutdown(`source ended: ${reason}`, failure ? 1 : 0),
+      onReady: () => o.health?.changed(),
+      onProblemsChanged: () => o.health?.changed(),
       onFailed: (err) => {
         this.log.fatal(`classification keeps failing (${err.message}): stopping so the service manager can restart`);
         void this.shutdown('classifier failing', 1);
@@ -185,6 +234,9 @@ export class Supervisor {
     this.daemon = daemon;
     this.counters.starts++;
     await daemon.start();
+    o.health?.attach(() => daemon.health(), reload);
+    // A problem raised or cleared shows in the health file at once, not at the next periodic write.
+    daemon.problems.onChange(() => o.health?.changed());
   }
 
   /**
@@ -199,6 +251,7 @@ export class Supervisor {
     this.log.info({ why }, 'shutting down');
     const notifier = this.options.notifier;
     notifier.stopping();
+    this.options.health?.detach('stopping');
     const deadlineMs = this.options.shutdownDeadlineMs ?? SHUTDOWN_DEADLINE_MS;
     const deadline = setTimeout(() => {
       this.log.error(`shutdown took longer than ${deadlineMs} ms: exiting anyway`);
@@ -217,6 +270,7 @@ export class Supervisor {
       status = 1;
     }
     await notifier.stop();
+    this.options.health?.stop();
     clearTimeout(deadline);
     this.resolveExit(status);
   }

@@ -8,7 +8,24 @@ import { redactUrl, urlRedactor } from '../../src/core/redact.js';
 const capture: CaptureOptions = { width: 640, height: 480, fps: 10, rotation: 0, hflip: false, vflip: false, jpegQuality: 90 };
 
 const head = ['-hide_banner', '-loglevel', 'warning', '-nostdin'];
-const tail = (vf: string, q = '5') => ['-map', '0:v:0', '-an', '-vf', vf, '-f', 'mjpeg', '-q:v', q, '-flush_packets', '1', '-'];
+const tail = (vf: string, fps = '10', q = '5') => [
+  '-map',
+  '0:v:0',
+  '-an',
+  '-vf',
+  vf,
+  '-fps_mode',
+  'vfr',
+  '-r',
+  fps,
+  '-f',
+  'mjpeg',
+  '-q:v',
+  q,
+  '-flush_packets',
+  '1',
+  '-',
+];
 
 t.test('V4L2 device: asks the webcam for MJPEG at the size and rate, scales to be sure', async (t) => {
   t.same(ffmpegArgs({ kind: 'v4l2', device: '/dev/video0' }, capture), [
@@ -23,7 +40,7 @@ t.test('V4L2 device: asks the webcam for MJPEG at the size and rate, scales to b
     '10',
     '-i',
     '/dev/video0',
-    ...tail('fps=10,scale=640:480'),
+    ...tail('scale=640:480'),
   ]);
   t.same(ffmpegArgs({ kind: 'v4l2', device: '/dev/video2', inputFormat: 'yuyv422' }, { ...capture, width: 320, height: 240, fps: 5 }).slice(4, 14), [
     '-f',
@@ -48,16 +65,21 @@ t.test('RTSP over TCP with a socket timeout; HTTP with a read timeout', async (t
     '10000000',
     '-i',
     'rtsp://cam.local:554/stream1',
-    ...tail('fps=2,scale=320:240'),
+    ...tail('scale=320:240', '2'),
   ]);
+  // An MJPEG-over-HTTP camera carries no timestamps: its frames are stamped with their arrival time.
   t.same(ffmpegArgs({ kind: 'http', url: 'https://cam.local/video.mjpg' }, capture), [
     ...head,
     '-rw_timeout',
     '10000000',
+    '-use_wallclock_as_timestamps',
+    '1',
     '-i',
     'https://cam.local/video.mjpg',
-    ...tail('fps=10,scale=640:480'),
+    ...tail('scale=640:480'),
   ]);
+  const hls = ffmpegArgs({ kind: 'http', url: 'http://nvr.local/live/cam1/index.m3u8' }, capture);
+  t.notOk(hls.includes('-use_wallclock_as_timestamps'), 'an HLS playlist keeps its own timestamps');
 });
 
 t.test('video file: native rate, looped with -stream_loop -1 when asked', async (t) => {
@@ -68,7 +90,7 @@ t.test('video file: native rate, looped with -stream_loop -1 when asked', async 
     '-1',
     '-i',
     '/srv/clip.mp4',
-    ...tail('fps=10,scale=640:480'),
+    ...tail('scale=640:480'),
   ]);
   t.same(ffmpegArgs({ kind: 'file', path: 'clip.mkv', loop: false }, capture).slice(4, 7), ['-re', '-i', 'clip.mkv']);
 });
@@ -78,12 +100,30 @@ t.test('rotation, flips and quality go into the filter chain and -q:v', async (t
     const args = ffmpegArgs({ kind: 'v4l2', device: '/dev/video0' }, { ...capture, ...o });
     return [args[args.indexOf('-vf') + 1], args[args.indexOf('-q:v') + 1]];
   };
-  t.same(vf({ rotation: 90 }), ['fps=10,transpose=clock,scale=640:480', '5']);
-  t.same(vf({ rotation: 180 }), ['fps=10,hflip,vflip,scale=640:480', '5']);
-  t.same(vf({ rotation: 270, hflip: true }), ['fps=10,transpose=cclock,hflip,scale=640:480', '5']);
-  t.same(vf({ vflip: true, jpegQuality: 100 }), ['fps=10,vflip,scale=640:480', '2']);
+  t.same(vf({ rotation: 90 }), ['transpose=clock,scale=640:480', '5']);
+  t.same(vf({ rotation: 180 }), ['hflip,vflip,scale=640:480', '5']);
+  t.same(vf({ rotation: 270, hflip: true }), ['transpose=cclock,hflip,scale=640:480', '5']);
+  t.same(vf({ vflip: true, jpegQuality: 100 }), ['vflip,scale=640:480', '2']);
   t.same([100, 90, 75, 50, 1].map(jpegQualityToQscale), [2, 5, 9, 17, 31]);
   // Rotation, quality and size bounds are the configuration schema's (test/config/load.test.ts).
+});
+
+t.test('raw RGB24 at the model size, fitted by the resize mode, after the ROI crop', async (t) => {
+  const vf = (raw: { width: number; height: number; resize: 'stretch' | 'crop' | 'letterbox' }, extra: object = {}) => {
+    const args = ffmpegArgs({ kind: 'v4l2', device: '/dev/video0' }, { ...capture, raw, ...extra });
+    t.same(args.slice(-7), ['-r', '10', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-']);
+    return args[args.indexOf('-vf') + 1];
+  };
+  t.equal(vf({ width: 224, height: 224, resize: 'stretch' }), 'scale=224:224,setsar=1,format=rgb24');
+  t.equal(vf({ width: 224, height: 224, resize: 'crop' }), 'scale=224:224:force_original_aspect_ratio=increase,crop=224:224,setsar=1,format=rgb24');
+  t.equal(
+    vf({ width: 224, height: 224, resize: 'letterbox' }, { roi: { x: 0.5, y: 0, width: 0.5, height: 1 }, rotation: 180 }),
+    'hflip,vflip,crop=iw*0.5:ih*1:iw*0.5:ih*0,scale=224:224:force_original_aspect_ratio=decrease,pad=224:224:(ow-iw)/2:(oh-ih)/2:black,setsar=1,format=rgb24',
+  );
+  t.equal(
+    ffmpegDescription({ kind: 'v4l2', device: '/dev/video0' }, { ...capture, raw: { width: 224, height: 224, resize: 'stretch' } }),
+    'v4l2 /dev/video0 224x224@10 rgb24',
+  );
 });
 
 t.test('passwords in URLs never reach descriptions or logs', async (t) => {
@@ -103,6 +143,14 @@ t.test('the real ffmpeg accepts every argument array (it fails on the input, not
     ['http', ffmpegArgs({ kind: 'http', url: 'http://127.0.0.1:9/none' }, capture), /Connection refused/],
     ['v4l2', ffmpegArgs({ kind: 'v4l2', device: '/dev/video-edge-classifier-missing' }, capture), /No such file or directory/],
     ['file', ffmpegArgs({ kind: 'file', path: '/nonexistent/clip.mp4', loop: true }, { ...capture, rotation: 90, hflip: true }), /No such file or directory/],
+    [
+      'raw',
+      ffmpegArgs(
+        { kind: 'http', url: 'http://127.0.0.1:9/none' },
+        { ...capture, raw: { width: 224, height: 224, resize: 'letterbox' }, roi: { x: 0.1, y: 0.1, width: 0.5, height: 0.5 } },
+      ),
+      /Connection refused/,
+    ],
   ];
   for (const [name, args, expected] of cases) {
     const r = spawnSync('ffmpeg', args, { encoding: 'utf8', timeout: 10_000 });

@@ -82,7 +82,7 @@ t.test('every option', async (t) => {
     '--denoise',
     'cdn_fast',
   ]);
-  t.equal(rpicamDescription({ camera: 1, width: 320, height: 240, fps: 7.5 }), 'rpicam:1 320x240@7.5');
+  t.equal(rpicamDescription({ ...defaults, camera: 1, width: 320, height: 240, fps: 7.5 }), 'rpicam:1 320x240@7.5');
   t.notOk(rpicamArgs({ ...defaults, rotation: 0 }).includes('--rotation'), 'rotation 0 adds nothing');
 });
 

@@ -153,6 +153,36 @@ t.test('systemd/config.example.yaml is valid and lists the defaults', async (t) 
   t.same({ ...c, model: { ...c.model, path: DEFAULTS.model.path } }, DEFAULTS);
 });
 
+t.test('state, snapshot and Home Assistant keys: bounds, a window below min_frames, a discovery prefix with wildcards', async (t) => {
+  const problems = problemsOf(() =>
+    loadConfig({
+      file: write(
+        'mqtt-keys.yaml',
+        [
+          'state:',
+          '  min_frames: 3',
+          '  window_frames: 2',
+          '  hysteresis: 1.5',
+          'homeassistant:',
+          '  prefix: "homeassistant/#"',
+          'snapshot:',
+          '  quality: 0',
+        ].join('\n'),
+      ),
+      env: {},
+    }),
+  ).problems;
+  t.ok(problems.includes('state.window_frames: expected at least min_frames (3) or null, but received 2 (line 3)'), problems.join('\n'));
+  t.ok(problems.includes('state.hysteresis: expected at most 1, but received 1.5 (line 4)'), problems.join('\n'));
+  t.ok(
+    problems.includes(
+      "homeassistant.prefix: contains a wildcard ('+' or '#'): expected a plain topic such as homeassistant, but received \"homeassistant/#\" (line 6)",
+    ),
+    problems.join('\n'),
+  );
+  t.ok(problems.includes('snapshot.quality: expected at least 1, but received 0 (line 8)'), problems.join('\n'));
+});
+
 t.test('messages for bounds, whole numbers and empty values', async (t) => {
   const problems = problemsOf(() =>
     loadConfig({ file: write('bounds.yaml', 'source:\n  fps: 0\n  width: 640.5\ninference:\n  top_k: 0\n'), env: {}, overrides: { source: '' } }),
@@ -223,4 +253,40 @@ t.test("the bounds of every stage are the schema's: one message form, the key, w
   t.same(problemsOf(() => loadConfig({ file: twice, env: {} })).problems, [
     'gpio.rules[2].pin: BCM pin 17 is already used by gpio.rules[0]: expected one rule per pin, but received 17 (line 7)',
   ]);
+});
+
+t.test('camera keys: a bad ROI, an interval of 0 and a trigger pin used by an output are refused naming the key', async (t) => {
+  const problems = (yaml: string) => problemsOf(() => loadConfig({ file: write('camera.yaml', yaml), env: {} })).problems;
+  const outside = problems('source:\n  roi: {x: 0.5, y: 0, width: 0.6, height: 1}\n');
+  t.ok(
+    outside.some((p) => p.startsWith('source.roi: the ROI reaches outside the frame (x + width = 1.1, y + height = 1): expected both at most 1')),
+    outside.join('\n'),
+  );
+  const empty = problems('source:\n  roi: {x: 0.1, y: 0.1, width: 0, height: 0.5}\n');
+  t.ok(
+    empty.some((p) => /^source\.roi: the ROI has zero size/.test(p)),
+    empty.join('\n'),
+  );
+  const partial = problems('source:\n  roi: {x: 0.1}\n');
+  t.ok(
+    partial.some((p) => /^source\.roi\.y: /.test(p)),
+    partial.join('\n'),
+  );
+  const zero = problems('source:\n  mode: interval\n  interval_s: 0\n');
+  t.ok(
+    zero.some((p) => p === 'source.interval_s: expected at least 0.1, but received 0 (line 3)'),
+    zero.join('\n'),
+  );
+  const shared = problems('source:\n  mode: trigger\n  trigger: {pin: 17}\ngpio:\n  rules:\n    - pin: 17\n      labels: [cat]\n');
+  t.ok(
+    shared.some((p) => p.startsWith('source.trigger.pin: BCM pin 17 is already used as an output by gpio.rules[0]: expected a free pin for the trigger input')),
+    shared.join('\n'),
+  );
+  const c = loadConfig({
+    file: write('ok.yaml', 'source:\n  mode: trigger\n  format: mjpeg\n  trigger: {pin: 4, edge: falling, pull: up}\n  motion: {enabled: true}\n'),
+    env: {},
+  });
+  t.same(c.source.trigger, { pin: 4, edge: 'falling', debounce_ms: 200, pull: 'up', burst: 3 }, 'partial sections take the defaults');
+  t.equal(c.source.motion.threshold, 0.02);
+  t.equal(c.source.format, 'mjpeg');
 });

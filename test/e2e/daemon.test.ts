@@ -12,6 +12,7 @@ import path from 'node:path';
 import t from 'tap';
 import { image, model } from '../helpers/assets.js';
 import { startCli } from '../helpers/cli.js';
+import { fakeRpicamBin } from '../helpers/fake-camera.js';
 import { startFakeNotifySocket } from '../helpers/fake-notify-socket.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';
@@ -140,8 +141,8 @@ t.test('ffmpeg MJPEG stream from a video file → predictions; the stream ending
   const broker = await startMosquitto(t);
   const dir = mkdtempSync(path.join(tmpdir(), 'ec-video-'));
   const video = path.join(dir, 'cat.mkv');
-  // A 2 s, 5 fps MJPEG video made from the cat frame.
-  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-loop', '1', '-i', image('cat_720p.jpg'), '-t', '2', '-r', '5', '-c:v', 'mjpeg', '-q:v', '4', video]);
+  // A 4 s, 5 fps MJPEG video made from the cat frame (20 frames: ffmpeg passes them on without duplicating any).
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-loop', '1', '-i', image('cat_720p.jpg'), '-t', '4', '-r', '5', '-c:v', 'mjpeg', '-q:v', '4', video]);
   const base = 'ec-test/ffmpeg';
   const rec = await recordMqtt(t, broker.url, `${base}/#`);
   const config = path.join(dir, 'config.yaml');
@@ -185,7 +186,8 @@ t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU m
   copyFileSync(image('cat_720p.jpg'), path.join(dir, 'cat.jpg'));
   const { freePort } = await import('../helpers/mosquitto.js');
   const config = `${dir}.yaml`;
-  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'mqtt:', `  embedded_port: ${await freePort()}`].join('\n'));
+  const port = await freePort();
+  writeFileSync(config, ['source:', `  spec: ${dir}`, '  fps: 5', 'mqtt:', `  embedded_port: ${port}`].join('\n'));
   const d = startCli(
     t,
     [
@@ -206,6 +208,11 @@ t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU m
   const warnings = d.logs.filter((l) => l.level === 40 && /Edge TPU runtime/.test(l.msg));
   t.equal(warnings.length, 1, 'one warning naming the Edge TPU runtime');
   t.match(warnings[0]!.msg, /apt install libedgetpu1-std/);
+  const problems = await recordMqtt(t, `mqtt://127.0.0.1:${port}`, 'edge-classifier/+/problems');
+  const p = await problems.waitFor(() => true, 5000, 'the retained problems');
+  t.match(JSON.parse(p.payload).problems, [
+    { id: 'edgetpu_fallback', severity: 'warning', message: 'the Edge TPU cannot be used: mobilenet_v1_0.25_128_quant.tflite runs on the CPU instead' },
+  ]);
   await d.waitForLog((l) => /tiger cat|tabby|Egyptian cat/.test(l.msg) && typeof l.seq === 'number', 10_000, 'a CPU prediction');
   d.child.kill('SIGTERM');
   t.equal((await d.exited).code, 0);
@@ -213,24 +220,15 @@ t.test('run --delegate edgetpu without libedgetpu: warns once and runs the CPU m
 
 t.test('a camera that stalls: GPIO outputs switch off, the rest keeps running', async (t) => {
   const broker = await startMosquitto(t);
-  const bin = mkdtempSync(path.join(tmpdir(), 'ec-fake-rpicam-'));
-  // A stand-in rpicam-vid: writes five cat frames as MJPEG to stdout, then hangs like a frozen camera.
-  const fake = path.join(bin, 'rpicam-vid');
-  writeFileSync(
-    fake,
-    [
-      `#!${process.execPath}`,
-      `const jpeg = require('fs').readFileSync(${JSON.stringify(image('cat_720p.jpg'))});`,
-      'let n = 0;',
-      'const timer = setInterval(() => { process.stdout.write(jpeg); if (++n === 5) clearInterval(timer); }, 100);',
-      'setInterval(() => {}, 1000);',
-    ].join('\n'),
-    { mode: 0o755 },
-  );
+  // The stand-in rpicam-vid writes five cat frames, then hangs like a frozen camera; the stall watchdog is
+  // set far out so that this test sees the outputs switch off (test/e2e/camera.test.ts sees the restart).
+  const bin = fakeRpicamBin();
+  const config = path.join(mkdtempSync(path.join(tmpdir(), 'ec-stall-')), 'config.yaml');
+  writeFileSync(config, ['source:', '  spec: rpicam', '  stall_timeout_s: 120'].join('\n'));
   const base = 'ec-test/stall';
   const rec = await recordMqtt(t, broker.url, `${base}/#`);
-  const d = startCli(t, ['run', '--source', 'rpicam', '--model', MODEL, '--mqtt-url', broker.url, '--base-topic', base, '--gpio', '17=Egyptian cat'], {
-    env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+  const d = startCli(t, ['run', '--config', config, '--model', MODEL, '--mqtt-url', broker.url, '--base-topic', base, '--gpio', '17=Egyptian cat'], {
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, FAKE_RPICAM_IMAGE: image('cat_720p.jpg'), FAKE_RPICAM_STALL_AFTER: '5' },
   });
   await rec.waitFor((m) => m.topic === `${base}/gpio/17` && m.payload === '1', 30_000, 'gpio/17 on while the cat is seen');
   const seenBefore = rec.messages.length;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { silentLogger } from '../../src/core/log.js';
 import { GpioActuator } from '../../src/gpio/actuator.js';
-import { createGpioBackend, OnoffBackend, type OnoffGpioClass, VirtualBackend } from '../../src/gpio/backends.js';
+import { createGpioBackend, gpioBackendProblem, OnoffBackend, type OnoffGpioClass, VirtualBackend } from '../../src/gpio/backends.js';
 import { rule } from '../helpers/gpio.js';
 import { capturingLogger } from '../helpers/recording.js';
 
@@ -61,32 +61,51 @@ t.test('auto picks the virtual backend on this machine (real onoff: Gpio.accessi
   t.ok(backend instanceof VirtualBackend);
   t.same(
     lines.map((l) => [l.level, l.msg]),
-    [[30, 'no /sys/class/gpio: using virtual GPIO']],
+    [[30, 'no GPIO on this machine (no /sys/class/gpio, not a Raspberry Pi): using virtual GPIO']],
   );
 });
 
-t.test('auto warns when /sys/class/gpio exists but is not usable', async (t) => {
+t.test('auto on a machine with GPIO that cannot be used is an error with the fix, never a silent virtual fallback', async (t) => {
   const root = pi5Sys(t);
   const { log, lines } = capturingLogger();
-  const backend = await createGpioBackend('auto', { log, root });
-  t.equal(backend.name, 'virtual');
+  const machineRoot = tempRoot(t);
+  await t.rejects(createGpioBackend('auto', { log, root, machineRoot }), {
+    message: `gpio.backend 'auto': ${path.join(root, 'class', 'gpio')}/export is not writable on this machine: add the service user to the 'gpio' group (sudo usermod -aG gpio edge-classifier), or set gpio.backend to 'virtual'`,
+  });
+  // onoff's epoll built for another Node.js ABI, on a Raspberry Pi.
+  mkdirSync(path.join(machineRoot, 'proc', 'device-tree'), { recursive: true });
+  writeFileSync(path.join(machineRoot, 'proc', 'device-tree', 'model'), 'Raspberry Pi 4 Model B Rev 1.5\0');
+  const epoll = () => Promise.reject(new Error('The module epoll.node was compiled against a different Node.js version using NODE_MODULE_VERSION 108'));
+  await t.rejects(createGpioBackend('auto', { log, root, machineRoot, loadOnoff: epoll }), {
+    message:
+      /^gpio\.backend 'auto': onoff cannot load on Raspberry Pi 4 Model B Rev 1\.5 \(The module epoll\.node .*NODE_MODULE_VERSION 108\): .*run 'npm rebuild epoll onoff'/,
+  });
+  // The same on a Pi whose kernel has no sysfs GPIO.
+  await t.rejects(createGpioBackend('auto', { log, root: tempRoot(t), machineRoot }), { message: /Raspberry Pi 4 Model B Rev 1\.5 has no .*class\/gpio/ });
+  t.equal(
+    await gpioBackendProblem('auto', { root, machineRoot, loadOnoff: epoll }),
+    (
+      await createGpioBackend('auto', { log, root, machineRoot, loadOnoff: epoll }).then(
+        () => new Error('resolved'),
+        (e: Error) => e,
+      )
+    ).message.replace("gpio.backend 'auto': ", ''),
+    'the preflight reports the same',
+  );
+  // A laptop whose onoff cannot load either: no GPIO here, virtual is right.
+  const laptop = await createGpioBackend('auto', { log, root: tempRoot(t), machineRoot: tempRoot(t), loadOnoff: epoll });
+  t.equal(laptop.name, 'virtual');
   t.same(
     lines.map((l) => [l.level, l.msg]),
-    [
-      [
-        40,
-        `${path.join(root, 'class', 'gpio')}/export is not writable: add the service user to the 'gpio' group: using virtual GPIO (outputs will not change)`,
-      ],
-    ],
+    [[30, 'no GPIO on this machine (no /sys/class/gpio, not a Raspberry Pi): using virtual GPIO']],
+    'nothing logged for the refusals (they are errors), one info line for the laptop',
   );
-  const broken = await createGpioBackend('auto', { log, root, loadOnoff: () => Promise.reject(new Error('Cannot find module epoll.node')) });
-  t.equal(broken.name, 'virtual');
-  t.match(lines.at(-1)?.msg, /^onoff cannot load \(Cannot find module epoll\.node\): run 'npm rebuild epoll onoff': using virtual GPIO/);
 });
 
 t.test("'sysfs' refuses to fall back; 'virtual' is always virtual", async (t) => {
   await t.rejects(createGpioBackend('sysfs', { log: silentLogger() }), {
-    message: "gpio.backend is 'sysfs' but no /sys/class/gpio; set gpio.backend to 'virtual' to run without GPIO",
+    message:
+      "gpio.backend 'sysfs': this machine has no /sys/class/gpio (the kernel's sysfs GPIO interface): use a kernel with CONFIG_GPIO_SYSFS, or set gpio.backend to 'virtual'",
   });
   t.equal((await createGpioBackend('virtual', { log: silentLogger() })).name, 'virtual');
   const calls: string[] = [];
@@ -117,13 +136,16 @@ t.test('OnoffBackend errors name the pin, the sysfs number and the fix', async (
   const root = pi5Sys(t);
   const eacces = Object.assign(new Error("EACCES: permission denied, open '/sys/class/gpio/export'"), { code: 'EACCES' });
   const denied = new OnoffBackend({ Gpio: fakeGpioClass([], eacces), root, log: silentLogger() });
-  t.throws(() => denied.open(17, 0), {
+  await t.rejects(async () => denied.open(17, 0), {
     message: "cannot open GPIO BCM 17 (sysfs GPIO 588) as an output: permission denied (EACCES): add the service user to the 'gpio' group",
   });
   const ebusy = Object.assign(new Error('EBUSY: resource busy or locked, write'), { code: 'EBUSY' });
-  t.throws(() => new OnoffBackend({ Gpio: fakeGpioClass([], ebusy), root, log: silentLogger() }).open(4, 0), /BCM 4 \(sysfs GPIO 575\).*in use \(EBUSY\)/);
+  await t.rejects(
+    async () => new OnoffBackend({ Gpio: fakeGpioClass([], ebusy), root, log: silentLogger() }).open(4, 0),
+    /BCM 4 \(sysfs GPIO 575\).*in use \(EBUSY\)/,
+  );
   const noChip = new OnoffBackend({ Gpio: fakeGpioClass([]), root: tempRoot(t), log: silentLogger() });
-  t.throws(() => noChip.open(17, 0), /cannot list .*class\/gpio/);
+  await t.rejects(async () => noChip.open(17, 0), /cannot list .*class\/gpio/);
 });
 
 t.test('VirtualBackend keeps levels and refuses a pin opened twice', async (t) => {

@@ -97,6 +97,8 @@ export interface Mosquitto {
   readonly output: string;
   /** True while the broker process runs. */
   readonly running: boolean;
+  /** Sends `signal` to the broker process (e.g. SIGSTOP / SIGCONT to make it hang without closing connections). */
+  signal(signal: NodeJS.Signals): void;
   /** Starts the broker again on the same port (after `stop()`); waits until it accepts connections. */
   start(): Promise<void>;
   /** Stops the broker (SIGTERM, then SIGKILL after 2 s) and waits for it to exit. Idempotent. */
@@ -212,6 +214,10 @@ export async function startMosquitto(t?: TeardownTarget, portOrOptions?: number 
     start,
     stop,
     reload,
+    signal(sig) {
+      if (child === undefined) throw new Error(`mosquitto ${sig}: the broker is not running`);
+      child.kill(sig);
+    },
   };
   t?.teardown(stop);
   return handle;

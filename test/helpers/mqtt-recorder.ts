@@ -10,14 +10,20 @@
  * subscribing after the publish. The recorder reconnects by itself (every
  * 100 ms) and re-subscribes, so it survives broker restarts.
  */
-import { connect, type MqttClient } from 'mqtt';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { Recording } from './recording.js';
 
 interface RecordedMessage {
   readonly topic: string;
   readonly payload: string;
+  /** The payload's bytes (for binary payloads such as snapshots). */
+  readonly bytes: Buffer;
   readonly retain: boolean;
   readonly qos: number;
+  /** MQTT 5 properties (with `protocolVersion: 5`). */
+  readonly properties?: Record<string, unknown>;
+  /** `Date.now()` when it arrived. */
+  readonly at: number;
 }
 
 export interface MqttRecorder {
@@ -38,14 +44,26 @@ interface TeardownTarget {
   teardown(fn: () => unknown): void;
 }
 
-/** Connects to `url`, subscribes to `filter` at QoS 1 and records; registers `end` in `t.teardown` when given. */
-export async function recordMqtt(t: TeardownTarget | undefined, url: string, filter: string): Promise<MqttRecorder> {
-  const client = connect(url, { reconnectPeriod: 100, connectTimeout: 2000, clean: true, resubscribe: true });
+/**
+ * Connects to `url`, subscribes to `filter` at QoS 1 and records; registers
+ * `end` in `t.teardown` when given. `options` are mqtt.js client options
+ * (e.g. `{ protocolVersion: 5 }` to see MQTT 5 properties, TLS material).
+ */
+export async function recordMqtt(t: TeardownTarget | undefined, url: string, filter: string, options: IClientOptions = {}): Promise<MqttRecorder> {
+  const client = connect(url, { reconnectPeriod: 100, connectTimeout: 2000, clean: true, resubscribe: true, ...options });
   client.on('error', () => {});
   const recording = new Recording<RecordedMessage>();
   const messages = recording.items;
   client.on('message', (topic, payload, packet) => {
-    recording.push({ topic, payload: payload.toString(), retain: packet.retain, qos: packet.qos });
+    recording.push({
+      topic,
+      payload: payload.toString(),
+      bytes: Buffer.from(payload),
+      at: Date.now(),
+      retain: packet.retain,
+      qos: packet.qos,
+      ...(packet.properties ? { properties: packet.properties as Record<string, unknown> } : {}),
+    });
   });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`recorder could not connect to ${url}`)), 5000);

@@ -35,7 +35,15 @@ t.test('embedded broker on an ephemeral port: retained availability, last will, 
   });
   t.teardown(() => pub.stop());
   await pub.start();
-  pub.publishState({ label: 'Egyptian cat', index: 286, score: 0.754, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+  pub.publishState({
+    status: 'detected' as const,
+    label: 'Egyptian cat',
+    index: 286,
+    score: 0.754,
+    since: '2026-11-29T20:00:00.000Z',
+    time: '2026-11-29T20:00:00.000Z',
+    classes: [],
+  });
   pub.publishGpio(17, 1);
 
   const rec = await recordMqtt(t, broker.url, `${base}/#`);

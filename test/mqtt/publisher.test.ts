@@ -6,8 +6,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../src/core/log.js';
+import { ProblemRegistry } from '../../src/core/problems.js';
+import type { IncomingMessage } from '../../src/mqtt/commands.js';
 import { MqttPublisher, type MqttPublisherOptions } from '../../src/mqtt/publisher.js';
-import type { Prediction } from '../../src/mqtt/topics.js';
+import type { Prediction, SettingsPayload, StatsPayload } from '../../src/mqtt/topics.js';
 import { startAedes, type TestBroker } from '../helpers/aedes.js';
 import { freePort, startMosquitto, tempDir, writePasswordFile } from '../helpers/mosquitto.js';
 import { recordMqtt } from '../helpers/mqtt-recorder.js';
@@ -100,7 +102,15 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       const pub = publisher(t, broker.url, base, { qos: 1 });
       await pub.start();
       t.equal(pub.connected, true);
-      pub.publishState({ label: 'Egyptian cat', index: 286, score: 0.754, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+      pub.publishState({
+        status: 'detected' as const,
+        label: 'Egyptian cat',
+        index: 286,
+        score: 0.754,
+        since: '2026-11-29T20:00:00.000Z',
+        time: '2026-11-29T20:00:00.000Z',
+        classes: [],
+      });
       pub.publishGpio(17, 1);
       t.equal(pub.publishPrediction(prediction(1)), true);
       await until('3 messages confirmed', () => pub.stats().published >= 4);
@@ -112,11 +122,13 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       const state = await late.waitFor((m) => m.topic === `${base}/state`);
       t.equal(state.retain, true);
       t.same(JSON.parse(state.payload), {
+        status: 'detected',
         label: 'Egyptian cat',
         index: 286,
         score: 0.754,
         since: '2026-11-29T20:00:00.000Z',
         time: '2026-11-29T20:00:00.000Z',
+        classes: [],
       });
       const gpio = await late.waitFor((m) => m.topic === `${base}/gpio/17`);
       t.same([gpio.payload, gpio.retain], ['1', true]);
@@ -227,7 +239,15 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       await until('publisher to notice the disconnect', () => !pub.connected);
       for (let i = 1; i <= 7; i++) t.equal(pub.publishPrediction(prediction(i)), false);
       t.equal(pub.stats().droppedOffline, 7, 'dropped predictions are counted');
-      const s = (label: string) => ({ label, index: 1, score: 0.9, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+      const s = (label: string) => ({
+        status: 'detected' as const,
+        label,
+        index: 1,
+        score: 0.9,
+        since: '2026-11-29T20:00:00.000Z',
+        time: '2026-11-29T20:00:00.000Z',
+        classes: [],
+      });
       pub.publishState(s('goldfish, Carassius auratus'));
       pub.publishState(s('tench, Tinca tinca'));
       pub.publishGpio(4, 0);
@@ -270,7 +290,15 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       const pub = publisher(t, `mqtt://127.0.0.1:${port}`, base, { waitForConnect: false });
       await pub.start();
       t.equal(pub.connected, false);
-      pub.publishState({ label: 'Egyptian cat', index: 286, score: 0.7, since: '2026-11-29T20:00:00.000Z', time: '2026-11-29T20:00:00.000Z' });
+      pub.publishState({
+        status: 'detected' as const,
+        label: 'Egyptian cat',
+        index: 286,
+        score: 0.7,
+        since: '2026-11-29T20:00:00.000Z',
+        time: '2026-11-29T20:00:00.000Z',
+        classes: [],
+      });
       t.equal(pub.publishPrediction(prediction(1)), false);
       const late = await startBroker(t, port);
       await until('publisher to connect', () => pub.connected, 5000);
@@ -278,6 +306,67 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       const rec = await recordMqtt(t, late.url, `${base}/state`);
       const state = await rec.waitFor(() => true);
       t.equal(JSON.parse(state.payload).label, 'Egyptian cat');
+    });
+
+    t.test('protocol: MQTT 5 where the broker speaks it, else 3.1.1 (auto)', async (t) => {
+      const pub = publisher(t, broker.url, uniqueBase());
+      await pub.start();
+      t.equal(pub.stats().protocol, name === 'mosquitto' ? '5' : '3.1.1');
+    });
+
+    t.test('every retained topic is back after a broker restart, after online; nothing else is', async (t) => {
+      const restartable = await startBroker(t);
+      const base = uniqueBase();
+      const pub = publisher(t, restartable.url, base, { qos: 1 });
+      const discoveryTopic = `homeassistant-test-${n}/device/x/config`;
+      await pub.publishExternalRetained(discoveryTopic, '{"dev":{}}');
+      pub.publishStats({ time: 't' } as unknown as StatsPayload);
+      pub.publishProblems({ time: 't', problems: [] });
+      pub.publishSettings({ time: 't' } as unknown as SettingsPayload);
+      pub.publishSnapshot(Buffer.from([0xff, 0xd8, 0xff, 0xd9]), { time: new Date(0), seq: 3, label: 'Egyptian cat' });
+      pub.publishGpio(17, 1);
+      await pub.start();
+      await restartable.stop();
+      await until('the publisher to notice', () => !pub.connected);
+      pub.publishProblems({ time: 't2', problems: [{ id: 'source_stalled', message: 'm', hint: 'h', severity: 'error', since: 's' }] });
+      await restartable.start();
+      await until('reconnect', () => pub.connected, 5000);
+      const rec = await recordMqtt(t, restartable.url, '#');
+      await rec.waitFor((m) => m.topic === `${base}/gpio/17`, 5000, 'the last retained topic');
+      t.same(
+        rec.messages
+          .filter((m) => m.retain)
+          .map((m) => m.topic.replace(base, '<base>'))
+          .sort(),
+        ['<base>/availability', discoveryTopic, '<base>/stats', '<base>/problems', '<base>/settings', '<base>/snapshot', '<base>/gpio/17'].sort(),
+        'availability, discovery, stats, problems, settings, snapshot and gpio',
+      );
+      t.equal(JSON.parse(rec.on(`${base}/problems`)[0]!.payload).time, 't2', 'the latest problems');
+      t.same([...rec.on(`${base}/snapshot`)[0]!.bytes], [0xff, 0xd8, 0xff, 0xd9], 'snapshot bytes as published');
+      await pub.publishExternalRetained(discoveryTopic, '');
+      const after = await recordMqtt(t, restartable.url, '#');
+      await after.waitFor((m) => m.topic === `${base}/gpio/17`);
+      t.same(after.on(discoveryTopic), [], 'an empty payload removes the discovery message');
+    });
+
+    t.test('subscriptions: messages reach onMessage with their retain flag; responses go to the reply topic', async (t) => {
+      const base = uniqueBase();
+      const got: IncomingMessage[] = [];
+      const topic = `${base}/request/get_config`;
+      const sender = await recordMqtt(t, broker.url, `${base}/response/#`);
+      await sender.client.publishAsync(`${base}/set/threshold`, '0.9', { retain: true, qos: 1 });
+      const pub = publisher(t, broker.url, base, { subscriptions: [topic, `${base}/set/threshold`], onMessage: (m) => got.push(m) });
+      await pub.start();
+      await until('the retained command', () => got.length >= 1);
+      t.match(got[0], { topic: `${base}/set/threshold`, retain: true }, 'a retained command is marked so');
+      await sender.client.publishAsync(topic, '{"id":1}', { qos: 1 });
+      await until('the command', () => got.length >= 2);
+      t.match(got[1], { topic, retain: false });
+      t.equal(got[1]!.payload.toString(), '{"id":1}');
+      pub.respond({ topic: `${base}/response/get_config` }, { command: 'get_config', id: 1, ok: true, result: {}, time: 't' });
+      const r = await sender.waitFor((m) => m.topic === `${base}/response/get_config`);
+      t.same([JSON.parse(r.payload).id, r.retain], [1, false]);
+      t.throws(() => publisher(t, broker.url, base, { subscriptions: [`${base}/set/#`] }), /contains a wildcard/, 'never a wildcard subscription');
     });
   });
 
@@ -289,7 +378,11 @@ t.test('start() rejects after connectTimeout naming the URL', async (t) => {
     () => 'resolved',
     (err: Error) => err.message,
   );
-  t.equal(message, `cannot connect to MQTT broker mqtt://user:***@127.0.0.1:${port} within 400 ms: connect ECONNREFUSED 127.0.0.1:${port}`);
+  t.equal(
+    message,
+    `cannot connect to MQTT broker mqtt://user:***@127.0.0.1:${port} within 400 ms: nothing listens there (connect ECONNREFUSED 127.0.0.1:${port}) ` +
+      '(start the broker, or check the host and port of mqtt.url)',
+  );
   t.ok(Date.now() - started < 2000);
   t.equal(pub.connected, false);
 });
@@ -310,7 +403,16 @@ t.test('stop() returns at once when the broker is unreachable', async (t) => {
   const started = Date.now();
   await pub.stop();
   t.ok(Date.now() - started < 500, `stopped in ${Date.now() - started} ms`);
-  t.same(pub.stats(), { connected: false, published: 0, droppedOffline: 0, droppedRateLimited: 0, droppedBackpressure: 0, reconnects: 0 });
+  t.same(pub.stats(), {
+    connected: false,
+    protocol: '5',
+    published: 0,
+    droppedOffline: 0,
+    droppedRateLimited: 0,
+    droppedBackpressure: 0,
+    discardedOnDisconnect: 0,
+    reconnects: 0,
+  });
 });
 
 t.test('broker refuses the credentials: retries every reconnectPeriodMs, warns once with a hint, connects once the password file is fixed', async (t) => {
@@ -325,15 +427,17 @@ t.test('broker refuses the credentials: retries every reconnectPeriodMs, warns o
 
   await until('the publisher to be refused 4 times', () => refusals() >= 4, 5000);
   t.equal(pub.connected, false);
-  const refused = lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('MQTT broker refused the connection'));
+  const refused = lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(`MQTT broker ${broker.url}: the connection was refused`));
   t.ok(refused.length >= 4, `every refusal is logged (${refused.length})`);
   const warnings = refused.filter((l) => l.level === 40);
   t.equal(warnings.length, 1, 'one warning for one reason; the retries at debug');
   t.equal(
     warnings[0]?.msg,
-    "MQTT broker refused the connection (Connection refused: Not authorized): check mqtt.username / EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password) against the broker's users; retrying every 200 ms",
+    `MQTT broker ${broker.url}: the connection was refused (Connection refused: Not authorized): ` +
+      "check mqtt.username / EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password) against the broker's users; retrying every 200 ms",
   );
-  t.match(warnings[0], { username: 'edge', code: 5, err: 'Connection refused: Not authorized' });
+  // MQTT 5 reason code 0x87 "Not authorized" (3.1.1 would say 5).
+  t.match(warnings[0], { username: 'edge', code: 0x87, err: 'Connection refused: Not authorized' });
   t.notOk(JSON.stringify(lines).includes('new-secret'), 'the password is never logged');
 
   // The user fixes the password file and reloads the broker; no restart of the publisher.
@@ -357,43 +461,49 @@ t.test('broker refuses the credentials: retries every reconnectPeriodMs, warns o
   );
   t.equal(
     message,
-    `cannot connect to MQTT broker ${broker.url} within 700 ms: Connection refused: Not authorized ` +
+    `cannot connect to MQTT broker ${broker.url} within 700 ms: the connection was refused (Connection refused: Not authorized) ` +
       '(no mqtt.username is set and the broker may require one: set mqtt.username and EDGE_CLASSIFIER_MQTT_PASSWORD (or mqtt.password))',
   );
   t.ok(refusals() - before >= 3, `retried while waiting (${refusals() - before} attempts)`);
 });
 
-t.test('two publishers with the same client id knock each other off: one warning naming the client id', async (t) => {
+t.test('two publishers with the same client id: a warning naming the client id, then ever longer waits, and a problem', async (t) => {
   const broker = await startMosquitto(t);
   const clientId = `edge-classifier-twin-${process.pid}`;
-  const a = capturingLogger();
-  const b = capturingLogger();
-  const warning = (lines: Array<Record<string, unknown>>) =>
-    lines.filter((l) => l.level === 40 && typeof l.msg === 'string' && l.msg.includes('same client id'));
-  const first = publisher(t, broker.url, uniqueBase(), { clientId, log: a.log });
+  const a = capturingLogger('info');
+  const b = capturingLogger('info');
+  const problems = new ProblemRegistry();
+  const about = (lines: Array<Record<string, unknown>>) => lines.filter((l) => typeof l.msg === 'string' && l.msg.includes(`uses the client id '${clientId}'`));
+  const first = publisher(t, broker.url, uniqueBase(), { clientId, log: a.log, problems });
   await first.start();
-
   const second = publisher(t, broker.url, uniqueBase(), { clientId, log: b.log });
   await second.start();
-  await until('a duplicate client id warning', () => warning(a.lines).length + warning(b.lines).length > 0, 10_000);
-  // Keep them fighting for a while: still one warning per publisher at most.
+  await until('a duplicate client id warning', () => about(a.lines).length + about(b.lines).length > 0, 10_000);
   const taken = (): number => broker.output.split(`Client ${clientId} already connected, closing old connection.`).length - 1;
+  // Without backoff the two would take over every ~100 ms (reconnectPeriodMs): ~40 times in 4 s.
+  await sleep(4000);
   const before = taken();
-  await until('more takeovers', () => taken() >= before + 6, 10_000);
+  await sleep(4000);
+  const later = taken() - before;
+  t.ok(later < 10, `${later} take-overs in the 4 s after the first 4 s of backoff`);
   for (const [name, lines] of [
     ['first', a.lines],
     ['second', b.lines],
   ] as const) {
-    t.ok(warning(lines).length <= 1, `${name}: at most one warning (${warning(lines).length})`);
+    const steps = about(lines);
+    t.ok(steps.filter((l) => l.level === 40).length <= 1, `${name}: one warning, the longer waits at info`);
+    const waits = steps.map((l) => l.backoff_ms as number);
+    t.same(
+      waits,
+      [...waits].sort((x, y) => x - y),
+      `${name}: the waits grow (${waits.join(', ')} ms)`,
+    );
   }
-  const [w] = [...warning(a.lines), ...warning(b.lines)];
-  t.equal(
-    w?.msg,
-    'MQTT broker closed the connection soon after connecting 3 times in a row: ' +
-      `another client may be using the same client id '${clientId}' (the broker then closes the older connection) — ` +
-      'set mqtt.client_id to an id unique on this broker',
-  );
-  t.match(w, { client_id: clientId, url: broker.url });
+  const [w] = [...about(a.lines), ...about(b.lines)].filter((l) => l.level === 40);
+  t.match(w?.msg, `the MQTT broker closed the connection soon after connecting 3 times in a row: another client uses the client id '${clientId}'`);
+  t.match(w, { client_id: clientId, url: broker.url, backoff_ms: 200 });
+  await until('the problem to be raised', () => problems.has('client_id_conflict'), 10_000);
+  t.match(problems.list()[0], { id: 'client_id_conflict', severity: 'error', hint: /set mqtt\.client_id/ });
 });
 
 t.test('two broker restarts in a row do not make a duplicate client id warning (it takes 3 short connections)', async (t) => {

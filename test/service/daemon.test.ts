@@ -59,7 +59,7 @@ const until = async (what: string, cond: () => boolean, timeoutMs = 10_000) => {
   }
 };
 
-const PARTS = ['classifier', 'embedded broker', 'mqtt publisher', 'gpio', 'frame pipeline', 'source', 'status timer', 'stall timer'];
+const PARTS = ['classifier', 'embedded broker', 'mqtt publisher', 'gpio', 'frame pipeline', 'source', 'status timer', 'stall timer', 'stats timer'];
 
 t.test('parts start in order, frames flow to MQTT and GPIO, parts stop in reverse', async (t) => {
   const { daemon, source, backend, started, stopped } = build(t);
@@ -92,7 +92,11 @@ t.test('a part that fails to stop: the others still stop, the first failure is t
   await daemon.start();
   t.equal(backend.level(17), 0, 'opened at its safe level');
   await t.rejects(daemon.stop(), boom);
-  t.same(stopped(), ['stall timer', 'status timer', 'frame pipeline', 'gpio', 'mqtt publisher', 'embedded broker', 'classifier'], 'every other part stopped');
+  t.same(
+    stopped(),
+    ['stats timer', 'stall timer', 'status timer', 'frame pipeline', 'gpio', 'mqtt publisher', 'embedded broker', 'classifier'],
+    'every other part stopped',
+  );
   t.equal(backend.level(17), undefined, 'GPIO released although the source failed');
   t.ok(
     lines.some((l) => l.level === 50 && l.msg === 'stopping source failed: the camera would not let go'),
@@ -144,8 +148,10 @@ t.test('a stalled source switches GPIO outputs off; frames coming back are class
     lines.some((l) => l.msg === 'GPIO 17 off (pin low)'),
     'the output switched off',
   );
+  t.match(daemon.problems.list(), [{ id: 'source_stalled', severity: 'error', message: /^no frame classified from array test source for more than 3\.0 s$/ }]);
   source.push(CAT);
   await until('classified again', () => lines.some((l) => l.msg === 'frames are being classified again'));
+  t.same(daemon.problems.list(), [], 'the problem is cleared');
   await until('GPIO 17 on again', () => lines.filter((l) => l.msg === 'GPIO 17 on (pin high)').length === 2);
   t.pass('the output follows the frames again');
 });
@@ -194,4 +200,46 @@ t.test('a finite source that ends is the job done; a looping one that ends is a 
     t.same(ended, [['replayed 1 file', loop]], `loop ${loop}`);
     await daemon.stop();
   }
+});
+
+t.test('trigger mode: nothing is classified until the GPIO input fires, then a burst; ready while waiting', async (t) => {
+  const { VirtualInputBackend } = await import('../../src/gpio/input.js');
+  const { log } = capturingLogger('debug');
+  const inputs = new VirtualInputBackend({ log });
+  const c = config((c) => ({ ...c, source: { ...c.source, mode: 'trigger', trigger: { ...c.source.trigger, pin: 4, burst: 2, debounce_ms: 0 } } }));
+  const { daemon, source, lines } = build(t, { config: c, gpioInputBackend: inputs });
+  await daemon.start();
+  source.push(CAT);
+  source.push(CAT);
+  await until('the ready line', () => lines.some((l) => l.msg === 'frames flow, waiting for a trigger: ready'));
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(daemon.stats().classified, 0, 'no classification without a trigger');
+  inputs.set(4, 1); // the input fires (rising edge)
+  for (let n = 1; n <= 3; n++) {
+    source.push(CAT);
+    if (n <= 2) await until(`classification ${n}`, () => daemon.stats().classified === n);
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(daemon.stats().classified, 2, 'a burst of two frames');
+  t.ok(daemon.trigger(), 'the API triggers too (for MQTT commands)');
+  source.push(HOTDOG);
+  await until('classification 3', () => daemon.stats().classified === 3);
+  inputs.set(4, 0); // falling edge: not a trigger with edge rising
+  source.push(CAT);
+  await until('classification 4: the rest of the API burst', () => daemon.stats().classified === 4);
+  source.push(CAT);
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(daemon.stats().classified, 4, 'no more after the burst; the falling edge triggered nothing');
+  await daemon.stop();
+  t.notOk(daemon.trigger(), 'no trigger after stop');
+});
+
+t.test('a trigger pin the GPIO backend refuses stops the start with its reason', async (t) => {
+  const { VirtualInputBackend } = await import('../../src/gpio/input.js');
+  const { log } = capturingLogger('debug');
+  const inputs = new VirtualInputBackend({ log });
+  inputs.openInput(4, { edge: 'rising', debounceMs: 0, pull: 'none' }, () => {}); // held by someone else
+  const c = config((c) => ({ ...c, source: { ...c.source, mode: 'trigger', trigger: { ...c.source.trigger, pin: 4 } } }));
+  const { daemon } = build(t, { config: c, gpioInputBackend: inputs });
+  await t.rejects(daemon.start(), /virtual GPIO BCM 4 is already open/);
 });

@@ -15,6 +15,8 @@ import { Daemon, type DaemonOptions, MAX_CONSECUTIVE_FAILURES } from '../../src/
 import { SdNotifier } from '../../src/service/sd-notify.js';
 import { Supervisor, type SupervisorOptions } from '../../src/service/supervisor.js';
 import { image, model } from '../helpers/assets.js';
+import { startMosquitto } from '../helpers/mosquitto.js';
+import { recordMqtt } from '../helpers/mqtt-recorder.js';
 import { capturingLogger } from '../helpers/recording.js';
 import { ArraySource } from '../helpers/sources.js';
 
@@ -173,4 +175,37 @@ t.test('a shutdown that takes longer than the deadline exits 1 anyway', async (t
   t.equal(await supervisor.exited, 1);
   t.ok(Date.now() - at < 2000, `after ${Date.now() - at} ms`);
   t.ok(logged('shutdown took longer than 300 ms: exiting anyway'));
+});
+
+t.test('request/reload over MQTT: reloads as SIGHUP does, answered by the daemon running afterwards', async (t) => {
+  const broker = await startMosquitto(t);
+  const base = `ec-test/reload-${process.pid}`;
+  const onBroker = (c: Config): Config => ({
+    ...c,
+    mqtt: { ...c.mqtt, url: broker.url, base_topic: base },
+    homeassistant: { ...c.homeassistant, enabled: false },
+  });
+  const a = config(base, onBroker);
+  const b = config(base, (c) => onBroker({ ...c, inference: { ...c.inference, threshold: 0.3 } }));
+  const answers: Array<() => Promise<Config>> = [
+    async () => b,
+    async () => Promise.reject(new ConfigError(['inference.top_k: expected more than 0, but received 0 (line 3)'], '/etc/x.yaml')),
+  ];
+  const { supervisor } = build(t, a, () => answers.shift()!());
+  await supervisor.start();
+  const rec = await recordMqtt(t, broker.url, `${base}/#`);
+  await rec.waitFor((m) => m.topic === `${base}/availability` && m.payload === 'online');
+  await rec.client.publishAsync(`${base}/request/reload`, '{"id":"r1"}', { qos: 1 });
+  const ok = await rec.waitFor((m) => m.topic === `${base}/response/reload`, 20_000, 'the response to the reload');
+  t.match(JSON.parse(ok.payload), { command: 'reload', id: 'r1', ok: true, result: { reloaded: true } });
+  t.equal(supervisor.current.inference.threshold, 0.3, 'the reloaded configuration runs');
+  await rec.waitFor((m) => m.topic === `${base}/settings` && JSON.parse(m.payload).threshold === 0.3, 5000, 'settings of the new configuration');
+  rec.clear();
+  await rec.client.publishAsync(`${base}/request/reload`, '{"id":"r2"}', { qos: 1 });
+  const refused = await rec.waitFor((m) => m.topic === `${base}/response/reload`, 20_000, 'the second response');
+  t.match(JSON.parse(refused.payload), {
+    id: 'r2',
+    ok: false,
+    error: /inference\.top_k: expected more than 0, but received 0 \(line 3\); the running configuration is kept/,
+  });
 });

@@ -1,25 +1,41 @@
-import sharp, { type OutputInfo } from 'sharp';
-import type { TensorDetails } from '../../core/types.js';
+import type { OutputInfo, default as Sharp } from 'sharp';
+import { NotLoadableError } from '../../core/errors.js';
+import type { RawPictureFormat, ResizeMode, Roi, TensorDetails } from '../../core/types.js';
 import { applyPixelMapping, type InputDType, type InputTensorArray, type PixelMapping, type PixelMappingOptions, resolvePixelMapping } from './quantize.js';
-
-// libvips keeps recent operations and their images in a cache (50 MB by default) to reuse them; every
-// camera frame is new, so the cache only holds memory.
-sharp.cache(false);
-
-/**
- * How a frame is fitted to the model's H×W input:
- * - `stretch`: the whole image scaled to H×W, aspect ratio not kept (sharp `fit: 'fill'`);
- *   what the reference MobileNet scores in the test assets were measured with;
- * - `crop`: scaled to cover H×W, the centre kept (sharp `fit: 'cover'`);
- * - `letterbox`: scaled to fit inside H×W, black bars added (sharp `fit: 'contain'`).
- */
-export type ResizeMode = 'stretch' | 'crop' | 'letterbox';
+import { RawToTensor } from './raw-to-tensor.js';
 
 /** Image formats recognised from their first bytes. `bmp` and `heic` are recognised but not decoded. */
 export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'tiff' | 'avif' | 'heif' | 'heic' | 'bmp';
 
 /** Formats the prebuilt sharp (libvips) decodes, as a sentence fragment for messages. */
 const READABLE_FORMATS = 'JPEG, PNG, WebP, GIF, TIFF or AVIF';
+
+let sharpModule: typeof Sharp | undefined;
+
+/**
+ * Loads sharp (libvips) once, on first use rather than at import, so that a
+ * sharp whose native part is missing or built for another platform, arch or
+ * Node.js fails with a message naming the fix instead of an uncaught stack
+ * trace before anything can report it.
+ * @throws NotLoadableError (`sharp`).
+ */
+export async function loadSharp(): Promise<typeof Sharp> {
+  if (sharpModule) return sharpModule;
+  try {
+    sharpModule = (await import('sharp')).default;
+    // libvips keeps recent operations and their images in a cache (50 MB by default) to reuse them; every
+    // camera frame is new, so the cache only holds memory.
+    sharpModule.cache(false);
+  } catch (err) {
+    const first = (err as Error).message.split('\n').find((l) => l.trim() !== '') ?? String(err);
+    throw new NotLoadableError(
+      'sharp',
+      `sharp cannot load on linux-${process.arch} with Node.js ${process.version} (${first}): its native part is missing or built for another platform; run npm rebuild sharp in the program's folder, or install the release packed for this machine`,
+      { cause: err },
+    );
+  }
+  return sharpModule;
+}
 
 /**
  * Why a frame could not be decoded, for counting and logging once per kind:
@@ -117,14 +133,37 @@ export interface PreprocessorOptions extends PixelMappingOptions {
   readonly resize?: ResizeMode;
   /** Largest accepted image in pixels (width × height); default 0x3FFF², sharp's default. */
   readonly limitInputPixels?: number;
+  /** Part of each encoded image to use (after EXIF orientation), as fractions; default the whole image. Raw frames come cropped by their source. */
+  readonly roi?: Roi;
 }
 
 /** The input tensor made from one image. */
 export interface PreparedInput {
   /** [1,H,W,3] NHWC packed RGB in the input's dtype; for the uint8 identity mapping, sharp's own buffer. */
   readonly tensor: InputTensorArray;
-  /** The format recognised from the image bytes. */
-  readonly format: ImageFormat;
+  /** The format recognised from the image bytes, or the raw frame's pixel format. */
+  readonly format: ImageFormat | RawPictureFormat['format'];
+}
+
+/** The ROI in whole pixels of the image as displayed (EXIF orientations 5-8 swap width and height), at least 1×1. */
+async function roiBox(
+  sharp: typeof Sharp,
+  image: Uint8Array,
+  roi: Roi,
+  limitInputPixels: number,
+): Promise<{ left: number; top: number; width: number; height: number }> {
+  const meta = await sharp(image, { limitInputPixels }).metadata();
+  const swap = (meta.orientation ?? 1) >= 5;
+  const w = (swap ? meta.height : meta.width) ?? 1;
+  const h = (swap ? meta.width : meta.height) ?? 1;
+  const left = Math.min(w - 1, Math.round(roi.x * w));
+  const top = Math.min(h - 1, Math.round(roi.y * h));
+  return {
+    left,
+    top,
+    width: Math.max(1, Math.min(w, Math.round((roi.x + roi.width) * w)) - left),
+    height: Math.max(1, Math.min(h, Math.round((roi.y + roi.height) * h)) - top),
+  };
 }
 
 /**
@@ -150,6 +189,9 @@ export class Preprocessor {
   /** Elements of one input tensor: H × W × 3. */
   readonly length: number;
   private readonly limitInputPixels: number;
+  private readonly roi: Roi | undefined;
+  /** Raw-frame converters by pixel format (a source keeps one format; a restart may change it). */
+  private readonly rawConverters = new Map<string, RawToTensor>();
 
   constructor(input: TensorDetails, options: PreprocessorOptions = {}) {
     const { height, width, dtype } = checkImageInput(input);
@@ -165,6 +207,31 @@ export class Preprocessor {
     this.mapping = mapping;
     this.warnings = warnings;
     this.limitInputPixels = options.limitInputPixels ?? 0x3fff * 0x3fff;
+    const roi = options.roi;
+    this.roi = roi && !(roi.x <= 0 && roi.y <= 0 && roi.width >= 1 && roi.height >= 1) ? roi : undefined;
+  }
+
+  /**
+   * Converts one raw frame (I420 or RGB24, see `RawPictureFormat`) straight
+   * into the input tensor with `RawToTensor`: the colour conversion, the fit
+   * by `resize` when the frame is not at the input's size, and the pixel
+   * mapping in one pass, into `into` when given. Rejects with
+   * FrameDecodeError `corrupt` when `frame` is not one whole frame of `raw`.
+   */
+  private prepareRaw(frame: Uint8Array, raw: RawPictureFormat, subject: string, into?: InputTensorArray): PreparedInput {
+    const key =
+      raw.format === 'i420'
+        ? `i420 ${raw.width}x${raw.height} ${raw.layout.yStride} ${raw.colorSpace.matrix} ${raw.colorSpace.range}`
+        : `rgb24 ${raw.width}x${raw.height}`;
+    let converter = this.rawConverters.get(key);
+    if (!converter) {
+      converter = new RawToTensor(raw, this.width, this.height, { resize: this.resize, mapping: this.mapping });
+      this.rawConverters.set(key, converter);
+    }
+    if (frame.length !== converter.frameBytes) {
+      throw new FrameDecodeError('corrupt', `${subject} has ${frame.length} bytes: expected ${converter.frameBytes} for a ${key} frame`, subject);
+    }
+    return { tensor: converter.fill(frame, into), format: raw.format };
   }
 
   /**
@@ -182,9 +249,13 @@ export class Preprocessor {
    * with `failOn: 'truncated'`, which rejects truncated data but tolerates the
    * minor warnings cheap webcams' MJPEG frames often carry), `too-large` past
    * the pixel limit.
+   *
+   * With `raw`, `image` is one raw frame of that format, converted without
+   * sharp (see `prepareRaw`); the ROI option applies to encoded images only.
    */
-  async prepare(image: Uint8Array, file?: string, into?: InputTensorArray): Promise<PreparedInput> {
+  async prepare(image: Uint8Array, file?: string, into?: InputTensorArray, raw?: RawPictureFormat): Promise<PreparedInput> {
     const subject = file ?? 'frame';
+    if (raw) return this.prepareRaw(image, raw, subject, into);
     const format = sniffImageFormat(image);
     if (format === null) {
       const head = Array.from(image.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
@@ -210,9 +281,11 @@ export class Preprocessor {
     const fit = this.resize === 'stretch' ? 'fill' : this.resize === 'crop' ? 'cover' : 'contain';
     let data: Buffer;
     let info: OutputInfo;
+    const sharp = await loadSharp();
     try {
-      ({ data, info } = await sharp(image, { failOn: 'truncated', limitInputPixels: this.limitInputPixels })
-        .rotate()
+      let pipeline = sharp(image, { failOn: 'truncated', limitInputPixels: this.limitInputPixels }).rotate();
+      if (this.roi) pipeline = pipeline.extract(await roiBox(sharp, image, this.roi, this.limitInputPixels));
+      ({ data, info } = await pipeline
         .removeAlpha()
         .toColourspace('srgb')
         .resize(this.width, this.height, { fit, position: 'centre', background: { r: 0, g: 0, b: 0, alpha: 1 } })

@@ -167,3 +167,39 @@ t.test('the input tensor must be [1,H,W,3] uint8/int8/float32', async (t) => {
   t.throws(() => checkImageInput(input(0, 0, 'uint8', 1, 0, [1, 3])), { message: /has shape \[1,3\]/ });
   t.throws(() => new Preprocessor(input(8, 8), { resize: 'zoom' as 'crop' }), { message: 'resize mode "zoom" is not one of stretch, crop, letterbox' });
 });
+
+t.test('ROI: the region (after EXIF orientation) is what gets fitted', async (t) => {
+  // Left half red, right half blue; the ROI is the right half.
+  const img = await raw(40, 20, (x) => (x < 20 ? [255, 0, 0] : [0, 0, 255]))
+    .png()
+    .toBuffer();
+  const whole = await new Preprocessor(input(4, 4)).prepare(img);
+  t.ok(near(px(whole.tensor, 4, 0, 0), [255, 0, 0]), 'without ROI the left is red');
+  const right = await new Preprocessor(input(4, 4), { roi: { x: 0.5, y: 0, width: 0.5, height: 1 } }).prepare(img);
+  for (const [x, y] of [
+    [0, 0],
+    [3, 3],
+    [0, 3],
+  ] as const)
+    t.ok(near(px(right.tensor, 4, x, y), [0, 0, 255]), `ROI pixel (${x},${y}) is blue`);
+  // EXIF orientation 6 (rotate 90° clockwise to display): the stored top becomes the right side.
+  const topRed = await raw(20, 40, (_x, y) => (y < 20 ? [255, 0, 0] : [0, 255, 0]))
+    .jpeg()
+    .withMetadata({ orientation: 6 })
+    .toBuffer();
+  const shown = await new Preprocessor(input(4, 4), { roi: { x: 0.5, y: 0, width: 0.5, height: 1 } }).prepare(topRed);
+  t.ok(near(px(shown.tensor, 4, 1, 1), [255, 0, 0]), 'the ROI is taken from the displayed picture');
+});
+
+t.test('raw frames go straight into the tensor; a frame of the wrong size is a corrupt frame', async (t) => {
+  const pre = new Preprocessor(input(2, 2, 'float32', 0, 0), { normalization: { mean: [0], std: [255] } });
+  const frame = Buffer.from([255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255]);
+  const out = await pre.prepare(frame, 'frame 1', undefined, { format: 'rgb24', width: 2, height: 2 });
+  t.equal(out.format, 'rgb24');
+  t.same(Array.from(out.tensor), [1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1]);
+  await t.rejects(pre.prepare(frame.subarray(0, 9), 'frame 2', undefined, { format: 'rgb24', width: 2, height: 2 }), {
+    name: 'FrameDecodeError',
+    kind: 'corrupt',
+    message: 'frame 2 has 9 bytes: expected 12 for a rgb24 2x2 frame',
+  });
+});
