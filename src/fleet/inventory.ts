@@ -142,7 +142,7 @@ function valueAt(root: unknown, keys: Keys): unknown {
  */
 export function parseInventory(text: string, file: string): Inventory {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     throw new InventoryError(
       doc.errors.map((e) => {
@@ -165,11 +165,10 @@ export function parseInventory(text: string, file: string): Inventory {
     }
     return line;
   };
-  const where = (keys: Keys): string => {
-    const line = lineOf(keys);
-    const at = keys[0] === 'hosts' && keys.length >= 2 ? `host '${String(keys[1])}'${keys.length > 2 ? ` ${keys.slice(2).join('.')}` : ''}` : keys.join('.') || 'top level';
-    return `${line !== undefined ? `line ${line}: ` : ''}${at}`;
-  };
+  const name = (keys: Keys): string =>
+    keys[0] === 'hosts' && keys.length >= 2 ? `host '${String(keys[1])}'${keys.length > 2 ? ` ${keys.slice(2).join('.')}` : ''}` : keys.join('.') || 'top level';
+  const at = (line: number | undefined): string => (line !== undefined ? `line ${line}: ` : '');
+  const where = (keys: Keys): string => `${at(lineOf(keys))}${name(keys)}`;
 
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new InventoryError([`expected a mapping with 'hosts' (and optionally 'defaults') at the top level but found ${describe(data)}`], file);
@@ -180,14 +179,18 @@ export function parseInventory(text: string, file: string): Inventory {
       const keys = issue.path;
       if (issue.code === 'unrecognized_keys') {
         const known = Object.keys(keys.length === 0 ? fileSchema.shape : keys[0] === 'defaults' ? settings : hostSchema.shape);
-        return issue.keys.map((k) => `${where([...keys, k])}: unknown key '${k}' (known: ${known.join(', ')})`).join('; ');
+        return issue.keys.map((k) => `${at(lineOf([...keys, k]))}${name(keys)}: unknown key '${k}' (known: ${known.join(', ')})`).join('; ');
       }
       if (issue.code === 'invalid_key') return `${where(keys)}: host name ${issue.message.replace(/^Invalid key in record$/, 'not valid: expected letters, digits, ".", "_" or "-"')}`;
       let message = issue.message.replace(/^Invalid input: /, '');
       if (issue.code === 'too_small' && issue.origin === 'string') message = 'expected a non-empty string';
       if (issue.code === 'too_small' && issue.origin === 'number') message = `expected at least ${String(issue.minimum)}`;
       if (issue.code === 'too_big') message = `expected at most ${String(issue.maximum)}`;
-      if (issue.code === 'invalid_type') message = `expected ${issue.expected}, got ${describe(valueAt(data, keys))}`;
+      if (issue.code === 'invalid_type') {
+        const expected = ({ record: 'a mapping', object: 'a mapping', array: 'a list' } as Record<string, string>)[issue.expected] ?? `a ${issue.expected}`;
+        const value = valueAt(data, keys);
+        message = value === undefined ? `missing (expected ${expected})` : `expected ${expected}, got ${describe(value)}`;
+      }
       return `${where(keys)}: ${message}`;
     });
     throw new InventoryError(problems, file);
