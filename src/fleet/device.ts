@@ -7,18 +7,25 @@
 import type { FleetHost } from './inventory.js';
 import { shellQuote as quote, type RemoteResult, type SshSession } from './ssh.js';
 
-/** What `release install|activate|rollback`, `model install|rollback` print (one JSON object). */
+/**
+ * What `release install|activate|rollback` and `model install|rollback`
+ * print (one JSON object). Install: `version`, `already`; a switch:
+ * `target`, `previous`, `rolled_back`, `healthy_at_end`; a refusal or a
+ * failed gate: `check` (the check that failed), `reason`, `fix`.
+ */
 export interface DeviceActionResult {
   readonly ok: boolean;
   readonly action?: string;
   readonly version?: string;
-  readonly model?: unknown;
+  readonly already?: boolean;
+  readonly target?: string;
   readonly previous?: string | null;
   readonly rolled_back?: boolean;
-  readonly reason?: string;
-  /** The check that refused (sha256, arch, node_abi, archive, self_test, disk …), when one did. */
+  readonly rollback_healthy?: boolean;
+  readonly healthy_at_end?: boolean;
   readonly check?: string;
-  readonly checks?: readonly unknown[];
+  readonly reason?: string;
+  readonly fix?: string | null;
   readonly health?: DeviceHealth;
 }
 
@@ -141,7 +148,8 @@ export class RemoteDevice {
     return this.session.run([this.host.command, ...args], {
       sudo: this.host.sudo,
       signal: options.signal,
-      onStderrLine: options.onProgress ? (l) => l.trim() !== '' && options.onProgress!(l.trim()) : undefined,
+      // The device prefixes its progress lines with the program's name.
+      onStderrLine: options.onProgress ? (l) => l.trim() !== '' && options.onProgress!(l.trim().replace(/^edge-classifier: /, '')) : undefined,
     });
   }
 

@@ -230,11 +230,14 @@ async function send(device: RemoteDevice, facts: DeviceFacts, files: readonly st
   return r;
 }
 
-/** The device said why in its JSON; with its check name when there is one. */
+/** The device said why in its JSON: "CHECK: reason". */
 function reasonOf(v: DeviceActionResult, fallback: string): string {
   const reason = v.reason ?? fallback;
   return v.check !== undefined && !reason.toLowerCase().startsWith(v.check.replace(/_/g, ' ')) ? `${v.check}: ${reason}` : reason;
 }
+
+/** The device's fix, when it gave one. */
+const fixOf = (v: DeviceActionResult): { hint?: string } => (v.fix != null && v.fix !== '' ? { hint: v.fix } : {});
 
 /**
  * After the link dropped during a device command: reconnects once and reads
@@ -263,7 +266,8 @@ async function afterLinkLoss(device: RemoteDevice, err: SshError, before: string
 export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
   return async (device, facts, note) => {
     const list = await releaseList(device, ctx.kill);
-    const before = list?.current ?? undefined;
+    // null: the device has no release yet; undefined: it could not be read.
+    const before = list === undefined ? undefined : (list.current ?? 'none');
     const deviceArch = archOfMachine(facts.machine);
     if (deviceArch !== archive.arch) {
       return {
@@ -300,7 +304,7 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
     }
     await removeStaged(device.session, facts.stagingDir, names);
     if (installed.code !== 0 || !installed.value.ok) {
-      return { status: 'refused', before, now: before, detail: reasonOf(installed.value, 'release install refused the archive'), transfer };
+      return { status: 'refused', before, now: before, detail: reasonOf(installed.value, 'release install refused the archive'), ...fixOf(installed.value), transfer };
     }
     const version = installed.value.version ?? archive.version;
 
@@ -323,9 +327,9 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
     }
     const now = (await releaseList(device, ctx.kill))?.current ?? (v.rolled_back === true ? (v.previous ?? before) : undefined);
     if (activated.code === 3) {
-      return { status: 'rollback unhealthy', before, now, detail: reasonOf(v, 'health gate failed and the release rolled back to is not healthy either'), hint: `look at the device: ssh ${device.host.name} journalctl -u edge-classifier`, transfer };
+      return { status: 'rollback unhealthy', before, now, detail: reasonOf(v, 'health gate failed and the release rolled back to is not healthy either'), hint: v.fix ?? `look at the device: ssh ${device.host.name} journalctl -u edge-classifier`, transfer };
     }
-    return { status: v.rolled_back === false ? 'failed' : 'rolled back', before, now, detail: reasonOf(v, 'health gate failed'), transfer };
+    return { status: v.rolled_back === false ? 'failed' : 'rolled back', before, now, detail: reasonOf(v, 'health gate failed'), ...fixOf(v), transfer };
   };
 }
 
@@ -366,8 +370,8 @@ export function modelStep(upload: ModelUpload, ctx: PushContext): Step {
     const nowHealth = v.health ?? (await readHealth(device, ctx.kill));
     const now = modelLabel(nowHealth?.model);
     if (result.code === 0 && v.ok) return { status: now !== undefined && now === before ? 'unchanged' : 'updated', before, now, detail: `healthy on ${now ?? 'the new model'}, no restart`, transfer };
-    if (result.code === 3) return { status: 'rollback unhealthy', before, now, detail: reasonOf(v, 'health gate failed and the previous model is not healthy either'), transfer };
-    return { status: v.rolled_back === true ? 'rolled back' : 'refused', before, now, detail: reasonOf(v, 'model install refused'), transfer };
+    if (result.code === 3) return { status: 'rollback unhealthy', before, now, detail: reasonOf(v, 'health gate failed and the previous model is not healthy either'), ...fixOf(v), transfer };
+    return { status: v.rolled_back === true ? 'rolled back' : 'refused', before, now, detail: reasonOf(v, 'model install refused'), ...fixOf(v), transfer };
   };
 }
 
@@ -388,6 +392,6 @@ export function rollbackStep(what: 'release' | 'model', ctx: PushContext): Step 
     }
     const now = await read();
     if (r.code === 0 && r.value.ok) return { status: 'updated', before, now, detail: `rolled back to ${now ?? '?'}` };
-    return { status: r.code === 3 ? 'rollback unhealthy' : 'failed', before, now, detail: reasonOf(r.value, lastLine(r.stderr) || `${what} rollback failed`) };
+    return { status: r.code === 3 ? 'rollback unhealthy' : 'failed', before, now, detail: reasonOf(r.value, lastLine(r.stderr) || `${what} rollback failed`), ...fixOf(r.value) };
   };
 }

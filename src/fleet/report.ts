@@ -111,7 +111,7 @@ export class ProgressDisplay implements ProgressSink {
   }
 
   private draw(): void {
-    const width = Math.max(40, (this.out.columns ?? 100) - 1);
+    const width = Math.max(40, (this.out.columns || 100) - 1);
     const name = Math.max(...this.lines.map((l) => l.host.length), 4);
     this.clear();
     for (const l of this.lines) {

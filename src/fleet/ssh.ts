@@ -12,7 +12,7 @@
  * ssh's own failures (exit 255 with its messages on stderr) become an
  * SshError whose `kind` says what happened and `hint` what to do.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FleetHost } from './inventory.js';
@@ -47,6 +47,16 @@ export const CONNECT_TIMEOUT_S = 10;
 const SERVER_ALIVE = ['ServerAliveInterval=10', 'ServerAliveCountMax=3'];
 /** A master connection left behind (fleet killed) closes itself after this idle time, in s. */
 const CONTROL_PERSIST_S = 120;
+
+/**
+ * Spawns ssh with SIGINT ignored: a Ctrl-C on the terminal reaches every
+ * process of the foreground group, and fleet decides itself which ssh to end
+ * (the first Ctrl-C lets device commands finish). OpenSSH keeps an inherited
+ * "ignore" for SIGINT instead of installing its own handler.
+ */
+function spawnIgnoringInt(bin: string, args: readonly string[], stdio: StdioOptions): ChildProcess {
+  return spawn('/bin/sh', ['-c', 'trap "" INT; exec "$0" "$@"', bin, ...args], { stdio });
+}
 
 /**
  * Quotes a word for a POSIX shell: plain words stay as they are, anything
@@ -214,10 +224,10 @@ export class SshSession {
     let code: number | null;
     try {
       code = await new Promise<number | null>((resolve, reject) => {
-        const child = spawn(
+        const child = spawnIgnoringInt(
           this.bin,
           [...this.baseArgs(), '-o', 'ControlMaster=yes', '-o', `ControlPersist=${CONTROL_PERSIST_S}`, '-N', this.destination],
-          { stdio: ['ignore', 'ignore', fd] },
+          ['ignore', 'ignore', fd],
         );
         const abort = (): void => {
           child.kill('SIGTERM');
@@ -272,7 +282,7 @@ export class SshSession {
 
   private spawnSsh(args: string[], options: Omit<RunOptions, 'sudo'> = {}): Promise<{ code: number | null; stdout: string; stderr: string; cancelled: boolean }> {
     return new Promise((resolve, reject) => {
-      const child = spawn(this.bin, args, { stdio: [options.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+      const child = spawnIgnoringInt(this.bin, args, [options.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe']);
       let stdout = '';
       let stderr = '';
       let cancelled = false;
@@ -306,6 +316,10 @@ export class SshSession {
       child.once('error', (e) => reject(new SshError('ssh', `cannot run ${this.bin}: ${e.message}`, 'install OpenSSH (the openssh-client package)', '')));
       child.once('close', (code) => {
         options.signal?.removeEventListener('abort', abort);
+        if (code === 127 && /exec: .*not found/.test(stderr)) {
+          reject(new SshError('ssh', `cannot run ${this.bin}: not found`, 'install OpenSSH (the openssh-client package)', stderr));
+          return;
+        }
         resolve({ code, stdout, stderr, cancelled });
       });
     });

@@ -118,7 +118,8 @@ function runTool(bin: string, args: string[], signal: AbortSignal | undefined, o
     child.once('error', (e) => reject(new TransferError(`cannot run ${bin}: ${e.message}`, `install ${path.basename(bin)}`)));
     child.once('close', (code) => {
       signal?.removeEventListener('abort', abort);
-      resolve({ code, stdout, stderr, cancelled });
+      // A Ctrl-C reaches rsync directly too (exit 20) and may beat fleet's own kill.
+      resolve({ code, stdout, stderr, cancelled: cancelled || signal?.aborted === true });
     });
   });
 }
