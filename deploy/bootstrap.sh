@@ -144,7 +144,7 @@ say "sudoers rule $rule for $DEPLOY_USER"
 
 say "doctor:"
 doctor=0
-"$wrapper" doctor >&2 || doctor=$?
+"$NODE" "$cli" doctor >&2 || doctor=$?
 [ "$activated" = 0 ] || die "release $VERSION did not pass its health gate (exit $activated): see doctor above and journalctl -u edge-classifier"
 [ "$doctor" = 0 ] || die "doctor found a problem (see above)"
 say "done: release $VERSION runs"

@@ -30,6 +30,8 @@ export interface BootstrapOptions {
 /** A bootstrap outcome with the device's doctor report when it could be read. */
 export interface BootstrapOutcome extends HostOutcome {
   readonly doctor?: DoctorReport;
+  /** When it failed: the last lines the device printed (its own commands' messages). */
+  readonly log?: readonly string[];
 }
 
 /** Sets up one host; never throws (every failure is an outcome). */
@@ -63,12 +65,14 @@ export async function bootstrapHost(host: FleetHost, archive: ReleaseArchive, op
     ];
     note('setting up');
     const log: string[] = [];
+    const deviceLines: string[] = [];
     const r = await session.runShell(shellCommand([...(host.sudo ? ['sudo', '-n', '--'] : []), 'sh', '-s', '--', ...args]), {
       stdin: readFileSync(BOOTSTRAP_SCRIPT),
       signal: ctx.kill,
       onStderrLine: (l) => {
         log.push(l);
         if (l.startsWith('bootstrap: ')) note(l.slice('bootstrap: '.length));
+        else if (l.trim() !== '') deviceLines.push(l);
       },
     });
     await removeStaged(session, facts.stagingDir, files.map((f) => path.basename(f)));
@@ -89,6 +93,7 @@ export async function bootstrapHost(host: FleetHost, archive: ReleaseArchive, op
         detail: sudo ? `sudo asks ${deployUser} for a password` : why,
         hint: sudo ? 'bootstrap needs passwordless sudo once (Raspberry Pi OS gives it to its first user), or log in as root with sudo: false' : 'fix what it says and run bootstrap again (each step is safe to repeat)',
         doctor,
+        log: deviceLines.slice(-12),
       });
     }
     return done({ ok: doctor?.ok !== false, status: 'updated', before: undefined, now: archive.version, detail: `set up; runs ${archive.version}${doctor ? `; doctor: ${doctor.ok ? 'ok' : 'problems'}` : ''}`, doctor });

@@ -3,13 +3,17 @@
  * arch (a `builder: true` host), for the parts that must be compiled there
  * (`edge-classifier pack` refuses to cross-build them and names them).
  *
- * The source (the files git tracks in this checkout, as they are in the
- * working tree) goes to the builder with rsync; there `npm ci`, `npm run
- * build` and `edge-classifier pack` run as on any machine; the archive and
- * its .sha256 come back and are checked here.
+ * What goes to the builder: the files git tracks in this checkout (as they
+ * are in the working tree) and the program built here (`dist/`, plain
+ * JavaScript: the builder does not run the TypeScript compiler). There
+ * `npm ci` installs the dependencies for the builder's arch and Node.js —
+ * kept for the next build while package-lock.json and the Node.js ABI stay
+ * the same, since a full install takes minutes on a Pi — then
+ * `edge-classifier pack`; the archive and its .sha256 come back and are
+ * checked here.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { archOfMachine, lastLine, RemoteDevice } from './device.js';
@@ -46,6 +50,13 @@ export interface BuildOptions {
   readonly acceptNewHostKeys: boolean;
   readonly progress: ProgressSink;
   readonly signal: AbortSignal;
+}
+
+/** Every file under `root/sub`, as paths relative to `root`. */
+function listTree(root: string, sub: string): string[] {
+  return readdirSync(path.join(root, sub), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listTree(root, path.join(sub, e.name)) : e.isFile() ? [path.join(sub, e.name)] : [],
+  );
 }
 
 /** The files git tracks in the checkout (paths relative to it). Throws BuildError outside a git checkout. */
@@ -125,18 +136,25 @@ async function buildOn(session: SshSession, home: string, options: BuildOptions)
   const host = session.host;
   const note = (t: string): void => options.progress.update(host.name, t);
   const dir = `${home.replace(/\/+$/, '')}/${BUILD_DIR}`;
-  const files = sourceFiles();
+  if (!existsSync(path.join(SOURCE_ROOT, 'dist', 'cli.js'))) throw new BuildError(`${SOURCE_ROOT}/dist is not built`, 'run npm run build first');
+  const files = [...sourceFiles().filter((f) => !f.startsWith('dist/')), ...listTree(SOURCE_ROOT, 'dist')];
   note(`sending the source (${files.length} files)`);
-  const prep = await session.run(['sh', '-c', 'rm -rf "$1/src" "$1/out" && mkdir -p "$1/src" "$1/out"', 'sh', dir], { signal: options.signal });
+  // A fresh source tree each time, but the installed node_modules stays.
+  const prep = await session.run(
+    ['sh', '-c', 'mkdir -p "$1/src" && find "$1/src" -mindepth 1 -maxdepth 1 ! -name node_modules -exec rm -rf {} + && rm -rf "$1/out" && mkdir -p "$1/out"', 'sh', dir],
+    { signal: options.signal },
+  );
   if (prep.code !== 0) throw new BuildError(`cannot prepare ${dir} on ${host.name}: ${lastLine(prep.stderr)}`, 'check the disk and permissions of the login');
   const sent = await rsync(['-e', session.rsyncShell(), '--from0', '--files-from=-', '--times', '--', `${SOURCE_ROOT}/`, session.remotePath(`${dir}/src/`)], options.signal, `${files.join('\0')}\0`);
   if (sent.cancelled) throw new CancelledError(`sending the source to ${host.name}`);
   if (sent.code !== 0) throw classifySshFailure(host, sent.stderr) ?? new TransferError(`sending the source to ${host.name} failed: ${lastLine(sent.stderr)}`, 'try again');
 
+  // `installed` records the lockfile and Node.js ABI node_modules was installed for.
   const script =
     'set -e; cd "$1/src"; ' +
-    'echo "npm ci"; npm ci --prefer-offline --no-audit --no-fund >&2; ' +
-    'echo "npm run build"; npm run build >&2; ' +
+    'want="$(sha256sum package-lock.json | cut -d" " -f1) $(node -p process.versions.modules)"; ' +
+    'if [ -d node_modules ] && [ "$(cat ../installed 2>/dev/null)" = "$want" ]; then echo "dependencies up to date"; ' +
+    'else echo "npm ci"; rm -f ../installed; npm ci --prefer-offline --no-audit --no-fund >&2; echo "$want" > ../installed; fi; ' +
     'echo "pack"; node dist/cli.js pack --out "$1/out" ${2:+--version "$2"} >&2; ' +
     'ls "$1/out"/*.tar.gz';
   const r = await session.run(['sh', '-c', script, 'sh', dir, options.version ?? ''], {
@@ -145,7 +163,7 @@ async function buildOn(session: SshSession, home: string, options: BuildOptions)
     onStderrLine: (l) => l.trim() !== '' && note(l.trim().slice(0, 100)),
   });
   if (r.code !== 0) {
-    throw new BuildError(`build on ${host.name} failed (exit ${r.code}): ${lastLine(r.stderr)}`, `look at the full output: ssh ${host.name} and run the build in ~/${BUILD_DIR}/src (npm ci && npm run build && node dist/cli.js pack)`);
+    throw new BuildError(`build on ${host.name} failed (exit ${r.code}): ${lastLine(r.stderr)}`, `look at the full output: ssh ${host.name} and run the build in ~/${BUILD_DIR}/src (npm ci && node dist/cli.js pack)`);
   }
   const remoteArchive = lastLine(r.stdout);
   mkdirSync(options.out, { recursive: true });

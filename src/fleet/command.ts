@@ -50,12 +50,10 @@ interface GlobalFlags {
   json?: boolean;
 }
 
-/** Where output goes; a test or an embedding program can capture it. */
-export interface FleetIo {
+/** Where output goes. */
+interface FleetIo {
   readonly stdout: NodeJS.WritableStream;
   readonly stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
-  /** Called with the exit status when a command ends. */
-  readonly exit: (code: number) => void;
 }
 
 /** Ctrl-C handling: the first stops starting work, the second ends every ssh now. */
@@ -121,11 +119,15 @@ function rolloutText(report: RolloutReport<HostOutcome>): string {
 }
 
 /**
- * Builds the `fleet` command. `io` defaults to the process's streams and
- * `process.exitCode`.
+ * Adds `fleet` and its subcommands to the program. `setExit` receives each
+ * action's exit-status promise.
  */
-export function fleetCommand(io: FleetIo = { stdout: process.stdout, stderr: process.stderr, exit: (c) => (process.exitCode = c) }): Command {
-  const fleet = new Command('fleet')
+export function addFleetCommands(cli: Command, setExit: (p: Promise<number>) => void): void {
+  const io: FleetIo = { stdout: process.stdout, stderr: process.stderr };
+  const fleet = cli
+    .command('fleet')
+    // The inventory, --limit and the other fleet options may come before or after the subcommand.
+    .enablePositionalOptions(false)
     .description('update and watch a fleet of devices over SSH (an inventory of hosts)')
     .addOption(new Option('-i, --inventory <file>', 'the inventory (YAML)').env('EDGE_CLASSIFIER_INVENTORY').default(DEFAULT_INVENTORY))
     .option('-l, --limit <pattern>', 'only these hosts/groups, comma-separated; !NAME excludes (e.g. house,!barn)')
@@ -135,23 +137,23 @@ export function fleetCommand(io: FleetIo = { stdout: process.stdout, stderr: pro
 
   /** Runs an action with uniform error handling and exit status. */
   const act = <A extends unknown[]>(fn: (flags: GlobalFlags, ...args: A) => Promise<number>) =>
-    async (...args: A): Promise<void> => {
+    (...args: A): void => {
       const cmd = args[args.length - 1] as Command;
       const flags = cmd.optsWithGlobals<GlobalFlags>();
-      try {
-        io.exit(await fn(flags, ...args));
-      } catch (err) {
-        if (err instanceof InventoryError) {
-          io.stderr.write(`edge-classifier fleet: ${err.message}\n`);
-          io.exit(EX_CONFIG);
-        } else if (err instanceof PushInputError || err instanceof BuildError || err instanceof SshError || err instanceof TransferError) {
-          io.stderr.write(`edge-classifier fleet: ${err.message}\n`);
-          if ('hint' in err) io.stderr.write(`  ${(err as { hint: string }).hint}\n`);
-          io.exit(1);
-        } else {
+      setExit(
+        fn(flags, ...args).catch((err: unknown) => {
+          if (err instanceof InventoryError) {
+            io.stderr.write(`edge-classifier fleet: ${err.message}\n`);
+            return EX_CONFIG;
+          }
+          if (err instanceof PushInputError || err instanceof BuildError || err instanceof SshError || err instanceof TransferError) {
+            io.stderr.write(`edge-classifier fleet: ${err.message}\n`);
+            if ('hint' in err) io.stderr.write(`  ${(err as { hint: string }).hint}\n`);
+            return 1;
+          }
           throw err;
-        }
-      }
+        }),
+      );
     };
 
   const rollout = async (
@@ -208,7 +210,7 @@ export function fleetCommand(io: FleetIo = { stdout: process.stdout, stderr: pro
     .option('--labels <file>', 'labels file for --model')
     .option('--canary <n>', 'hosts updated first; all must succeed', whole('--canary', 0), 1)
     .option('--batch <n>', 'hosts per batch after the canary', whole('--batch', 1), 5)
-    .option('--max-fail <n|p%>', 'failed hosts tolerated before the rollout stops (a count or a % of the hosts)', budget, { count: 0 } as FailBudget)
+    .addOption(new Option('--max-fail <n|p%>', 'failed hosts tolerated before the rollout stops (a count or a % of the hosts)').argParser(budget).default({ count: 0 }, '0'))
     .option('--health-timeout <s>', "the device's health gate timeout (default: the device's, 60 s)", whole('--health-timeout', 1))
     .option('--bwlimit <KiB/s>', 'limit each transfer, in KiB/s', whole('--bwlimit', 1))
     .option('--keep <n>', 'after a successful release, keep this many releases on the device (release prune)', whole('--keep', 2))
@@ -235,7 +237,7 @@ export function fleetCommand(io: FleetIo = { stdout: process.stdout, stderr: pro
     .option('--model', 'roll back the model instead of the release')
     .option('--canary <n>', 'hosts rolled back first; all must succeed', whole('--canary', 0), 0)
     .option('--batch <n>', 'hosts per batch', whole('--batch', 1), 1000)
-    .option('--max-fail <n|p%>', 'failed hosts tolerated before stopping', budget, { percent: 100 } as FailBudget)
+    .addOption(new Option('--max-fail <n|p%>', 'failed hosts tolerated before stopping').argParser(budget).default({ percent: 100 }, '100%'))
     .option('--health-timeout <s>', "the device's health gate timeout", whole('--health-timeout', 1))
     .action(
       act(async (flags, opts: { model?: boolean; canary: number; batch: number; maxFail: FailBudget; healthTimeout?: number }) => {
@@ -311,8 +313,10 @@ export function fleetCommand(io: FleetIo = { stdout: process.stdout, stderr: pro
           if (flags.json === true) {
             io.stdout.write(`${outcomes.map((o) => JSON.stringify(o)).join('\n')}\n`);
           } else {
-            const doctor = doctorTable(outcomes.filter((o) => o.doctor !== undefined).map((o) => ({ host: o.host, report: o.doctor, state: o.doctor!.ok ? 'ok' : 'fail', detail: '' })));
-            io.stdout.write(`${outcomeTable(outcomes.map((o) => ({ host: o.host, outcome: o })))}\n\n${doctor}\n`);
+            const withDoctor = outcomes.filter((o) => o.doctor !== undefined);
+            const doctor = withDoctor.length > 0 ? `\n\n${doctorTable(withDoctor.map((o) => ({ host: o.host, report: o.doctor, state: o.doctor!.ok ? 'ok' : 'fail', detail: '' })))}` : '';
+            const logs = outcomes.filter((o) => o.log !== undefined && o.log.length > 0).map((o) => `\n\n${o.host} said:\n${o.log!.map((l) => `  ${l}`).join('\n')}`);
+            io.stdout.write(`${outcomeTable(outcomes.map((o) => ({ host: o.host, outcome: o })))}${doctor}${logs.join('')}\n`);
           }
           if (interrupts.interrupted) return EX_INTERRUPTED;
           return outcomes.every((o) => o.ok) ? 0 : 1;
@@ -361,7 +365,6 @@ export function fleetCommand(io: FleetIo = { stdout: process.stdout, stderr: pro
       }),
     );
 
-  return fleet;
 }
 
 /**

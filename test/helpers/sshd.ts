@@ -16,8 +16,13 @@
  * known_hosts holds every target's host key, so tests run with strict host
  * key checking as a fleet does. `env` adds variables to every session.
  *
+ * `root/usr/local/bin` comes next on PATH (where bootstrap writes the
+ * `edge-classifier` command).
+ *
  * sshd run by root needs its privilege separation folder (/run/sshd, which
- * Debian's service creates at boot); it is created when missing.
+ * Debian's service creates at boot); it is created when missing. Each sshd
+ * gets SIGTERM when the test process dies (prctl PR_SET_PDEATHSIG, through
+ * python3), so a crashed or timed-out test leaves no server behind.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -30,6 +35,8 @@ import { freePort } from './mosquitto.js';
 
 export const SSHD_BIN = process.env.SSHD_BIN ?? '/usr/sbin/sshd';
 const run = promisify(execFile);
+/** Execs argv[1:] with SIGTERM as its parent-death signal (kept across execve). */
+const DIE_WITH_PARENT = 'import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); os.execv(sys.argv[1], sys.argv[1:])';
 
 interface TeardownTarget {
   teardown(fn: () => unknown): void;
@@ -72,6 +79,8 @@ export interface SshLab {
    * or whole extra hosts (e.g. one pointing at a closed port).
    */
   inventoryYaml(hosts?: Record<string, Record<string, unknown>>, defaults?: Record<string, unknown>): string;
+  /** Runs `fn` at teardown, before the servers stop and the folders go. */
+  onTeardown(fn: () => Promise<unknown>): void;
   /** Writes `inventoryYaml(...)` to a file in the lab folder and returns its path. */
   writeInventory(hosts?: Record<string, Record<string, unknown>>, defaults?: Record<string, unknown>, name?: string): Promise<string>;
 }
@@ -87,7 +96,7 @@ async function keygen(file: string): Promise<string> {
 export async function startSshLab(t: TeardownTarget, names: readonly string[], options: { env?: Readonly<Record<string, string>> } = {}): Promise<SshLab> {
   if (process.getuid?.() === 0 && !existsSync('/run/sshd')) await mkdir('/run/sshd', { mode: 0o755, recursive: true });
   const dir = await mkdtemp(path.join(tmpdir(), 'edge-fleet-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const cleanups: (() => Promise<unknown>)[] = [];
   const user = userInfo().username;
   const identityFile = path.join(dir, 'id_ed25519');
   const userKey = await keygen(identityFile);
@@ -109,7 +118,7 @@ export async function startSshLab(t: TeardownTarget, names: readonly string[], o
     knownLines.push(`[127.0.0.1]:${port} ${pub.split(' ').slice(0, 2).join(' ')}`);
     const env: Record<string, string> = {
       HOME: home,
-      PATH: [bin, path.dirname(process.execPath), '/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'].join(':'),
+      PATH: [bin, path.join(root, 'usr', 'local', 'bin'), path.dirname(process.execPath), '/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'].join(':'),
       EDGE_CLASSIFIER_ROOT: root,
       ...options.env,
     };
@@ -142,7 +151,7 @@ export async function startSshLab(t: TeardownTarget, names: readonly string[], o
     let log = '';
     const start = async (): Promise<void> => {
       if (child) return;
-      const c = spawn(SSHD_BIN, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const c = spawn('python3', ['-c', DIE_WITH_PARENT, SSHD_BIN, '-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
       child = c;
       const ready = new Promise<void>((resolve, reject) => {
         c.stderr!.on('data', (d: Buffer) => {
@@ -195,8 +204,12 @@ export async function startSshLab(t: TeardownTarget, names: readonly string[], o
     targets.push(target);
   }
   await writeFile(knownHostsFile, `${knownLines.join('\n')}\n`, { mode: 0o600 });
+  // In this order: what the test added (e.g. stopping services on the
+  // targets), the servers, then the folders.
   t.teardown(async () => {
+    for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
     for (const x of targets) await x.stop();
+    await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   });
   await Promise.all(targets.map((x) => x.start()));
 
@@ -210,6 +223,7 @@ export async function startSshLab(t: TeardownTarget, names: readonly string[], o
   return {
     dir,
     user,
+    onTeardown: (fn) => cleanups.push(fn),
     identityFile,
     knownHostsFile,
     targets,
