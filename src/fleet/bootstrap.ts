@@ -11,14 +11,14 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { archOfMachine, DeviceCommandError, lastLine, RemoteDevice, type DoctorReport } from './device.js';
+import { archOfMachine, DeviceCommandError, type DoctorReport, lastLine, RemoteDevice } from './device.js';
 import type { FleetHost } from './inventory.js';
 import type { HostOutcome, PushContext, ReleaseArchive } from './push.js';
-import { CancelledError, shellCommand, SshError, SshSession } from './ssh.js';
+import { CancelledError, SshError, SshSession, shellCommand } from './ssh.js';
 import { removeStaged, TransferError, upload } from './transfer.js';
 
 /** The set-up script, shipped in the repository's deploy/ folder. */
-export const BOOTSTRAP_SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'deploy', 'bootstrap.sh');
+const BOOTSTRAP_SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'deploy', 'bootstrap.sh');
 
 export interface BootstrapOptions {
   /** A configuration file for the device; default: the template (an existing one is kept either way). */
@@ -47,18 +47,32 @@ export async function bootstrapHost(host: FleetHost, archive: ReleaseArchive, op
     const facts = await device.facts(ctx.kill);
     const arch = archOfMachine(facts.machine);
     if (arch !== archive.arch) {
-      return done({ ok: false, status: 'refused', before: undefined, now: undefined, detail: `arch: the archive is for linux-${archive.arch}, ${host.name} is linux-${arch} (uname -m: ${facts.machine})` });
+      return done({
+        ok: false,
+        status: 'refused',
+        before: undefined,
+        now: undefined,
+        detail: `arch: the archive is for linux-${archive.arch}, ${host.name} is linux-${arch} (uname -m: ${facts.machine})`,
+      });
     }
     const who = await session.run(['id', '-un']);
     const deployUser = who.stdout.trim();
     const files = [archive.file, archive.sha256File, ...(options.config !== undefined ? [options.config] : [])];
     note('sending');
-    await upload(session, files, facts.stagingDir, { scp: !facts.rsync, bwlimitKiBps: ctx.bwlimitKiBps, signal: ctx.stop, onProgress: (p) => note(`sending ${p.percent}% ${p.rate}`) });
+    await upload(session, files, facts.stagingDir, {
+      scp: !facts.rsync,
+      bwlimitKiBps: ctx.bwlimitKiBps,
+      signal: ctx.stop,
+      onProgress: (p) => note(`sending ${p.percent}% ${p.rate}`),
+    });
     const staged = (f: string): string => `${facts.stagingDir}/${path.basename(f)}`;
     const args = [
-      '--archive', staged(archive.file),
-      '--version', archive.version,
-      '--deploy-user', deployUser,
+      '--archive',
+      staged(archive.file),
+      '--version',
+      archive.version,
+      '--deploy-user',
+      deployUser,
       ...(options.config !== undefined ? ['--config', staged(options.config)] : []),
       ...(options.serviceUser !== undefined ? ['--service-user', options.serviceUser] : []),
       ...(ctx.healthTimeoutS !== undefined ? ['--health-timeout', String(ctx.healthTimeoutS)] : []),
@@ -75,7 +89,11 @@ export async function bootstrapHost(host: FleetHost, archive: ReleaseArchive, op
         else if (l.trim() !== '') deviceLines.push(l);
       },
     });
-    await removeStaged(session, facts.stagingDir, files.map((f) => path.basename(f)));
+    await removeStaged(
+      session,
+      facts.stagingDir,
+      files.map((f) => path.basename(f)),
+    );
     let doctor: DoctorReport | undefined;
     try {
       doctor = (await device.json<DoctorReport>(['doctor'], { signal: ctx.kill })).value;
@@ -83,7 +101,11 @@ export async function bootstrapHost(host: FleetHost, archive: ReleaseArchive, op
       if (!(err instanceof DeviceCommandError)) throw err;
     }
     if (r.code !== 0) {
-      const why = log.filter((l) => l.startsWith('bootstrap: error: ')).slice(-1)[0]?.slice('bootstrap: error: '.length) ?? lastLine(r.stderr);
+      const why =
+        log
+          .filter((l) => l.startsWith('bootstrap: error: '))
+          .slice(-1)[0]
+          ?.slice('bootstrap: error: '.length) ?? lastLine(r.stderr);
       const sudo = /sudo: a (terminal|password) is required/.test(r.stderr);
       return done({
         ok: false,
@@ -91,16 +113,39 @@ export async function bootstrapHost(host: FleetHost, archive: ReleaseArchive, op
         before: undefined,
         now: undefined,
         detail: sudo ? `sudo asks ${deployUser} for a password` : why,
-        hint: sudo ? 'bootstrap needs passwordless sudo once (Raspberry Pi OS gives it to its first user), or log in as root with sudo: false' : 'fix what it says and run bootstrap again (each step is safe to repeat)',
+        hint: sudo
+          ? 'bootstrap needs passwordless sudo once (Raspberry Pi OS gives it to its first user), or log in as root with sudo: false'
+          : 'fix what it says and run bootstrap again (each step is safe to repeat)',
         doctor,
         log: deviceLines.slice(-12),
       });
     }
-    return done({ ok: doctor?.ok !== false, status: 'updated', before: undefined, now: archive.version, detail: `set up; runs ${archive.version}${doctor ? `; doctor: ${doctor.ok ? 'ok' : 'problems'}` : ''}`, doctor });
+    return done({
+      ok: doctor?.ok !== false,
+      status: 'updated',
+      before: undefined,
+      now: archive.version,
+      detail: `set up; runs ${archive.version}${doctor ? `; doctor: ${doctor.ok ? 'ok' : 'problems'}` : ''}`,
+      doctor,
+    });
   } catch (err) {
     const base = { ok: false, before: undefined, now: undefined } as const;
     if (err instanceof SshError) {
-      return done({ ...base, status: err.kind === 'host-key-changed' ? 'host key changed' : err.kind === 'host-key-unknown' ? 'host key unknown' : err.kind === 'auth' ? 'login refused' : err.kind === 'unreachable' ? 'unreachable' : 'ssh failed', detail: err.message, hint: err.hint });
+      return done({
+        ...base,
+        status:
+          err.kind === 'host-key-changed'
+            ? 'host key changed'
+            : err.kind === 'host-key-unknown'
+              ? 'host key unknown'
+              : err.kind === 'auth'
+                ? 'login refused'
+                : err.kind === 'unreachable'
+                  ? 'unreachable'
+                  : 'ssh failed',
+        detail: err.message,
+        hint: err.hint,
+      });
     }
     if (err instanceof TransferError) return done({ ...base, status: 'transfer failed', detail: err.message, hint: err.hint });
     if (err instanceof CancelledError) return done({ ...base, status: 'interrupted', detail: 'cancelled' });

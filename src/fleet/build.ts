@@ -18,16 +18,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { archOfMachine, lastLine, RemoteDevice } from './device.js';
 import type { FleetHost } from './inventory.js';
-import { readReleaseArchive, type ProgressSink, type ReleaseArchive } from './push.js';
+import { type ProgressSink, type ReleaseArchive, readReleaseArchive } from './push.js';
 import { CancelledError, classifySshFailure, SshError, SshSession } from './ssh.js';
 import { TransferError } from './transfer.js';
 
 /** The checkout fleet runs from (holds package.json). */
-export const SOURCE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SOURCE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Build folder on the builder, relative to the login's home. */
 const BUILD_DIR = '.cache/edge-classifier/build';
 
-export class BuildError extends Error {
+class BuildError extends Error {
   constructor(
     message: string,
     readonly hint: string,
@@ -60,13 +60,16 @@ function listTree(root: string, sub: string): string[] {
 }
 
 /** The files git tracks in the checkout (paths relative to it). Throws BuildError outside a git checkout. */
-export function sourceFiles(root: string = SOURCE_ROOT): string[] {
+function sourceFiles(root: string = SOURCE_ROOT): string[] {
   try {
     return execFileSync('git', ['-C', root, 'ls-files', '-z'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
       .split('\0')
       .filter((f) => f !== '');
   } catch (err) {
-    throw new BuildError(`fleet build sends the source of a git checkout, and ${root} is not one (${lastLine((err as { stderr?: string }).stderr ?? '') || (err as Error).message})`, 'run it from a clone of edge-classifier');
+    throw new BuildError(
+      `fleet build sends the source of a git checkout, and ${root} is not one (${lastLine((err as { stderr?: string }).stderr ?? '') || (err as Error).message})`,
+      'run it from a clone of edge-classifier',
+    );
   }
 }
 
@@ -141,13 +144,24 @@ async function buildOn(session: SshSession, home: string, options: BuildOptions)
   note(`sending the source (${files.length} files)`);
   // A fresh source tree each time, but the installed node_modules stays.
   const prep = await session.run(
-    ['sh', '-c', 'mkdir -p "$1/src" && find "$1/src" -mindepth 1 -maxdepth 1 ! -name node_modules -exec rm -rf {} + && rm -rf "$1/out" && mkdir -p "$1/out"', 'sh', dir],
+    [
+      'sh',
+      '-c',
+      'mkdir -p "$1/src" && find "$1/src" -mindepth 1 -maxdepth 1 ! -name node_modules -exec rm -rf {} + && rm -rf "$1/out" && mkdir -p "$1/out"',
+      'sh',
+      dir,
+    ],
     { signal: options.signal },
   );
   if (prep.code !== 0) throw new BuildError(`cannot prepare ${dir} on ${host.name}: ${lastLine(prep.stderr)}`, 'check the disk and permissions of the login');
-  const sent = await rsync(['-e', session.rsyncShell(), '--from0', '--files-from=-', '--times', '--', `${SOURCE_ROOT}/`, session.remotePath(`${dir}/src/`)], options.signal, `${files.join('\0')}\0`);
+  const sent = await rsync(
+    ['-e', session.rsyncShell(), '--from0', '--files-from=-', '--times', '--', `${SOURCE_ROOT}/`, session.remotePath(`${dir}/src/`)],
+    options.signal,
+    `${files.join('\0')}\0`,
+  );
   if (sent.cancelled) throw new CancelledError(`sending the source to ${host.name}`);
-  if (sent.code !== 0) throw classifySshFailure(host, sent.stderr) ?? new TransferError(`sending the source to ${host.name} failed: ${lastLine(sent.stderr)}`, 'try again');
+  if (sent.code !== 0)
+    throw classifySshFailure(host, sent.stderr) ?? new TransferError(`sending the source to ${host.name} failed: ${lastLine(sent.stderr)}`, 'try again');
 
   // `installed` records the lockfile and Node.js ABI node_modules was installed for.
   const script =
@@ -155,7 +169,7 @@ async function buildOn(session: SshSession, home: string, options: BuildOptions)
     'want="$(sha256sum package-lock.json | cut -d" " -f1) $(node -p process.versions.modules)"; ' +
     'if [ -d node_modules ] && [ "$(cat ../installed 2>/dev/null)" = "$want" ]; then echo "dependencies up to date"; ' +
     'else echo "npm ci"; rm -f ../installed; npm ci --prefer-offline --no-audit --no-fund >&2; echo "$want" > ../installed; fi; ' +
-    'echo "pack"; node dist/cli.js pack --out "$1/out" ${2:+--version "$2"} >&2; ' +
+    'echo "pack"; if [ -n "$2" ]; then node dist/cli.js pack --out "$1/out" --version "$2" >&2; else node dist/cli.js pack --out "$1/out" >&2; fi; ' +
     'ls "$1/out"/*.tar.gz';
   const r = await session.run(['sh', '-c', script, 'sh', dir, options.version ?? ''], {
     signal: options.signal,
@@ -163,14 +177,30 @@ async function buildOn(session: SshSession, home: string, options: BuildOptions)
     onStderrLine: (l) => l.trim() !== '' && note(l.trim().slice(0, 100)),
   });
   if (r.code !== 0) {
-    throw new BuildError(`build on ${host.name} failed (exit ${r.code}): ${lastLine(r.stderr)}`, `look at the full output: ssh ${host.name} and run the build in ~/${BUILD_DIR}/src (npm ci && node dist/cli.js pack)`);
+    throw new BuildError(
+      `build on ${host.name} failed (exit ${r.code}): ${lastLine(r.stderr)}`,
+      `look at the full output: ssh ${host.name} and run the build in ~/${BUILD_DIR}/src (npm ci && node dist/cli.js pack)`,
+    );
   }
   const remoteArchive = lastLine(r.stdout);
   mkdirSync(options.out, { recursive: true });
   note(`fetching ${path.basename(remoteArchive)}`);
-  const got = await rsync(['-e', session.rsyncShell(), '--times', '--partial', '--', session.remotePath(remoteArchive), session.remotePath(`${remoteArchive}.sha256`), `${path.resolve(options.out)}/`], options.signal);
+  const got = await rsync(
+    [
+      '-e',
+      session.rsyncShell(),
+      '--times',
+      '--partial',
+      '--',
+      session.remotePath(remoteArchive),
+      session.remotePath(`${remoteArchive}.sha256`),
+      `${path.resolve(options.out)}/`,
+    ],
+    options.signal,
+  );
   if (got.cancelled) throw new CancelledError(`fetching from ${host.name}`);
-  if (got.code !== 0) throw classifySshFailure(host, got.stderr) ?? new TransferError(`fetching ${remoteArchive} from ${host.name} failed: ${lastLine(got.stderr)}`, 'try again');
+  if (got.code !== 0)
+    throw classifySshFailure(host, got.stderr) ?? new TransferError(`fetching ${remoteArchive} from ${host.name} failed: ${lastLine(got.stderr)}`, 'try again');
   const archive = await readReleaseArchive(path.join(options.out, path.basename(remoteArchive)));
   note(`built ${path.basename(archive.file)}`);
   return archive;

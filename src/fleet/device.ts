@@ -134,10 +134,19 @@ export class RemoteDevice {
         `if ${cmd}; then echo installed=yes; else echo installed=no; fi`,
       { signal },
     );
-    const kv = Object.fromEntries(r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const kv = Object.fromEntries(
+      r.stdout
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
     const home = kv.home ?? '';
     if (r.code !== 0 || home === '' || kv.machine === undefined) {
-      throw new DeviceCommandError(`${h.name}: cannot read the device's facts (exit ${r.code}): ${lastLine(r.stderr) || 'no output'}`, 'check that the login has a POSIX shell', r);
+      throw new DeviceCommandError(
+        `${h.name}: cannot read the device's facts (exit ${r.code}): ${lastLine(r.stderr) || 'no output'}`,
+        'check that the login has a POSIX shell',
+        r,
+      );
     }
     const stagingDir = h.stagingDir.startsWith('/') ? h.stagingDir : `${home.replace(/\/+$/, '')}/${h.stagingDir}`;
     return { home, machine: kv.machine, rsync: kv.rsync === 'yes', installed: kv.installed === 'yes', stagingDir };
@@ -170,7 +179,11 @@ export class RemoteDevice {
     const what = `${this.host.name}: ${this.host.command} ${args.join(' ')}`;
     const err = lastLine(r.stderr) || lastLine(r.stdout) || 'no output';
     if (r.code === 127 || /command not found|: not found|No such file or directory/.test(r.stderr)) {
-      return new DeviceCommandError(`${what}: the program is not installed (${err})`, `set up the device first: edge-classifier fleet bootstrap ${this.host.name} ARCHIVE`, r);
+      return new DeviceCommandError(
+        `${what}: the program is not installed (${err})`,
+        `set up the device first: edge-classifier fleet bootstrap ${this.host.name} ARCHIVE`,
+        r,
+      );
     }
     if (/sudo: a (terminal|password) is required|sudo: .*not allowed|is not in the sudoers file|may not run sudo/.test(r.stderr)) {
       return new DeviceCommandError(

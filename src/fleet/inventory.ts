@@ -24,7 +24,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { isMap, isNode, isScalar, LineCounter, parseDocument } from 'yaml';
+import { isMap, isNode, isScalar, LineCounter, parseDocument, stringify } from 'yaml';
 import { z } from 'zod';
 
 /** One device of the fleet, with every default applied. */
@@ -71,7 +71,9 @@ export class InventoryError extends Error {
     readonly problems: readonly string[],
     readonly file?: string,
   ) {
-    super(`${file !== undefined ? `inventory ${file}: ` : ''}${problems.length === 1 ? problems[0] : `${problems.length} problems:\n  - ${problems.join('\n  - ')}`}`);
+    super(
+      `${file !== undefined ? `inventory ${file}: ` : ''}${problems.length === 1 ? problems[0] : `${problems.length} problems:\n  - ${problems.join('\n  - ')}`}`,
+    );
     this.name = 'InventoryError';
   }
 }
@@ -79,14 +81,17 @@ export class InventoryError extends Error {
 /** Default folder for uploads on a device, relative to the SSH login's home. */
 export const DEFAULT_STAGING_DIR = '.cache/edge-classifier/staging';
 /** The device-side program's default name, found on the remote PATH (sudo's secure_path). */
-export const DEFAULT_REMOTE_COMMAND = 'edge-classifier';
+const DEFAULT_REMOTE_COMMAND = 'edge-classifier';
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const nameSchema = z.string().regex(NAME, 'expected letters, digits, ".", "_" or "-" (not starting with "." or "-")');
 const sshOption = z.string().regex(/^[A-Za-z][A-Za-z0-9]*[= ]\S/, "expected 'Key=Value', e.g. 'ProxyJump=bastion'");
 
 const settings = {
-  user: z.string().min(1).regex(/^[^\s@:]+$/, 'expected a user name without spaces, "@" or ":"'),
+  user: z
+    .string()
+    .min(1)
+    .regex(/^[^\s@:]+$/, 'expected a user name without spaces, "@" or ":"'),
   port: z.number().int().min(1).max(65535),
   sudo: z.boolean(),
   command: z.string().min(1),
@@ -101,7 +106,10 @@ const defaultsSchema = z.strictObject(settings).partial();
 const hostSchema = z
   .strictObject({
     ...settings,
-    address: z.string().min(1).regex(/^[^\s@]+$/, 'expected a host name or IP address without spaces or "@"'),
+    address: z
+      .string()
+      .min(1)
+      .regex(/^[^\s@]+$/, 'expected a host name or IP address without spaces or "@"'),
     groups: z.array(nameSchema),
     builder: z.boolean(),
   })
@@ -166,7 +174,9 @@ export function parseInventory(text: string, file: string): Inventory {
     return line;
   };
   const name = (keys: Keys): string =>
-    keys[0] === 'hosts' && keys.length >= 2 ? `host '${String(keys[1])}'${keys.length > 2 ? ` ${keys.slice(2).join('.')}` : ''}` : keys.join('.') || 'top level';
+    keys[0] === 'hosts' && keys.length >= 2
+      ? `host '${String(keys[1])}'${keys.length > 2 ? ` ${keys.slice(2).join('.')}` : ''}`
+      : keys.join('.') || 'top level';
   const at = (line: number | undefined): string => (line !== undefined ? `line ${line}: ` : '');
   const where = (keys: Keys): string => `${at(lineOf(keys))}${name(keys)}`;
 
@@ -181,7 +191,8 @@ export function parseInventory(text: string, file: string): Inventory {
         const known = Object.keys(keys.length === 0 ? fileSchema.shape : keys[0] === 'defaults' ? settings : hostSchema.shape);
         return issue.keys.map((k) => `${at(lineOf([...keys, k]))}${name(keys)}: unknown key '${k}' (known: ${known.join(', ')})`).join('; ');
       }
-      if (issue.code === 'invalid_key') return `${where(keys)}: host name ${issue.message.replace(/^Invalid key in record$/, 'not valid: expected letters, digits, ".", "_" or "-"')}`;
+      if (issue.code === 'invalid_key')
+        return `${where(keys)}: host name ${issue.message.replace(/^Invalid key in record$/, 'not valid: expected letters, digits, ".", "_" or "-"')}`;
       let message = issue.message.replace(/^Invalid input: /, '');
       if (issue.code === 'too_small' && issue.origin === 'string') message = 'expected a non-empty string';
       if (issue.code === 'too_small' && issue.origin === 'number') message = `expected at least ${String(issue.minimum)}`;
@@ -250,7 +261,10 @@ export function loadInventory(file: string): Inventory {
  * naming each unknown name and listing the known ones.
  */
 export function selectHosts(inventory: Inventory, limit: string | undefined): FleetHost[] {
-  const words = (limit ?? '').split(',').map((w) => w.trim()).filter((w) => w !== '');
+  const words = (limit ?? '')
+    .split(',')
+    .map((w) => w.trim())
+    .filter((w) => w !== '');
   if (words.length === 0) return [...inventory.hosts];
   const include = new Set<string>();
   const exclude = new Set<string>();
@@ -260,18 +274,60 @@ export function selectHosts(inventory: Inventory, limit: string | undefined): Fl
     const negate = w.startsWith('!');
     const name = negate ? w.slice(1) : w;
     if (!negate) onlyExcludes = false;
-    const matched =
-      name === 'all' ? inventory.hosts : inventory.hosts.filter((h) => h.name === name || h.groups.includes(name));
+    const matched = name === 'all' ? inventory.hosts : inventory.hosts.filter((h) => h.name === name || h.groups.includes(name));
     if (matched.length === 0) unknown.push(name);
     for (const h of matched) (negate ? exclude : include).add(h.name);
   }
   if (unknown.length > 0) {
-    throw new InventoryError([
-      `--limit: no host or group named ${unknown.map((u) => `'${u}'`).join(', ')} (hosts: ${inventory.hosts.map((h) => h.name).join(', ')}; groups: ${inventory.groups.join(', ') || 'none'})`,
-    ], inventory.file);
+    throw new InventoryError(
+      [
+        `--limit: no host or group named ${unknown.map((u) => `'${u}'`).join(', ')} (hosts: ${inventory.hosts.map((h) => h.name).join(', ')}; groups: ${inventory.groups.join(', ') || 'none'})`,
+      ],
+      inventory.file,
+    );
   }
   if (onlyExcludes) for (const h of inventory.hosts) include.add(h.name);
   const picked = inventory.hosts.filter((h) => include.has(h.name) && !exclude.has(h.name));
   if (picked.length === 0) throw new InventoryError([`--limit '${limit}' selects no host`], inventory.file);
   return picked;
+}
+
+/**
+ * The hosts as an Ansible YAML inventory: connection variables
+ * (`ansible_host`, `ansible_port`, `ansible_user`, the key, known_hosts and
+ * ssh options), the role's variables (`edge_classifier_command`,
+ * `edge_classifier_sudo`, `edge_classifier_staging_dir`), the inventory's
+ * groups as Ansible groups and `edge_classifier_builders`.
+ */
+export function toAnsibleInventory(hosts: readonly FleetHost[]): string {
+  const vars = (h: FleetHost): Record<string, unknown> => {
+    const common = [
+      ...(h.sshConfigFile !== undefined ? ['-F', h.sshConfigFile] : []),
+      ...(h.knownHostsFile !== undefined ? ['-o', `UserKnownHostsFile=${h.knownHostsFile}`] : []),
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'BatchMode=yes',
+      ...h.sshOptions.flatMap((o) => ['-o', o]),
+    ];
+    return {
+      ansible_host: h.address,
+      ansible_port: h.port,
+      ...(h.user !== undefined ? { ansible_user: h.user } : {}),
+      ...(h.identityFile !== undefined ? { ansible_ssh_private_key_file: h.identityFile } : {}),
+      ansible_ssh_common_args: common.map((w) => (/^[A-Za-z0-9_/.:=@%+,-]+$/.test(w) ? w : `'${w}'`)).join(' '),
+      edge_classifier_command: h.command,
+      edge_classifier_sudo: h.sudo,
+      edge_classifier_staging_dir: h.stagingDir,
+    };
+  };
+  const groups: Record<string, { hosts: Record<string, null> }> = {};
+  for (const h of hosts) {
+    for (const g of [...h.groups, ...(h.builder ? ['edge_classifier_builders'] : [])]) {
+      groups[g] ??= { hosts: {} };
+      groups[g].hosts[h.name] = null;
+    }
+  }
+  const doc = { all: { hosts: Object.fromEntries(hosts.map((h) => [h.name, vars(h)])), ...(Object.keys(groups).length > 0 ? { children: groups } : {}) } };
+  return stringify(doc, { lineWidth: 0 });
 }

@@ -13,14 +13,23 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { archOfMachine, DeviceCommandError, lastLine, RemoteDevice, type DeviceActionResult, type DeviceFacts, type DeviceHealth, type ReleaseList } from './device.js';
+import {
+  archOfMachine,
+  type DeviceActionResult,
+  DeviceCommandError,
+  type DeviceFacts,
+  type DeviceHealth,
+  lastLine,
+  type ReleaseList,
+  RemoteDevice,
+} from './device.js';
 import type { FleetHost } from './inventory.js';
 import type { TaskResult } from './rollout.js';
 import { CancelledError, SshError, SshSession } from './ssh.js';
-import { removeStaged, TransferError, upload, type TransferResult } from './transfer.js';
+import { removeStaged, TransferError, type TransferResult, upload } from './transfer.js';
 
 /** Where a host ended, as the summary table says it. */
-export type HostStatus =
+type HostStatus =
   | 'updated'
   | 'unchanged'
   | 'rolled back'
@@ -117,12 +126,15 @@ export async function readReleaseArchive(file: string): Promise<ReleaseArchive> 
   const m = ARCHIVE_NAME.exec(path.basename(abs));
   if (!m) throw new PushInputError(`release archive ${file}: expected a name edge-classifier-VERSION-linux-ARCH.tar.gz as edge-classifier pack writes it`);
   const sha256File = `${abs}.sha256`;
-  if (!existsSync(sha256File)) throw new PushInputError(`release archive ${file}: ${path.basename(sha256File)} is missing beside it (edge-classifier pack writes both)`);
+  if (!existsSync(sha256File))
+    throw new PushInputError(`release archive ${file}: ${path.basename(sha256File)} is missing beside it (edge-classifier pack writes both)`);
   const expected = /^([0-9a-f]{64})\b/i.exec(readFileSync(sha256File, 'utf8').trim())?.[1]?.toLowerCase();
   if (expected === undefined) throw new PushInputError(`${sha256File}: expected "<64 hex digits>  <file name>" (sha256sum format)`);
   const actual = await sha256Of(abs);
   if (actual !== expected) {
-    throw new PushInputError(`release archive ${file}: sha256 ${actual} does not match ${expected} in ${path.basename(sha256File)}; the file is damaged or incomplete — pack it again`);
+    throw new PushInputError(
+      `release archive ${file}: sha256 ${actual} does not match ${expected} in ${path.basename(sha256File)}; the file is damaged or incomplete — pack it again`,
+    );
   }
   return { file: abs, sha256File, version: m[1]!, arch: m[2]!, sha256: actual, bytes: statSync(abs).size };
 }
@@ -157,7 +169,15 @@ type Step = (device: RemoteDevice, facts: DeviceFacts, note: (text: string) => v
 /** Outcome for a host whose SSH failed; `before` is what we knew so far. */
 function sshOutcome(err: SshError, before: string | undefined, touched: boolean): Omit<HostOutcome, 'host' | 'ms' | 'ok'> {
   const status: HostStatus =
-    err.kind === 'host-key-changed' ? 'host key changed' : err.kind === 'host-key-unknown' ? 'host key unknown' : err.kind === 'auth' ? 'login refused' : err.kind === 'unreachable' ? 'unreachable' : 'ssh failed';
+    err.kind === 'host-key-changed'
+      ? 'host key changed'
+      : err.kind === 'host-key-unknown'
+        ? 'host key unknown'
+        : err.kind === 'auth'
+          ? 'login refused'
+          : err.kind === 'unreachable'
+            ? 'unreachable'
+            : 'ssh failed';
   return { status: touched ? 'link lost' : status, before, now: touched ? undefined : before, detail: err.message, hint: err.hint };
 }
 
@@ -187,7 +207,8 @@ export async function onHost(host: FleetHost, ctx: PushContext, step: Step): Pro
     return done(await step(device, facts, note));
   } catch (err) {
     if (err instanceof SshError) return done(sshOutcome(err, undefined, false));
-    if (err instanceof CancelledError) return done({ status: 'interrupted', before: undefined, now: undefined, detail: 'cancelled before the device was changed' });
+    if (err instanceof CancelledError)
+      return done({ status: 'interrupted', before: undefined, now: undefined, detail: 'cancelled before the device was changed' });
     if (err instanceof DeviceCommandError) return done({ status: 'failed', before: undefined, now: undefined, detail: err.message, hint: err.hint });
     return done({ status: 'failed', before: undefined, now: undefined, detail: (err as Error).message ?? String(err) });
   } finally {
@@ -243,7 +264,12 @@ const fixOf = (v: DeviceActionResult): { hint?: string } => (v.fix != null && v.
  * After the link dropped during a device command: reconnects once and reads
  * where the device ended (the device finishes or rolls back by itself).
  */
-async function afterLinkLoss(device: RemoteDevice, err: SshError, before: string | undefined, ctx: PushContext): Promise<Omit<HostOutcome, 'host' | 'ms' | 'ok'>> {
+async function afterLinkLoss(
+  device: RemoteDevice,
+  err: SshError,
+  before: string | undefined,
+  ctx: PushContext,
+): Promise<Omit<HostOutcome, 'host' | 'ms' | 'ok'>> {
   await new Promise((r) => setTimeout(r, 2000));
   try {
     await device.session.close();
@@ -258,7 +284,10 @@ async function afterLinkLoss(device: RemoteDevice, err: SshError, before: string
       hint: 'check with edge-classifier fleet status; push again to finish',
     };
   } catch {
-    return { ...sshOutcome(err, before, true), detail: `${err.message}; the device finishes or rolls back by itself — check later with edge-classifier fleet status` };
+    return {
+      ...sshOutcome(err, before, true),
+      detail: `${err.message}; the device finishes or rolls back by itself — check later with edge-classifier fleet status`,
+    };
   }
 }
 
@@ -286,7 +315,14 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
     try {
       transfer = await send(device, facts, [archive.file, archive.sha256File], ctx, note);
     } catch (err) {
-      if (err instanceof CancelledError) return { status: 'interrupted', before, now: before, detail: 'transfer interrupted; the part sent is kept on the device and the next push resumes it', hint: 'push again' };
+      if (err instanceof CancelledError)
+        return {
+          status: 'interrupted',
+          before,
+          now: before,
+          detail: 'transfer interrupted; the part sent is kept on the device and the next push resumes it',
+          hint: 'push again',
+        };
       if (err instanceof TransferError) return { status: 'transfer failed', before, now: before, detail: err.message, hint: err.hint };
       if (err instanceof SshError) return sshOutcome(err, before, false);
       throw err;
@@ -304,7 +340,14 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
     }
     await removeStaged(device.session, facts.stagingDir, names);
     if (installed.code !== 0 || !installed.value.ok) {
-      return { status: 'refused', before, now: before, detail: reasonOf(installed.value, 'release install refused the archive'), ...fixOf(installed.value), transfer };
+      return {
+        status: 'refused',
+        before,
+        now: before,
+        detail: reasonOf(installed.value, 'release install refused the archive'),
+        ...fixOf(installed.value),
+        transfer,
+      };
     }
     const version = installed.value.version ?? archive.version;
 
@@ -323,11 +366,24 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
         note(`pruning to ${ctx.keep}`);
         await device.command(['release', 'prune', '--keep', String(ctx.keep)], { signal: ctx.kill });
       }
-      return { status: 'updated', before, now: version, detail: `healthy on ${version}${v.health?.fps != null ? ` (${v.health.fps.toFixed(1)} fps)` : ''}`, transfer };
+      return {
+        status: 'updated',
+        before,
+        now: version,
+        detail: `healthy on ${version}${v.health?.fps != null ? ` (${v.health.fps.toFixed(1)} fps)` : ''}`,
+        transfer,
+      };
     }
     const now = (await releaseList(device, ctx.kill))?.current ?? (v.rolled_back === true ? (v.previous ?? before) : undefined);
     if (activated.code === 3) {
-      return { status: 'rollback unhealthy', before, now, detail: reasonOf(v, 'health gate failed and the release rolled back to is not healthy either'), hint: v.fix ?? `look at the device: ssh ${device.host.name} journalctl -u edge-classifier`, transfer };
+      return {
+        status: 'rollback unhealthy',
+        before,
+        now,
+        detail: reasonOf(v, 'health gate failed and the release rolled back to is not healthy either'),
+        hint: v.fix ?? `look at the device: ssh ${device.host.name} journalctl -u edge-classifier`,
+        transfer,
+      };
     }
     return { status: v.rolled_back === false ? 'failed' : 'rolled back', before, now, detail: reasonOf(v, 'health gate failed'), ...fixOf(v), transfer };
   };
@@ -344,7 +400,8 @@ export function modelStep(upload: ModelUpload, ctx: PushContext): Step {
     try {
       transfer = await send(device, facts, files, ctx, note);
     } catch (err) {
-      if (err instanceof CancelledError) return { status: 'interrupted', before, now: before, detail: 'transfer interrupted; the next push resumes it', hint: 'push again' };
+      if (err instanceof CancelledError)
+        return { status: 'interrupted', before, now: before, detail: 'transfer interrupted; the next push resumes it', hint: 'push again' };
       if (err instanceof TransferError) return { status: 'transfer failed', before, now: before, detail: err.message, hint: err.hint };
       if (err instanceof SshError) return sshOutcome(err, before, false);
       throw err;
@@ -369,8 +426,23 @@ export function modelStep(upload: ModelUpload, ctx: PushContext): Step {
     const v = result.value;
     const nowHealth = v.health ?? (await readHealth(device, ctx.kill));
     const now = modelLabel(nowHealth?.model);
-    if (result.code === 0 && v.ok) return { status: now !== undefined && now === before ? 'unchanged' : 'updated', before, now, detail: `healthy on ${now ?? 'the new model'}, no restart`, transfer };
-    if (result.code === 3) return { status: 'rollback unhealthy', before, now, detail: reasonOf(v, 'health gate failed and the previous model is not healthy either'), ...fixOf(v), transfer };
+    if (result.code === 0 && v.ok)
+      return {
+        status: now !== undefined && now === before ? 'unchanged' : 'updated',
+        before,
+        now,
+        detail: `healthy on ${now ?? 'the new model'}, no restart`,
+        transfer,
+      };
+    if (result.code === 3)
+      return {
+        status: 'rollback unhealthy',
+        before,
+        now,
+        detail: reasonOf(v, 'health gate failed and the previous model is not healthy either'),
+        ...fixOf(v),
+        transfer,
+      };
     return { status: v.rolled_back === true ? 'rolled back' : 'refused', before, now, detail: reasonOf(v, 'model install refused'), ...fixOf(v), transfer };
   };
 }
@@ -392,6 +464,12 @@ export function rollbackStep(what: 'release' | 'model', ctx: PushContext): Step 
     }
     const now = await read();
     if (r.code === 0 && r.value.ok) return { status: 'updated', before, now, detail: `rolled back to ${now ?? '?'}` };
-    return { status: r.code === 3 ? 'rollback unhealthy' : 'failed', before, now, detail: reasonOf(r.value, lastLine(r.stderr) || `${what} rollback failed`), ...fixOf(r.value) };
+    return {
+      status: r.code === 3 ? 'rollback unhealthy' : 'failed',
+      before,
+      now,
+      detail: reasonOf(r.value, lastLine(r.stderr) || `${what} rollback failed`),
+      ...fixOf(r.value),
+    };
   };
 }

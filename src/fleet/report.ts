@@ -9,11 +9,18 @@ import type { HostOutcome, ProgressSink } from './push.js';
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return all.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
+  return all
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Seconds with one decimal, e.g. "12.3s". */
-export const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
 
 /**
  * The push/rollback summary: one row per host (RESULT says where it ended),
@@ -90,10 +97,13 @@ export class ProgressDisplay implements ProgressSink {
     line.text = text;
     line.final = final;
     if (this.tty) {
-      this.timer ??= setTimeout(() => {
-        this.timer = undefined;
-        this.draw();
-      }, final ? 0 : 100);
+      this.timer ??= setTimeout(
+        () => {
+          this.timer = undefined;
+          this.draw();
+        },
+        final ? 0 : 100,
+      );
       return;
     }
     const pct = /^sending (\d+)%/.exec(text);

@@ -34,7 +34,7 @@ export interface TaskResult {
   readonly ok: boolean;
 }
 
-export type HostRun<R extends TaskResult> =
+type HostRun<R extends TaskResult> =
   | { readonly host: string; readonly phase: PhaseName; readonly started: true; readonly result: R }
   | { readonly host: string; readonly phase: PhaseName; readonly started: false; readonly reason: string };
 

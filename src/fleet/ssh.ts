@@ -12,7 +12,7 @@
  * ssh's own failures (exit 255 with its messages on stderr) become an
  * SshError whose `kind` says what happened and `hint` what to do.
  */
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FleetHost } from './inventory.js';
@@ -42,7 +42,7 @@ export class CancelledError extends Error {
 }
 
 /** Seconds ssh waits for the TCP connection and the SSH handshake. */
-export const CONNECT_TIMEOUT_S = 10;
+const CONNECT_TIMEOUT_S = 10;
 /** Keepalive every 10 s, 3 unanswered: a dead link ends the command after ~30 s. */
 const SERVER_ALIVE = ['ServerAliveInterval=10', 'ServerAliveCountMax=3'];
 /** A master connection left behind (fleet killed) closes itself after this idle time, in s. */
@@ -64,7 +64,7 @@ function spawnIgnoringInt(bin: string, args: readonly string[], stdio: StdioOpti
  * of ssh always runs the command through the login shell.
  */
 export function shellQuote(word: string): string {
-  if (/^[A-Za-z0-9_\/.:=@%+,-]+$/.test(word)) return word;
+  if (/^[A-Za-z0-9_/.:=@%+,-]+$/.test(word)) return word;
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
@@ -78,7 +78,7 @@ function hostPart(host: FleetHost, forRsync: boolean): string {
 }
 
 /** How `[address]:port` appears in known_hosts and ssh's messages. */
-export function knownHostsName(host: FleetHost): string {
+function knownHostsName(host: FleetHost): string {
   return host.port === 22 ? host.address : `[${host.address}]:${host.port}`;
 }
 
@@ -90,7 +90,12 @@ export function knownHostsName(host: FleetHost): string {
 export function classifySshFailure(host: FleetHost, stderr: string): SshError | undefined {
   const known = host.knownHostsFile ?? '~/.ssh/known_hosts';
   const name = knownHostsName(host);
-  const last = stderr.trim().split('\n').filter((l) => l.trim() !== '' && !/^@+$/.test(l.trim())).slice(-1)[0] ?? '';
+  const last =
+    stderr
+      .trim()
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !/^@+$/.test(l.trim()))
+      .slice(-1)[0] ?? '';
   if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/.test(stderr)) {
     const fp = /(SHA256:[A-Za-z0-9+/=]+)/.exec(stderr)?.[1];
     return new SshError(
@@ -116,7 +121,11 @@ export function classifySshFailure(host: FleetHost, stderr: string): SshError | 
       stderr,
     );
   }
-  if (/Connection refused|Connection timed out|timed out during banner|No route to host|Could not resolve hostname|Network is unreachable|Connection reset|Connection closed by|kex_exchange_identification|Name or service not known|Temporary failure in name resolution/.test(stderr)) {
+  if (
+    /Connection refused|Connection timed out|timed out during banner|No route to host|Could not resolve hostname|Network is unreachable|Connection reset|Connection closed by|kex_exchange_identification|Name or service not known|Temporary failure in name resolution/.test(
+      stderr,
+    )
+  ) {
     return new SshError(
       'unreachable',
       `unreachable: ${last.replace(/^ssh: /, '')}`,
@@ -184,12 +193,17 @@ export class SshSession {
     if (h.identityFile !== undefined) args.push('-i', h.identityFile, '-o', 'IdentitiesOnly=yes');
     if (h.knownHostsFile !== undefined) args.push('-o', `UserKnownHostsFile=${h.knownHostsFile}`);
     args.push(
-      '-o', 'BatchMode=yes',
-      '-o', `StrictHostKeyChecking=${this.options.acceptNewHostKeys === true ? 'accept-new' : 'yes'}`,
-      '-o', `ConnectTimeout=${CONNECT_TIMEOUT_S}`,
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      `StrictHostKeyChecking=${this.options.acceptNewHostKeys === true ? 'accept-new' : 'yes'}`,
+      '-o',
+      `ConnectTimeout=${CONNECT_TIMEOUT_S}`,
       ...SERVER_ALIVE.flatMap((o) => ['-o', o]),
-      '-o', `ControlPath=${path.join(this.options.controlDir, '%C')}`,
-      '-o', 'LogLevel=ERROR',
+      '-o',
+      `ControlPath=${path.join(this.options.controlDir, '%C')}`,
+      '-o',
+      'LogLevel=ERROR',
     );
     for (const o of h.sshOptions) args.push('-o', o);
     return args;
@@ -245,7 +259,15 @@ export class SshSession {
     if (signal?.aborted) throw new CancelledError(`connecting to ${this.host.name}`);
     if (code === 0) return;
     const stderr = readFileSync(errFile, 'utf8');
-    throw classifySshFailure(this.host, stderr) ?? new SshError('ssh', `ssh failed (exit ${String(code)}): ${stderr.trim().split('\n').slice(-1)[0] ?? ''}`, 'run the same connection by hand with ssh -v to see why', stderr);
+    throw (
+      classifySshFailure(this.host, stderr) ??
+      new SshError(
+        'ssh',
+        `ssh failed (exit ${String(code)}): ${stderr.trim().split('\n').slice(-1)[0] ?? ''}`,
+        'run the same connection by hand with ssh -v to see why',
+        stderr,
+      )
+    );
   }
 
   /** True when a master connection for this host is up. */
@@ -280,7 +302,10 @@ export class SshSession {
     return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr };
   }
 
-  private spawnSsh(args: string[], options: Omit<RunOptions, 'sudo'> = {}): Promise<{ code: number | null; stdout: string; stderr: string; cancelled: boolean }> {
+  private spawnSsh(
+    args: string[],
+    options: Omit<RunOptions, 'sudo'> = {},
+  ): Promise<{ code: number | null; stdout: string; stderr: string; cancelled: boolean }> {
     return new Promise((resolve, reject) => {
       const child = spawnIgnoringInt(this.bin, args, [options.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe']);
       let stdout = '';

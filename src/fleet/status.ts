@@ -2,7 +2,7 @@
  * `fleet status` and `fleet doctor`: read every host at once (bounded) and
  * show one row per host. Read-only: nothing on a device changes.
  */
-import { DeviceCommandError, RemoteDevice, type DeviceHealth, type DoctorReport } from './device.js';
+import { DeviceCommandError, type DeviceHealth, type DoctorReport, RemoteDevice } from './device.js';
 import type { FleetHost } from './inventory.js';
 import { modelLabel, readHealth } from './push.js';
 import { formatTable } from './report.js';
@@ -41,10 +41,17 @@ export interface ReadOptions {
 }
 
 const sshState = (err: SshError): string =>
-  ({ 'host-key-changed': 'host key changed', 'host-key-unknown': 'host key unknown', auth: 'login refused', unreachable: 'unreachable', ssh: 'ssh failed' })[err.kind];
+  ({ 'host-key-changed': 'host key changed', 'host-key-unknown': 'host key unknown', auth: 'login refused', unreachable: 'unreachable', ssh: 'ssh failed' })[
+    err.kind
+  ];
 
 /** Connects, runs `fn`, closes; SSH and device failures become a row with state and hint. */
-async function readHost<R>(host: FleetHost, options: ReadOptions, fn: (device: RemoteDevice) => Promise<R>, failed: (state: string, detail: string, hint?: string) => R): Promise<R> {
+async function readHost<R>(
+  host: FleetHost,
+  options: ReadOptions,
+  fn: (device: RemoteDevice) => Promise<R>,
+  failed: (state: string, detail: string, hint?: string) => R,
+): Promise<R> {
   const session = new SshSession(host, { controlDir: options.controlDir, acceptNewHostKeys: options.acceptNewHostKeys });
   try {
     await session.connect(options.signal);
@@ -70,7 +77,8 @@ export async function readStatus(hosts: readonly FleetHost[], options: ReadOptio
       options,
       async (device) => {
         const health = await readHealth(device, options.signal);
-        if (health === undefined) return { host: host.name, state: 'error', detail: 'health --json gave no answer', hint: 'run edge-classifier doctor on the device' };
+        if (health === undefined)
+          return { host: host.name, state: 'error', detail: 'health --json gave no answer', hint: 'run edge-classifier doctor on the device' };
         const reasons = health.reasons ?? [];
         return { host: host.name, state: health.healthy ? 'healthy' : 'unhealthy', health, detail: health.healthy ? '' : reasons.join('; ') || 'unhealthy' };
       },
@@ -142,7 +150,10 @@ export async function readDoctor(hosts: readonly FleetHost[], options: ReadOptio
 
 /** The `fleet doctor` report: a table, then every warn/fail line with its fix. */
 export function doctorTable(rows: readonly HostDoctorRow[]): string {
-  const table = formatTable(['HOST', 'DOCTOR', 'DETAIL'], rows.map((r) => [r.host, r.state, r.detail]));
+  const table = formatTable(
+    ['HOST', 'DOCTOR', 'DETAIL'],
+    rows.map((r) => [r.host, r.state, r.detail]),
+  );
   const lines: string[] = [];
   for (const r of rows) {
     for (const c of r.report?.checks ?? []) {

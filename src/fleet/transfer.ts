@@ -15,14 +15,14 @@
 import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { CancelledError, classifySshFailure, shellQuote, SshError, type SshSession } from './ssh.js';
+import { CancelledError, classifySshFailure, SshError, type SshSession, shellQuote } from './ssh.js';
 
 /** Hidden folder (inside the staging folder) where rsync keeps interrupted files. */
 export const PARTIAL_DIR = '.partial';
 /** rsync gives up when no data moves for this long, in s (a dead link). */
 const IO_TIMEOUT_S = 60;
 
-export interface TransferProgress {
+interface TransferProgress {
   /** Bytes of the current run so far (excludes what a resumed file already had). */
   readonly bytes: number;
   /** 0–100 over all files, as rsync computes it. */
@@ -92,12 +92,21 @@ const RSYNC_EXITS: Record<number, string> = {
  */
 export async function upload(session: SshSession, files: readonly string[], remoteDir: string, options: TransferOptions = {}): Promise<TransferResult> {
   const mk = await session.run(['mkdir', '-p', '-m', '0700', remoteDir], { signal: options.signal });
-  if (mk.code !== 0) throw new TransferError(`cannot create ${remoteDir} on ${session.host.name}: ${mk.stderr.trim()}`, 'set staging_dir in the inventory to a folder the SSH user can write');
+  if (mk.code !== 0)
+    throw new TransferError(
+      `cannot create ${remoteDir} on ${session.host.name}: ${mk.stderr.trim()}`,
+      'set staging_dir in the inventory to a folder the SSH user can write',
+    );
   const totalBytes = files.reduce((sum, f) => sum + statSync(f).size, 0);
   return options.scp === true ? scpUpload(session, files, remoteDir, totalBytes, options) : rsyncUpload(session, files, remoteDir, totalBytes, options);
 }
 
-function runTool(bin: string, args: string[], signal: AbortSignal | undefined, onStdout: (text: string) => void): Promise<{ code: number | null; stdout: string; stderr: string; cancelled: boolean }> {
+function runTool(
+  bin: string,
+  args: string[],
+  signal: AbortSignal | undefined,
+  onStdout: (text: string) => void,
+): Promise<{ code: number | null; stdout: string; stderr: string; cancelled: boolean }> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -124,10 +133,17 @@ function runTool(bin: string, args: string[], signal: AbortSignal | undefined, o
   });
 }
 
-async function rsyncUpload(session: SshSession, files: readonly string[], remoteDir: string, totalBytes: number, options: TransferOptions): Promise<TransferResult> {
+async function rsyncUpload(
+  session: SshSession,
+  files: readonly string[],
+  remoteDir: string,
+  totalBytes: number,
+  options: TransferOptions,
+): Promise<TransferResult> {
   const bin = options.rsyncBin ?? 'rsync';
   const args = [
-    '-e', session.rsyncShell(),
+    '-e',
+    session.rsyncShell(),
     `--partial-dir=${PARTIAL_DIR}`,
     '--times',
     '--chmod=F0600',
@@ -154,14 +170,19 @@ async function rsyncUpload(session: SshSession, files: readonly string[], remote
   if (r.code === 0) return { method: 'rsync', literalBytes: bytesOf(r.stdout, 'Literal data'), matchedBytes: bytesOf(r.stdout, 'Matched data'), totalBytes };
   const ssh = classifySshFailure(session.host, r.stderr);
   if (ssh) throw ssh;
-  const first = r.stderr.split('\n').find((l) => /^rsync(: | error:)/.test(l) && !/connection unexpectedly closed/.test(l)) ?? r.stderr.trim().split('\n').slice(-1)[0] ?? '';
+  const first =
+    r.stderr.split('\n').find((l) => /^rsync(: | error:)/.test(l) && !/connection unexpectedly closed/.test(l)) ??
+    r.stderr.trim().split('\n').slice(-1)[0] ??
+    '';
   if (/command not found|rsync: not found|No such file or directory.*rsync/.test(r.stderr)) {
     throw new TransferError(`rsync is not installed on ${session.host.name}`, 'install it there (sudo apt install rsync) or push with --scp');
   }
   const nospace = /No space left on device/.test(r.stderr);
   throw new TransferError(
     `transfer to ${session.host.name} failed: ${nospace ? `no space left on the device in ${remoteDir}` : `${first.trim()} (rsync exit ${String(r.code)}${r.code !== null && RSYNC_EXITS[r.code] ? `: ${RSYNC_EXITS[r.code]}` : ''})`}`,
-    nospace ? 'free space on the device (edge-classifier release prune --keep 2) and push again; the transfer resumes' : 'push again: the transfer resumes where it stopped',
+    nospace
+      ? 'free space on the device (edge-classifier release prune --keep 2) and push again; the transfer resumes'
+      : 'push again: the transfer resumes where it stopped',
   );
 }
 
@@ -173,18 +194,32 @@ function scpArgs(session: SshSession): string[] {
   return [...a, '-o', 'ControlMaster=no'];
 }
 
-async function scpUpload(session: SshSession, files: readonly string[], remoteDir: string, totalBytes: number, options: TransferOptions): Promise<TransferResult> {
+async function scpUpload(
+  session: SshSession,
+  files: readonly string[],
+  remoteDir: string,
+  totalBytes: number,
+  options: TransferOptions,
+): Promise<TransferResult> {
   const bin = options.scpBin ?? 'scp';
   for (const file of files) {
     const name = path.basename(file);
     const tmp = `${remoteDir}/.${name}.part`;
-    const r = await runTool(bin, [...scpArgs(session), '-q', ...(options.bwlimitKiBps !== undefined ? ['-l', String(options.bwlimitKiBps * 8)] : []), '--', file, session.remotePath(tmp)], options.signal, () => undefined);
+    const r = await runTool(
+      bin,
+      [...scpArgs(session), '-q', ...(options.bwlimitKiBps !== undefined ? ['-l', String(options.bwlimitKiBps * 8)] : []), '--', file, session.remotePath(tmp)],
+      options.signal,
+      () => undefined,
+    );
     if (r.cancelled) throw new CancelledError(`transfer to ${session.host.name}`);
     if (r.code !== 0) {
       const ssh = classifySshFailure(session.host, r.stderr);
       if (ssh) throw ssh;
       const nospace = /No space left on device|Failure/.test(r.stderr);
-      throw new TransferError(`transfer to ${session.host.name} failed: ${r.stderr.trim().split('\n').slice(-1)[0] ?? `scp exit ${String(r.code)}`}`, nospace ? 'free space on the device and push again' : 'push again');
+      throw new TransferError(
+        `transfer to ${session.host.name} failed: ${r.stderr.trim().split('\n').slice(-1)[0] ?? `scp exit ${String(r.code)}`}`,
+        nospace ? 'free space on the device and push again' : 'push again',
+      );
     }
     const mv = await session.run(['mv', '-f', tmp, `${remoteDir}/${name}`], { signal: options.signal });
     if (mv.code !== 0) throw new TransferError(`cannot rename ${tmp} on ${session.host.name}: ${mv.stderr.trim()}`, 'check the staging folder on the device');

@@ -24,6 +24,9 @@ import { assetsDir, labels, model, repoRoot } from '../helpers/assets.js';
 import { runCli } from '../helpers/cli.js';
 import { hasVisudo, sha256, startFleetLab } from '../helpers/fleet-lab.js';
 
+// One long sequence on real devices: minutes, not the default two.
+t.setTimeout(600_000);
+
 const packs = mkdtempSync(path.join(tmpdir(), 'edge-packs-'));
 t.teardown(() => rmSync(packs, { recursive: true, force: true }));
 const archive = (v: string, arch = 'x64') => path.join(packs, `edge-classifier-${v}-linux-${arch}.tar.gz`);
@@ -52,7 +55,11 @@ function byHost(stdout: string): Record<string, Record<string, unknown>> {
 }
 const history = (n: string): number => {
   const f = path.join(fl.device(n).root, 'var', 'lib', 'edge-classifier', 'history.jsonl');
-  return existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter((l) => l !== '').length : 0;
+  return existsSync(f)
+    ? readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '').length
+    : 0;
 };
 const staging = (n: string) => path.join(fl.device(n).target.home, '.cache', 'edge-classifier', 'staging');
 
@@ -71,13 +78,20 @@ t.test('bootstrap: three fresh devices set up in one command, first release runn
     t.same(table[n]!.slice(1, 4), ['updated', '?', '1.0.0'], r.stdout);
     t.equal(fl.current(n), '1.0.0');
     const root = fl.device(n).root;
-    t.match(readFileSync(path.join(root, 'etc', 'passwd'), 'utf8'), /^edge-classifier:x:\d+:\d+::\/var\/lib\/edge-classifier:\/usr\/sbin\/nologin$/m, 'service user');
+    t.match(
+      readFileSync(path.join(root, 'etc', 'passwd'), 'utf8'),
+      /^edge-classifier:x:\d+:\d+::\/var\/lib\/edge-classifier:\/usr\/sbin\/nologin$/m,
+      'service user',
+    );
     const group = readFileSync(path.join(root, 'etc', 'group'), 'utf8');
     t.match(group, /^video:x:44:pi,edge-classifier$/m);
     t.match(group, /^gpio:x:997:pi,edge-classifier$/m);
     const sudoers = path.join(root, 'etc', 'sudoers.d', 'edge-classifier');
     const cmd = '/usr/local/bin/edge-classifier';
-    t.match(readFileSync(sudoers, 'utf8'), `\n${fl.lab.user} ALL=(root) NOPASSWD: ${cmd} release *, ${cmd} model *, ${cmd} health, ${cmd} health *, ${cmd} doctor, ${cmd} doctor *\n`);
+    t.match(
+      readFileSync(sudoers, 'utf8'),
+      `\n${fl.lab.user} ALL=(root) NOPASSWD: ${cmd} release *, ${cmd} model *, ${cmd} health, ${cmd} health *, ${cmd} doctor, ${cmd} doctor *\n`,
+    );
     t.equal(statSync(sudoers).mode & 0o777, 0o440);
     if (hasVisudo()) t.doesNotThrow(() => execFileSync('visudo', ['-cqf', sudoers]), 'visudo accepts the rule');
     t.ok(existsSync(path.join(root, 'etc', 'systemd', 'system', 'edge-classifier.service')), 'unit');
@@ -145,7 +159,7 @@ t.test('push with a canary while one device fails its health gate: it alone roll
     fault,
     "import { realpathSync } from 'node:fs';\n" +
       "let main = ''; try { main = realpathSync(process.argv[1] ?? ''); } catch {}\n" +
-      "if (main.includes(`/releases/${process.env.EDGE_TEST_FAULT_RELEASE}/`)) { process.stderr.write('this release cannot run on this device (fault injected by the test)\\n'); process.exit(1); }\n",
+      "if (main.includes('/releases/' + process.env.EDGE_TEST_FAULT_RELEASE + '/')) { process.stderr.write('this release cannot run on this device (fault injected by the test)\\n'); process.exit(1); }\n",
   );
   const dropins = path.join(fl.device('t2').root, 'etc', 'systemd', 'system', 'edge-classifier.service.d');
   mkdirSync(dropins, { recursive: true });
@@ -163,7 +177,11 @@ t.test('push with a canary while one device fails its health gate: it alone roll
   t.ok(r.stderr.indexOf('t1: updated') < r.stderr.indexOf('push: batch 1 (2/2): t2, t3'), 'the canary ended before the batch started');
   const resumed = /t3: sent ([\d.]+) MB \(([\d.]+) MB already there\)/.exec(r.stderr);
   t.ok(resumed && Number(resumed[2]) * 1e6 <= kept + 1e5 && Number(resumed[2]) > 0, `t3's interrupted transfer resumed: ${resumed?.[0]}`);
-  t.same(DEVICES.map((n) => fl.current(n)), ['1.1.0', '1.0.0', '1.1.0'], 'where each device ended, read from its own current link');
+  t.same(
+    DEVICES.map((n) => fl.current(n)),
+    ['1.1.0', '1.0.0', '1.1.0'],
+    'where each device ended, read from its own current link',
+  );
 });
 
 t.test('fleet status: one row per host, from each daemon; unreachable and re-keyed hosts named', async (t) => {
@@ -172,7 +190,11 @@ t.test('fleet status: one row per host, from each daemon; unreachable and re-key
   t.equal(r.code, 1);
   const table = rows(r.stdout);
   const startSha = sha256(model('mobilenet_v1_0.25_128_quant.tflite')).slice(0, 12);
-  for (const [n, v] of [['t1', '1.1.0'], ['t2', '1.0.0'], ['t3', '1.1.0']] as const) {
+  for (const [n, v] of [
+    ['t1', '1.1.0'],
+    ['t2', '1.0.0'],
+    ['t3', '1.1.0'],
+  ] as const) {
     t.same(table[n]!.slice(1, 4), ['healthy', v, `mobilenet_v1_0.25_128_quant ${startSha}`], r.stdout);
     t.match(table[n]![4], /^\d+[smhd].* ago$/, 'since');
     t.match(table[n]![5], /^\d+\.\d$/, 'fps');
@@ -198,8 +220,16 @@ t.test('a model alone: every daemon reloads it without a restart', async (t) => 
   t.equal(r.code, 0, r.stdout + r.stderr);
   const out = byHost(r.stdout);
   for (const n of DEVICES) t.equal(out[n]!.status, 'updated', n);
-  t.same(DEVICES.map((n) => fl.healthFile(n)!.pid), before, 'same daemon processes');
-  t.same(DEVICES.map((n) => fl.healthFile(n)!.model?.sha256), DEVICES.map(() => sha256(m)), 'each daemon runs the new model');
+  t.same(
+    DEVICES.map((n) => fl.healthFile(n)!.pid),
+    before,
+    'same daemon processes',
+  );
+  t.same(
+    DEVICES.map((n) => fl.healthFile(n)!.model?.sha256),
+    DEVICES.map(() => sha256(m)),
+    'each daemon runs the new model',
+  );
   const status = rows((await fl.fleet(['status', '--limit', 't1,t2,t3'])).stdout);
   for (const n of DEVICES) t.equal(status[n]![3], `mobilenet_v1_0.25_224_full_int8 ${sha256(m).slice(0, 12)}`);
 });
@@ -212,20 +242,44 @@ t.test('a model that does not load: refused on the canary, the rest untouched', 
   const out = byHost(r.stdout);
   t.equal(out.t1!.status, 'refused', JSON.stringify(out.t1));
   t.same([out.t2!.status, out.t3!.status], ['skipped', 'skipped']);
-  t.same(DEVICES.map((n) => fl.healthFile(n)!.model?.sha256), [good, good, good]);
-  t.same(DEVICES.map((n) => fl.healthFile(n)!.pid), pids);
+  t.same(
+    DEVICES.map((n) => fl.healthFile(n)!.model?.sha256),
+    [good, good, good],
+  );
+  t.same(
+    DEVICES.map((n) => fl.healthFile(n)!.pid),
+    pids,
+  );
 });
 
 t.test('--max-fail 0: the first failure stops the rollout; hosts not reached stay untouched', async (t) => {
   const t3History = history('t3');
-  const r = await fl.fleet(['push', archive('1.1.0'), '--limit', 't2,t3', '--canary', '0', '--batch', '1', '--max-fail', '0', '--health-timeout', '20', '--json']);
+  const r = await fl.fleet([
+    'push',
+    archive('1.1.0'),
+    '--limit',
+    't2,t3',
+    '--canary',
+    '0',
+    '--batch',
+    '1',
+    '--max-fail',
+    '0',
+    '--health-timeout',
+    '20',
+    '--json',
+  ]);
   t.equal(r.code, 1);
   const out = byHost(r.stdout);
   t.same([out.t2!.status, out.t3!.status], ['rolled back', 'skipped']);
   t.match(out.t3!.detail, '1 host failed, more than --max-fail allows (0)');
   t.equal(fl.current('t2'), '1.0.0');
   t.equal(history('t3'), t3History, 't3: nothing happened');
-  t.same(readdirSync(staging('t3')).filter((f) => f !== '.partial'), [], 't3: nothing sent');
+  t.same(
+    readdirSync(staging('t3')).filter((f) => f !== '.partial'),
+    [],
+    't3: nothing sent',
+  );
 });
 
 /** A copy of the 1.0.0 manifest, edited, as the only member of an archive named for linux-x64; with its .sha256. */
@@ -257,7 +311,11 @@ t.test('another arch or Node.js ABI: refused by each device, each says why; an u
   const o2 = byHost((await fl.fleet(['push', abi, '--limit', 't3', '--canary', '0', '--json'])).stdout);
   t.equal(o2.t3!.status, 'refused', JSON.stringify(o2.t3));
   t.match(o2.t3!.detail, new RegExp(`ABI.*${process.versions.modules}|${process.versions.modules}.*ABI`, 'i'));
-  t.same(DEVICES.map((n) => fl.current(n)), currents, 'no device changed');
+  t.same(
+    DEVICES.map((n) => fl.current(n)),
+    currents,
+    'no device changed',
+  );
 });
 
 t.test('a damaged upload on one device is caught there by its sha256; an archive damaged here is refused before any host', async (t) => {
@@ -288,12 +346,21 @@ t.test('fleet rollback: back to the previous release', async (t) => {
   t.equal(r.code, 0, r.stdout + r.stderr);
   const out = byHost(r.stdout).t1!;
   t.same([out.status, out.before, out.now], ['updated', '1.1.0', '1.0.0']);
-  t.same(DEVICES.map((n) => fl.current(n)), ['1.0.0', '1.0.0', '1.1.0']);
+  t.same(
+    DEVICES.map((n) => fl.current(n)),
+    ['1.0.0', '1.0.0', '1.1.0'],
+  );
 });
 
 t.test('the Ansible playbook: the same rollout through the device commands', async (t) => {
   const playbooks = path.join(repoRoot, 'deploy', 'ansible');
-  const env = { ...process.env, ANSIBLE_NOCOLOR: '1', ANSIBLE_PIPELINING: '1', ANSIBLE_LOCAL_TEMP: path.join(fl.lab.dir, 'ansible-tmp'), ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(fl.lab.dir, 'ansible-cp') };
+  const env = {
+    ...process.env,
+    ANSIBLE_NOCOLOR: '1',
+    ANSIBLE_PIPELINING: '1',
+    ANSIBLE_LOCAL_TEMP: path.join(fl.lab.dir, 'ansible-tmp'),
+    ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(fl.lab.dir, 'ansible-cp'),
+  };
   const ansible = (args: string[]) =>
     new Promise<{ code: number | null; out: string }>((resolve) => {
       const c = spawn('ansible-playbook', args, { env });
@@ -302,16 +369,36 @@ t.test('the Ansible playbook: the same rollout through the device commands', asy
       c.stderr!.on('data', (d: Buffer) => (out += d.toString()));
       c.once('exit', (code) => resolve({ code, out }));
     });
-  const syntax = await ansible(['--syntax-check', '-i', 'localhost,', ...['push-release', 'push-model', 'rollback', 'status', 'bootstrap'].map((p) => path.join(playbooks, `${p}.yml`))]);
+  const syntax = await ansible([
+    '--syntax-check',
+    '-i',
+    'localhost,',
+    ...['push-release', 'push-model', 'rollback', 'status', 'bootstrap'].map((p) => path.join(playbooks, `${p}.yml`)),
+  ]);
   t.equal(syntax.code, 0, syntax.out);
 
   const inv = path.join(fl.lab.dir, 'ansible.yml');
   writeFileSync(inv, (await fl.fleet(['inventory', '--ansible', '--limit', 't1,t2'])).stdout);
   // t1 (on 1.0.0) is the canary, t2 (which cannot run 1.1.0) the next batch.
-  const r = await ansible(['-i', inv, path.join(playbooks, 'push-release.yml'), '-e', `archive=${archive('1.1.0')}`, '-e', 'canary=1', '-e', 'batch=2', '-e', 'health_timeout=20']);
+  const r = await ansible([
+    '-i',
+    inv,
+    path.join(playbooks, 'push-release.yml'),
+    '-e',
+    `archive=${archive('1.1.0')}`,
+    '-e',
+    'canary=1',
+    '-e',
+    'batch=2',
+    '-e',
+    'health_timeout=20',
+  ]);
   t.equal(r.code, 2, 'ansible-playbook: a host failed');
   t.match(r.out, /^t1\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0/m, r.out.slice(-3000));
   t.match(r.out, /^t2\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=1\s+skipped=\d+\s+rescued=1/m);
   t.match(r.out, /release 1\.1\.0 not activated \(Activate .*\): .*; the device runs 1\.0\.0/);
-  t.same(DEVICES.map((n) => fl.current(n)), ['1.1.0', '1.0.0', '1.1.0']);
+  t.same(
+    DEVICES.map((n) => fl.current(n)),
+    ['1.1.0', '1.0.0', '1.1.0'],
+  );
 });

@@ -31,7 +31,10 @@ hosts:
 `,
     FILE,
   );
-  t.same(inv.hosts.map((h) => h.name), ['kitchen', 'barn', 'build-pi']);
+  t.same(
+    inv.hosts.map((h) => h.name),
+    ['kitchen', 'barn', 'build-pi'],
+  );
   t.same(inv.groups, ['canary', 'farm', 'house']);
   const [kitchen, barn, builder] = inv.hosts;
   t.same(kitchen, {
@@ -50,7 +53,11 @@ hosts:
     stagingDir: DEFAULT_STAGING_DIR,
   });
   t.same([barn!.address, barn!.port, barn!.user, barn!.sshOptions], ['barn.local', 2222, 'admin', ['ServerAliveInterval=5', 'ProxyJump=bastion']]);
-  t.same([builder!.address, builder!.builder, builder!.sudo, builder!.stagingDir], ['build-pi', true, false, '/var/tmp/uploads'], 'the address defaults to the name');
+  t.same(
+    [builder!.address, builder!.builder, builder!.sudo, builder!.stagingDir],
+    ['build-pi', true, false, '/var/tmp/uploads'],
+    'the address defaults to the name',
+  );
   t.equal(parseInventory('hosts: {solo: }', FILE).hosts[0]!.user, undefined, 'no user: ssh decides');
 });
 
@@ -88,9 +95,11 @@ t.test('every problem names the host, the key and the line', async (t) => {
     ],
   );
   t.same(problems('defaults:\n  user: "pi@x"\nhosts: {a: }\n'), ['line 2: defaults.user: expected a user name without spaces, "@" or ":"']);
-  t.same(problems('defaults:\n  address: x\nhosts: {a: }\n'), ["line 2: defaults: unknown key 'address' (known: user, port, sudo, command, identity_file, known_hosts_file, ssh_config_file, ssh_options, staging_dir)"]);
+  t.same(problems('defaults:\n  address: x\nhosts: {a: }\n'), [
+    "line 2: defaults: unknown key 'address' (known: user, port, sudo, command, identity_file, known_hosts_file, ssh_config_file, ssh_options, staging_dir)",
+  ]);
   t.same(problems('hosts: {a: {ssh_options: [StrictHostKeyChecking]}}'), ["line 1: host 'a' ssh_options.0: expected 'Key=Value', e.g. 'ProxyJump=bastion'"]);
-  t.same(problems('hosts:\n  "bad name": {}\n'), ["line 2: host 'bad name': host name not valid: expected letters, digits, \".\", \"_\" or \"-\""]);
+  t.same(problems('hosts:\n  "bad name": {}\n'), ['line 2: host \'bad name\': host name not valid: expected letters, digits, ".", "_" or "-"']);
   t.same(problems('hosts: {}'), ["line 1: host 'hosts': no hosts; add at least one under 'hosts:'".replace("host 'hosts'", 'hosts')]);
   t.same(problems('- a\n- b\n'), ["expected a mapping with 'hosts' (and optionally 'defaults') at the top level but found a list"]);
   t.same(problems('host:\n  a: {}\n'), ['hosts: missing (expected a mapping)', "line 1: top level: unknown key 'host' (known: defaults, hosts)"]);
@@ -115,6 +124,8 @@ t.test('--limit: hosts, groups, all, exclusions', async (t) => {
   t.same(names('all,!barn'), ['a', 'd']);
   t.same(names('!house'), ['c', 'd'], 'only exclusions: from every host');
   t.same(names('house,!b'), ['a']);
-  t.throws(() => names('kitchen,barn,attic'), { message: `inventory ${FILE}: --limit: no host or group named 'kitchen', 'attic' (hosts: a, b, c, d; groups: barn, house)` });
+  t.throws(() => names('kitchen,barn,attic'), {
+    message: `inventory ${FILE}: --limit: no host or group named 'kitchen', 'attic' (hosts: a, b, c, d; groups: barn, house)`,
+  });
   t.throws(() => names('house,!house'), { message: `inventory ${FILE}: --limit 'house,!house' selects no host` });
 });

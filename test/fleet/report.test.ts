@@ -10,22 +10,47 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import t from 'tap';
 import { parse } from 'yaml';
-import { toAnsibleInventory } from '../../src/fleet/command.js';
-import { parseInventory } from '../../src/fleet/inventory.js';
-import { modelLabel, readReleaseArchive, type HostOutcome } from '../../src/fleet/push.js';
+import { parseInventory, toAnsibleInventory } from '../../src/fleet/inventory.js';
+import { type HostOutcome, modelLabel, readReleaseArchive } from '../../src/fleet/push.js';
 import { formatTable, outcomeTable, ProgressDisplay } from '../../src/fleet/report.js';
 import { age, statusTable } from '../../src/fleet/status.js';
 
-const outcome = (o: Partial<HostOutcome> & Pick<HostOutcome, 'host' | 'status'>): HostOutcome => ({ ok: false, before: undefined, now: undefined, detail: '', ms: 1234, ...o });
+const outcome = (o: Partial<HostOutcome> & Pick<HostOutcome, 'host' | 'status'>): HostOutcome => ({
+  ok: false,
+  before: undefined,
+  now: undefined,
+  detail: '',
+  ms: 1234,
+  ...o,
+});
 
 t.test('columns line up; the last one is not padded', async (t) => {
-  t.equal(formatTable(['A', 'LONGER', 'Z'], [['x', 'y', 'end'], ['wide value', '', '']]), ['A           LONGER  Z', 'x           y       end', 'wide value'].join('\n'));
+  t.equal(
+    formatTable(
+      ['A', 'LONGER', 'Z'],
+      [
+        ['x', 'y', 'end'],
+        ['wide value', '', ''],
+      ],
+    ),
+    ['A           LONGER  Z', 'x           y       end', 'wide value'].join('\n'),
+  );
 });
 
 t.test('push summary: where each host ended, skipped hosts, hints', async (t) => {
   const text = outcomeTable([
     { host: 'kitchen', outcome: outcome({ host: 'kitchen', ok: true, status: 'updated', before: '1.0.0', now: '1.1.0', detail: 'healthy on 1.1.0' }) },
-    { host: 'barn', outcome: outcome({ host: 'barn', status: 'rolled back', before: '1.0.0', now: '1.0.0', detail: 'health: no frame classified', hint: 'journalctl -u edge-classifier' }) },
+    {
+      host: 'barn',
+      outcome: outcome({
+        host: 'barn',
+        status: 'rolled back',
+        before: '1.0.0',
+        now: '1.0.0',
+        detail: 'health: no frame classified',
+        hint: 'journalctl -u edge-classifier',
+      }),
+    },
     { host: 'shed', skipped: '1 host failed, more than --max-fail allows (0)' },
   ]);
   t.equal(
@@ -56,13 +81,29 @@ t.test('ages and the status table', async (t) => {
         host: 'kitchen',
         state: 'healthy',
         detail: '',
-        health: { healthy: true, release: '1.1.0', model: { name: 'mobilenet', sha256: 'ab'.repeat(32) }, since: '2026-12-02T10:00:00Z', fps: 9.96, problems: [], updated_at: '2026-12-02T11:59:58Z' },
+        health: {
+          healthy: true,
+          release: '1.1.0',
+          model: { name: 'mobilenet', sha256: 'ab'.repeat(32) },
+          since: '2026-12-02T10:00:00Z',
+          fps: 9.96,
+          problems: [],
+          updated_at: '2026-12-02T11:59:58Z',
+        },
       },
       {
         host: 'barn',
         state: 'unhealthy',
         detail: 'no frame classified for 30 s',
-        health: { healthy: false, release: '1.0.0', model: null, since: null, fps: 0, problems: [{ id: 'source_stalled' }, { id: 'broker_unreachable' }], updated_at: '2026-12-02T11:59:50Z' },
+        health: {
+          healthy: false,
+          release: '1.0.0',
+          model: null,
+          since: null,
+          fps: 0,
+          problems: [{ id: 'source_stalled' }, { id: 'broker_unreachable' }],
+          updated_at: '2026-12-02T11:59:50Z',
+        },
       },
       { host: 'shed', state: 'unreachable', detail: 'unreachable: connect to host shed port 22: No route to host', hint: 'check that the device is on' },
     ],
@@ -89,7 +130,9 @@ t.test('the Ansible inventory carries the same hosts, connection settings and gr
     'defaults: {user: pi, identity_file: /keys/fleet, known_hosts_file: /keys/known_hosts}\nhosts:\n  kitchen: {address: 10.0.0.5, groups: [house]}\n  barn: {port: 2222, builder: true, sudo: false, ssh_options: ["ProxyJump=gate"]}\n',
     '/srv/fleet.yaml',
   );
-  const doc = parse(toAnsibleInventory(inv.hosts)) as { all: { hosts: Record<string, Record<string, unknown>>; children: Record<string, { hosts: Record<string, null> }> } };
+  const doc = parse(toAnsibleInventory(inv.hosts)) as {
+    all: { hosts: Record<string, Record<string, unknown>>; children: Record<string, { hosts: Record<string, null> }> };
+  };
   t.same(doc.all.hosts.kitchen, {
     ansible_host: '10.0.0.5',
     ansible_port: 22,
@@ -111,29 +154,55 @@ t.test('a release archive is checked against its .sha256 before any host is touc
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'edge-classifier-1.2.0-rc.1-linux-arm64.tar.gz');
   writeFileSync(file, 'not really a tarball');
-  await t.rejects(readReleaseArchive(file), { message: `release archive ${file}: edge-classifier-1.2.0-rc.1-linux-arm64.tar.gz.sha256 is missing beside it (edge-classifier pack writes both)` });
+  await t.rejects(readReleaseArchive(file), {
+    message: `release archive ${file}: edge-classifier-1.2.0-rc.1-linux-arm64.tar.gz.sha256 is missing beside it (edge-classifier pack writes both)`,
+  });
   const sha = createHash('sha256').update('not really a tarball').digest('hex');
   writeFileSync(`${file}.sha256`, `${sha}  edge-classifier-1.2.0-rc.1-linux-arm64.tar.gz\n`);
   const a = await readReleaseArchive(file);
   t.same([a.version, a.arch, a.sha256, a.bytes], ['1.2.0-rc.1', 'arm64', sha, 20]);
   writeFileSync(file, 'not really a tarball, changed');
-  await t.rejects(readReleaseArchive(file), { message: new RegExp(`does not match ${sha} in edge-classifier-1\\.2\\.0-rc\\.1-linux-arm64\\.tar\\.gz\\.sha256; the file is damaged or incomplete — pack it again$`) });
+  await t.rejects(readReleaseArchive(file), {
+    message: new RegExp(
+      `does not match ${sha} in edge-classifier-1\\.2\\.0-rc\\.1-linux-arm64\\.tar\\.gz\\.sha256; the file is damaged or incomplete — pack it again$`,
+    ),
+  });
   writeFileSync(`${file}.sha256`, 'garbage\n');
   await t.rejects(readReleaseArchive(file), { message: `${file}.sha256: expected "<64 hex digits>  <file name>" (sha256sum format)` });
   const other = path.join(dir, 'release.tgz');
   writeFileSync(other, '');
-  await t.rejects(readReleaseArchive(other), { message: `release archive ${other}: expected a name edge-classifier-VERSION-linux-ARCH.tar.gz as edge-classifier pack writes it` });
+  await t.rejects(readReleaseArchive(other), {
+    message: `release archive ${other}: expected a name edge-classifier-VERSION-linux-ARCH.tar.gz as edge-classifier pack writes it`,
+  });
   await t.rejects(readReleaseArchive(path.join(dir, 'nope.tar.gz')), /no such file \(make one with: edge-classifier pack\)/);
 });
 
 t.test('progress without a terminal: one line per step, transfers every 25 %', async (t) => {
   let text = '';
-  const out = new Writable({ write: (chunk: Buffer, _e, cb) => ((text += chunk.toString()), cb()) });
+  const out = new Writable({
+    write: (chunk: Buffer, _e, cb) => {
+      text += chunk.toString();
+      cb();
+    },
+  });
   const p = new ProgressDisplay(out, false);
   p.note('push: canary (1/2): kitchen');
   for (const pct of [0, 3, 10, 24, 25, 60, 99, 100]) p.update('kitchen', `sending ${pct}% 1.00MB/s`);
   p.update('kitchen', 'installing');
   p.finish(outcome({ host: 'kitchen', ok: true, status: 'updated', detail: 'healthy on 1.1.0' }));
   p.end();
-  t.equal(text, ['push: canary (1/2): kitchen', 'kitchen: sending 0% 1.00MB/s', 'kitchen: sending 25% 1.00MB/s', 'kitchen: sending 60% 1.00MB/s', 'kitchen: sending 99% 1.00MB/s', 'kitchen: sending 100% 1.00MB/s', 'kitchen: installing', 'kitchen: updated: healthy on 1.1.0', ''].join('\n'));
+  t.equal(
+    text,
+    [
+      'push: canary (1/2): kitchen',
+      'kitchen: sending 0% 1.00MB/s',
+      'kitchen: sending 25% 1.00MB/s',
+      'kitchen: sending 60% 1.00MB/s',
+      'kitchen: sending 99% 1.00MB/s',
+      'kitchen: sending 100% 1.00MB/s',
+      'kitchen: installing',
+      'kitchen: updated: healthy on 1.1.0',
+      '',
+    ].join('\n'),
+  );
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { allowedFailures, parseFailBudget, planRollout, runRollout, type RolloutOptions } from '../../src/fleet/rollout.js';
+import { allowedFailures, parseFailBudget, planRollout, type RolloutOptions, runRollout } from '../../src/fleet/rollout.js';
 
 const hosts = (n: number): string[] => Array.from({ length: n }, (_, i) => `h${i + 1}`);
 
@@ -51,13 +51,23 @@ t.test('--max-fail: a count or a percentage', async (t) => {
 });
 
 t.test('plan: canary first, then batches in inventory order', async (t) => {
-  t.same(planRollout(hosts(7), { canary: 1, batch: 3 }).map((p) => [p.name, p.hosts]), [
-    ['canary', ['h1']],
-    ['batch 1', ['h2', 'h3', 'h4']],
-    ['batch 2', ['h5', 'h6', 'h7']],
-  ]);
-  t.same(planRollout(hosts(3), { canary: 0, batch: 2 }).map((p) => p.hosts), [['h1', 'h2'], ['h3']]);
-  t.same(planRollout(hosts(2), { canary: 5, batch: 2 }).map((p) => p.name), ['canary'], 'a canary larger than the fleet is the whole fleet');
+  t.same(
+    planRollout(hosts(7), { canary: 1, batch: 3 }).map((p) => [p.name, p.hosts]),
+    [
+      ['canary', ['h1']],
+      ['batch 1', ['h2', 'h3', 'h4']],
+      ['batch 2', ['h5', 'h6', 'h7']],
+    ],
+  );
+  t.same(
+    planRollout(hosts(3), { canary: 0, batch: 2 }).map((p) => p.hosts),
+    [['h1', 'h2'], ['h3']],
+  );
+  t.same(
+    planRollout(hosts(2), { canary: 5, batch: 2 }).map((p) => p.name),
+    ['canary'],
+    'a canary larger than the fleet is the whole fleet',
+  );
   t.throws(() => planRollout(hosts(2), { canary: 0, batch: 0 }), /--batch expects a whole number ≥ 1, got 0/);
   t.throws(() => planRollout(hosts(2), { canary: -1, batch: 1 }), /--canary expects a whole number ≥ 0, got -1/);
 });
@@ -86,7 +96,10 @@ t.test('a failing canary stops the rollout even when --max-fail would allow it',
   t.same(r.skipped, ['h3', 'h4']);
   t.equal(r.report.stoppedBecause, 'canary host h1 failed');
   t.same(r.stops, ['canary host h1 failed']);
-  t.same(r.report.runs.filter((x) => !x.started).map((x) => !x.started && x.reason), ['canary host h1 failed', 'canary host h1 failed']);
+  t.same(
+    r.report.runs.filter((x) => !x.started).map((x) => !x.started && x.reason),
+    ['canary host h1 failed', 'canary host h1 failed'],
+  );
 });
 
 t.test('--max-fail 0: the first failure stops starting hosts; the rest stay untouched', async (t) => {
@@ -129,7 +142,10 @@ t.test('a task that throws counts as that host failing', async (t) => {
     },
     (_h, err) => ({ ok: false, why: (err as Error).message }),
   );
-  t.same(report.runs.map((r) => (r.started ? r.result : r.reason)), [{ ok: false, why: 'boom' }, '1 host failed, more than --max-fail allows (0)', '1 host failed, more than --max-fail allows (0)']);
+  t.same(
+    report.runs.map((r) => (r.started ? r.result : r.reason)),
+    [{ ok: false, why: 'boom' }, '1 host failed, more than --max-fail allows (0)', '1 host failed, more than --max-fail allows (0)'],
+  );
 });
 
 t.test('an abort (Ctrl-C) stops starting hosts and lets running ones finish', async (t) => {

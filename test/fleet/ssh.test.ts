@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { loadInventory, type FleetHost } from '../../src/fleet/inventory.js';
+import { type FleetHost, loadInventory } from '../../src/fleet/inventory.js';
 import { SshError, SshSession } from '../../src/fleet/ssh.js';
 import { PARTIAL_DIR, upload } from '../../src/fleet/transfer.js';
 import { startSshLab } from '../helpers/sshd.js';
@@ -64,12 +64,17 @@ t.test('a changed host key is refused and named, with its fingerprint and the fi
   const lab2 = await startSshLab(t, ['reinstalled']);
   const h = loadInventory(await lab2.writeInventory()).hosts[0]!;
   await lab2.target('reinstalled').rotateHostKey();
-  const newFp = execFileSync('ssh-keygen', ['-lf', path.join(lab2.target('reinstalled').dir, 'ssh_host_ed25519_key.pub')]).toString().split(' ')[1]!;
+  const newFp = execFileSync('ssh-keygen', ['-lf', path.join(lab2.target('reinstalled').dir, 'ssh_host_ed25519_key.pub')])
+    .toString()
+    .split(' ')[1]!;
   const s = session('reinstalled', h, true);
   const err = (await s.connect().catch((e: unknown) => e)) as SshError;
   t.type(err, SshError);
   t.equal(err.kind, 'host-key-changed', 'even with --accept-new-host-keys');
-  t.equal(err.message, `host key changed: [127.0.0.1]:${lab2.target('reinstalled').port} now presents key ${newFp}, not the one recorded in ${lab2.knownHostsFile}`);
+  t.equal(
+    err.message,
+    `host key changed: [127.0.0.1]:${lab2.target('reinstalled').port} now presents key ${newFp}, not the one recorded in ${lab2.knownHostsFile}`,
+  );
   t.match(err.hint, `ssh-keygen -f ${lab2.knownHostsFile} -R '[127.0.0.1]:${lab2.target('reinstalled').port}'`);
   const e2 = (await s.run(['true']).catch((e: unknown) => e)) as SshError;
   t.equal(e2.kind, 'host-key-changed', 'commands too');

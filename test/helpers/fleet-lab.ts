@@ -17,20 +17,20 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, symlin
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { assetsDir, image, model, repoRoot } from './assets.js';
-import { runCli, startCli, type CliRun } from './cli.js';
-import { startMosquitto, type Mosquitto } from './mosquitto.js';
-import { startSshLab, type SshLab, type SshdTarget } from './sshd.js';
+import { type CliRun, runCli, startCli } from './cli.js';
+import { type Mosquitto, startMosquitto } from './mosquitto.js';
+import { type SshdTarget, type SshLab, startSshLab } from './sshd.js';
 
 interface TeardownTarget {
   teardown(fn: () => unknown): void;
 }
 
 /** The small model every device starts with (uint8 [1,128,128,3], 1001 classes). */
-export const START_MODEL = model('mobilenet_v1_0.25_128_quant.tflite');
+const START_MODEL = model('mobilenet_v1_0.25_128_quant.tflite');
 /** The systemctl stand-in. */
-export const SYSTEMCTL = path.join(repoRoot, 'test', 'helpers', 'bin', 'systemctl');
+const SYSTEMCTL = path.join(repoRoot, 'test', 'helpers', 'bin', 'systemctl');
 
-export interface FleetDevice {
+interface FleetDevice {
   readonly name: string;
   readonly target: SshdTarget;
   readonly root: string;
@@ -56,6 +56,7 @@ export interface FleetLab {
 }
 
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
+
 export { sha256 };
 
 function seedPiOs(root: string): void {
@@ -107,9 +108,7 @@ export async function startFleetLab(t: TeardownTarget, names: readonly string[],
     mkdirSync(path.join(target.root, 'etc', 'edge-classifier'), { recursive: true });
     writeFileSync(path.join(target.root, 'etc', 'edge-classifier', 'env'), `EDGE_CLASSIFIER_BASE_TOPIC=edge-classifier/${target.name}\n`);
     devices.push({ name: target.name, target, root: target.root });
-    lab.onTeardown(() =>
-      runStandin(['stop', 'edge-classifier'], { ...process.env, EDGE_CLASSIFIER_ROOT: target.root }).catch(() => undefined),
-    );
+    lab.onTeardown(() => runStandin(['stop', 'edge-classifier'], { ...process.env, EDGE_CLASSIFIER_ROOT: target.root }).catch(() => undefined));
   }
   const inventory = await lab.writeInventory({ gone: { address: '127.0.0.1', port: 1 }, ...extra });
   const env = { ...process.env, EDGE_CLASSIFIER_INVENTORY: inventory };
@@ -133,7 +132,10 @@ export async function startFleetLab(t: TeardownTarget, names: readonly string[],
     },
     healthFile: (name) => {
       try {
-        return JSON.parse(readFileSync(path.join(device(name).root, 'run', 'edge-classifier', 'health.json'), 'utf8')) as { pid: number; model?: { sha256: string } };
+        return JSON.parse(readFileSync(path.join(device(name).root, 'run', 'edge-classifier', 'health.json'), 'utf8')) as {
+          pid: number;
+          model?: { sha256: string };
+        };
       } catch {
         return null;
       }

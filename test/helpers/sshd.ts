@@ -24,7 +24,7 @@
  * gets SIGTERM when the test process dies (prctl PR_SET_PDEATHSIG, through
  * python3), so a crashed or timed-out test leaves no server behind.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -33,7 +33,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './mosquitto.js';
 
-export const SSHD_BIN = process.env.SSHD_BIN ?? '/usr/sbin/sshd';
+const SSHD_BIN = process.env.SSHD_BIN ?? '/usr/sbin/sshd';
 const run = promisify(execFile);
 /** Execs argv[1:] with SIGTERM as its parent-death signal (kept across execve). */
 const DIE_WITH_PARENT = 'import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); os.execv(sys.argv[1], sys.argv[1:])';
@@ -143,7 +143,9 @@ export async function startSshLab(t: TeardownTarget, names: readonly string[], o
         'MaxStartups 50:30:100',
         'MaxSessions 50',
         'LogLevel VERBOSE',
-        `SetEnv ${Object.entries(env).map(([k, v]) => `"${k}=${v}"`).join(' ')}`,
+        `SetEnv ${Object.entries(env)
+          .map(([k, v]) => `"${k}=${v}"`)
+          .join(' ')}`,
         '',
       ].join('\n'),
     );
