@@ -11,7 +11,7 @@
  *   const r = await fl.fleet(['status']);      // the real CLI, with the lab's inventory
  *   fl.current('t1');                          // the release `current` points to
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -145,14 +145,4 @@ export async function startFleetLab(t: TeardownTarget, names: readonly string[],
 
 function runStandin(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
   return new Promise((resolve) => execFile(SYSTEMCTL, args, { env, timeout: 20_000 }, () => resolve()));
-}
-
-/** True when `visudo` is installed (Debian's sudo package): then sudoers files are checked with it. */
-export function hasVisudo(): boolean {
-  try {
-    execFileSync('sh', ['-c', 'command -v visudo'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
 }
