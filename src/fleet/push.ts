@@ -260,34 +260,84 @@ function reasonOf(v: DeviceActionResult, fallback: string): string {
 /** The device's fix, when it gave one. */
 const fixOf = (v: DeviceActionResult): { hint?: string } => (v.fix != null && v.fix !== '' ? { hint: v.fix } : {});
 
+/** History events after which a device command has nothing left to do. */
+const SETTLED = new Set(['activated', 'rolled-back', 'activation-failed', 'install-failed', 'model-activated', 'model-rolled-back', 'model-failed']);
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+
+/** One history event in a few words: "rolled-back 1.1.0 → 1.0.0: health: …". */
+function describeEvent(e: Record<string, unknown>): string {
+  const str = (k: string): string => (typeof e[k] === 'string' ? (e[k] as string) : '');
+  return `${str('event')} ${str('version')}${str('to') !== '' ? ` → ${str('to')}` : ''}${str('reason') !== '' ? `: ${str('reason')}` : ''}`.trim();
+}
+
 /**
- * After the link dropped during a device command: reconnects once and reads
- * where the device ended (the device finishes or rolls back by itself).
+ * After the link dropped during a device command: the device finishes or
+ * rolls back by itself. Reconnects (after 2, 5 and 10 s), waits until the
+ * device's history settles (its last event is a final one and stays the
+ * last for one more read), and reports where the device ended.
  */
 async function afterLinkLoss(
   device: RemoteDevice,
+  what: 'release' | 'model',
   err: SshError,
   before: string | undefined,
   ctx: PushContext,
 ): Promise<Omit<HostOutcome, 'host' | 'ms' | 'ok'>> {
-  await new Promise((r) => setTimeout(r, 2000));
+  const lost = (): Omit<HostOutcome, 'host' | 'ms' | 'ok'> => ({
+    ...sshOutcome(err, before, true),
+    detail: `${err.message}; the device finishes or rolls back by itself — check later with edge-classifier fleet status`,
+  });
+  let connected = false;
+  for (const wait of [2000, 5000, 10_000]) {
+    await sleep(wait, ctx.kill);
+    if (ctx.kill.aborted) return lost();
+    try {
+      await device.session.close();
+      await device.session.connect(ctx.kill);
+      connected = true;
+      break;
+    } catch (e) {
+      if (!(e instanceof SshError)) throw e;
+    }
+  }
+  if (!connected) return lost();
   try {
-    await device.session.close();
-    await device.session.connect(ctx.kill);
-    const list = await releaseList(device, ctx.kill);
+    ctx.progress.update(device.host.name, 'link lost; reconnected, waiting for the device to finish');
+    const deadline = Date.now() + ((ctx.healthTimeoutS ?? 60) * 2 + 60) * 1000;
+    let list: ReleaseList | undefined;
+    let previousLast = '';
+    for (;;) {
+      list = await releaseList(device, ctx.kill);
+      const last = list?.history?.slice(-1)[0];
+      const key = last !== undefined ? JSON.stringify(last) : '';
+      if ((last !== undefined && SETTLED.has(String(last.event)) && key === previousLast) || Date.now() > deadline || ctx.kill.aborted) break;
+      previousLast = key;
+      await sleep(2000, ctx.kill);
+    }
     const last = list?.history?.slice(-1)[0];
+    const now = what === 'release' ? (list?.current ?? undefined) : modelLabel((await readHealth(device, ctx.kill))?.model);
     return {
       status: 'link lost',
       before,
-      now: list?.current ?? undefined,
-      detail: `${err.message}; reconnected: the device runs ${list?.current ?? 'an unknown release'}${last !== undefined ? ` (last entry in its history: ${JSON.stringify(last)})` : ''}`,
-      hint: 'check with edge-classifier fleet status; push again to finish',
+      now,
+      detail: `${err.message}; reconnected: the device runs ${now ?? `an unknown ${what}`}${last !== undefined ? ` (its last event: ${describeEvent(last)})` : ''}`,
+      hint: `check with edge-classifier fleet status; push again if the ${what} is not the one you sent`,
     };
-  } catch {
-    return {
-      ...sshOutcome(err, before, true),
-      detail: `${err.message}; the device finishes or rolls back by itself — check later with edge-classifier fleet status`,
-    };
+  } catch (e) {
+    if (e instanceof SshError) return lost();
+    throw e;
   }
 }
 
@@ -334,7 +384,7 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
       note('installing');
       installed = await device.json<DeviceActionResult>(['release', 'install', staged], { signal: ctx.kill, onProgress: (l) => note(`install: ${l}`) });
     } catch (err) {
-      if (err instanceof SshError) return afterLinkLoss(device, err, before, ctx);
+      if (err instanceof SshError) return afterLinkLoss(device, 'release', err, before, ctx);
       await removeStaged(device.session, facts.stagingDir, names);
       throw err;
     }
@@ -357,7 +407,7 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
       const args = ['release', 'activate', version, ...(ctx.healthTimeoutS !== undefined ? ['--health-timeout', String(ctx.healthTimeoutS)] : [])];
       activated = await device.json<DeviceActionResult>(args, { signal: ctx.kill, onProgress: (l) => note(`activate: ${l}`) });
     } catch (err) {
-      if (err instanceof SshError) return afterLinkLoss(device, err, before, ctx);
+      if (err instanceof SshError) return afterLinkLoss(device, 'release', err, before, ctx);
       throw err;
     }
     const v = activated.value;
@@ -418,7 +468,7 @@ export function modelStep(upload: ModelUpload, ctx: PushContext): Step {
       note('installing model');
       result = await device.json<DeviceActionResult>(args, { signal: ctx.kill, onProgress: (l) => note(`model: ${l}`) });
     } catch (err) {
-      if (err instanceof SshError) return afterLinkLoss(device, err, before, ctx);
+      if (err instanceof SshError) return afterLinkLoss(device, 'model', err, before, ctx);
       throw err;
     } finally {
       await removeStaged(device.session, facts.stagingDir, names).catch(() => undefined);
@@ -459,7 +509,7 @@ export function rollbackStep(what: 'release' | 'model', ctx: PushContext): Step 
       const args = [what, 'rollback', ...(ctx.healthTimeoutS !== undefined ? ['--health-timeout', String(ctx.healthTimeoutS)] : [])];
       r = await device.json<DeviceActionResult>(args, { signal: ctx.kill, onProgress: (l) => note(l) });
     } catch (err) {
-      if (err instanceof SshError) return afterLinkLoss(device, err, before, ctx);
+      if (err instanceof SshError) return afterLinkLoss(device, what, err, before, ctx);
       throw err;
     }
     const now = await read();

@@ -122,7 +122,7 @@ export function classifySshFailure(host: FleetHost, stderr: string): SshError | 
     );
   }
   if (
-    /Connection refused|Connection timed out|timed out during banner|No route to host|Could not resolve hostname|Network is unreachable|Connection reset|Connection closed by|kex_exchange_identification|Name or service not known|Temporary failure in name resolution/.test(
+    /Connection refused|Connection timed out|timed out during banner|No route to host|Could not resolve hostname|Network is unreachable|Connection reset|Connection closed by|closed by remote host|Broken pipe|kex_exchange_identification|Name or service not known|Temporary failure in name resolution/.test(
       stderr,
     )
   ) {

@@ -352,6 +352,30 @@ t.test('fleet rollback: back to the previous release', async (t) => {
   );
 });
 
+t.test('the link drops while a device rolls back: the device finishes, fleet reconnects and says where it ended', async (t) => {
+  const run = fl.startFleet(t, ['rollback', '--limit', 't3', '--health-timeout', '20', '--json']);
+  // Once the device has started (its history says so), cut every open SSH
+  // connection to it, as a Wi-Fi drop would; new ones are accepted again.
+  const historyFile = path.join(fl.device('t3').root, 'var', 'lib', 'edge-classifier', 'history.jsonl');
+  const started = () => readFileSync(historyFile, 'utf8').trim().split('\n').slice(-1)[0]!.includes('"activating"');
+  const deadline = Date.now() + 30_000;
+  while (!started() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.ok(started(), 'the rollback had started on the device');
+  const sshd = fl.lab.target('t3').pid!;
+  const sessions = execFileSync('pgrep', ['-P', String(sshd)])
+    .toString()
+    .trim()
+    .split('\n')
+    .map(Number);
+  for (const pid of sessions) process.kill(pid, 'SIGKILL');
+  const { code } = await run.exited;
+  t.equal(code, 1);
+  const out = byHost(run.stdout).t3!;
+  t.same([out.status, out.before, out.now], ['link lost', '1.1.0', '1.0.0'], JSON.stringify(out));
+  t.match(out.detail, /reconnected: the device runs 1\.0\.0 \(its last event: [a-z-]+ 1\.0\.0/);
+  t.equal(fl.current('t3'), '1.0.0');
+});
+
 t.test('the Ansible playbook: the same rollout through the device commands', async (t) => {
   const playbooks = path.join(repoRoot, 'deploy', 'ansible');
   const env = {

@@ -55,6 +55,8 @@ export interface SshdTarget {
   readonly bin: string;
   /** sshd's log (stderr, -e) so far. */
   readonly log: string;
+  /** The listening sshd's process id (its children serve the open connections), or undefined when stopped. */
+  readonly pid: number | undefined;
   readonly running: boolean;
   /** Starts sshd again on the same port; resolves when it listens. */
   start(): Promise<void>;
@@ -194,6 +196,9 @@ export async function startSshLab(t: TeardownTarget, names: readonly string[], o
       },
       get running() {
         return child !== undefined;
+      },
+      get pid() {
+        return child?.pid;
       },
       start,
       stop,
