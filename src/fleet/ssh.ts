@@ -295,9 +295,20 @@ export class SshSession {
   async runShell(commandLine: string, options: Omit<RunOptions, 'sudo'> = {}): Promise<RemoteResult> {
     const r = await this.spawnSsh([...this.baseArgs(), '-o', 'ControlMaster=no', this.destination, commandLine], options);
     if (r.cancelled) throw new CancelledError(`${this.host.name}: ${commandLine.slice(0, 60)}`);
-    if (r.code === 255) {
+    if (r.code === 255 || r.code === null) {
       const err = classifySshFailure(this.host, r.stderr);
       if (err) throw err;
+      // ssh said nothing (LogLevel=ERROR) but the shared connection is gone:
+      // the link dropped under the command. A command exiting 255 by itself
+      // leaves the connection up.
+      if (!(await this.hasMaster()) || r.code === null) {
+        throw new SshError(
+          'unreachable',
+          `the connection to ${this.host.name} was lost during the command`,
+          `check that the device is on and on the network; it finishes or rolls back what it was doing by itself`,
+          r.stderr,
+        );
+      }
     }
     return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr };
   }

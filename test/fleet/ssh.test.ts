@@ -43,6 +43,7 @@ t.test('commands run in the target environment; every argument arrives as writte
   t.same(echo.stdout.split('\0').slice(0, -1), words);
   const fail = await s.run(['sh', '-c', 'echo oops >&2; exit 3']);
   t.same([fail.code, fail.stderr], [3, 'oops\n'], 'a failing remote command is a result, not an SshError');
+  t.equal((await s.run(['sh', '-c', 'exit 255'])).code, 255, 'even with the status ssh uses for its own failures');
   const lines: string[] = [];
   await s.run(['sh', '-c', 'echo one; echo two'], { onStdoutLine: (l) => lines.push(l) });
   t.same(lines, ['one', 'two']);
