@@ -168,6 +168,7 @@ t.test('push with a canary while one device fails its health gate: it alone roll
   const kept = statSync(partialOf('t3')).size;
   const r = await fl.fleet(['push', archive('1.1.0'), '--limit', 't1,t2,t3', '--canary', '1', '--batch', '2', '--health-timeout', '20']);
   t.equal(r.code, 1, 'a host failed');
+  t.comment(r.stdout);
   const table = rows(r.stdout);
   t.same(table.t1!.slice(1, 4), ['updated', '1.0.0', '1.1.0'], r.stdout);
   t.same(table.t2!.slice(1, 4), ['rolled back', '1.0.0', '1.0.0']);
@@ -188,6 +189,7 @@ t.test('fleet status: one row per host, from each daemon; unreachable and re-key
   await fl.lab.target('rekeyed').rotateHostKey();
   const r = await fl.fleet(['status', '--limit', 't1,t2,t3,gone,rekeyed']);
   t.equal(r.code, 1);
+  t.comment(r.stdout);
   const table = rows(r.stdout);
   const startSha = sha256(model('mobilenet_v1_0.25_128_quant.tflite')).slice(0, 12);
   for (const [n, v] of [
