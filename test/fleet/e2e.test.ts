@@ -1,7 +1,7 @@
 /**
- * The fleet end to end, as an operator runs it: `pack` a release, `fleet
- * bootstrap` three fresh devices, `fleet build` the next release on a
- * builder host, a push killed mid-transfer, `fleet push` with a canary
+ * The fleet end to end, as an operator runs it: `fleet build` a release on
+ * a builder host (which runs `pack` there), `fleet bootstrap` three fresh
+ * devices with it, a push of the next release killed mid-transfer, `fleet push` with a canary
  * while one device's health gate fails (and the killed transfer resumes),
  * `fleet status` with an unreachable host and a changed host key, `fleet
  * doctor`, a model alone without restarting the daemons, a bad model,
@@ -20,9 +20,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { assetsDir, labels, model, repoRoot } from '../helpers/assets.js';
-import { runCli } from '../helpers/cli.js';
+import { labels, model, repoRoot } from '../helpers/assets.js';
 import { sha256, startFleetLab } from '../helpers/fleet-lab.js';
+import { manifestOnlyArchive, repack } from '../helpers/release-archive.js';
 
 // One long sequence on real devices: minutes, not the default two.
 t.setTimeout(600_000);
@@ -63,11 +63,32 @@ const history = (n: string): number => {
 };
 const staging = (n: string) => path.join(fl.device(n).target.home, '.cache', 'edge-classifier', 'staging');
 
-t.test('pack: a release archive of this checkout', async (t) => {
-  const r = await runCli(['pack', '--out', packs, '--version', '1.0.0'], { env: { ...process.env, EDGE_CLASSIFIER_MIRROR: assetsDir } });
-  t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout.trim(), archive('1.0.0'));
-  t.ok(existsSync(`${archive('1.0.0')}.sha256`));
+t.test('fleet build: the first release, packed on the builder host of its arch', async (t) => {
+  // t3 has built this lockfile before: its node_modules is there (linked
+  // from this checkout's), so the build goes straight to pack. A first build
+  // runs npm ci there (about a minute here).
+  const build = path.join(fl.device('t3').target.home, '.cache', 'edge-classifier', 'build');
+  mkdirSync(path.join(build, 'src'), { recursive: true });
+  execFileSync('cp', ['-al', path.join(repoRoot, 'node_modules'), path.join(build, 'src', 'node_modules')]);
+  writeFileSync(path.join(build, 'installed'), `${sha256(path.join(repoRoot, 'package-lock.json'))} ${process.versions.modules}\n`);
+
+  const wrong = await fl.fleet(['build', '--arch', 'arm64']);
+  t.equal(wrong.code, 1);
+  t.match(wrong.stderr, 'no reachable builder of arch arm64 (t3 is x64)');
+
+  const built = await fl.fleet(['build', '--arch', 'x64', '--version', '1.0.0', '--out', packs]);
+  t.equal(built.code, 0, built.stderr);
+  t.equal(built.stdout.trim(), archive('1.0.0'));
+  t.match(built.stderr, 't3: dependencies up to date');
+  const manifest = JSON.parse(execFileSync('tar', ['-xzOf', archive('1.0.0'), './release.json']).toString()) as {
+    version: string;
+    arch: string;
+    commit: string;
+  };
+  t.same([manifest.version, manifest.arch], ['1.0.0', 'x64']);
+  t.equal(manifest.commit, execFileSync('git', ['-C', repoRoot, 'rev-parse', 'HEAD']).toString().trim(), 'built from this checkout');
+  // The next release: the same program repacked as 1.1.0, as a build of other code would come.
+  t.equal(await repack(archive('1.0.0'), packs, { version: '1.1.0' }), archive('1.1.0'));
 });
 
 t.test('bootstrap: three fresh devices set up in one command, first release running, doctor run', async (t) => {
@@ -98,27 +119,6 @@ t.test('bootstrap: three fresh devices set up in one command, first release runn
     t.equal(readFileSync(path.join(root, 'etc', 'edge-classifier', 'config.yaml'), 'utf8'), readFileSync(fl.config, 'utf8'), 'configuration');
   }
   t.match(r.stdout, /^HOST\s+DOCTOR\s+DETAIL$/m, 'doctor ran');
-});
-
-t.test('fleet build: the next release built on the builder host of the arch', async (t) => {
-  // t3 has built this lockfile before: its node_modules is there (linked
-  // from this checkout's), so the build goes straight to pack. A first build
-  // runs npm ci there (about a minute here).
-  const build = path.join(fl.device('t3').target.home, '.cache', 'edge-classifier', 'build');
-  mkdirSync(path.join(build, 'src'), { recursive: true });
-  execFileSync('cp', ['-al', path.join(repoRoot, 'node_modules'), path.join(build, 'src', 'node_modules')]);
-  writeFileSync(path.join(build, 'installed'), `${sha256(path.join(repoRoot, 'package-lock.json'))} ${process.versions.modules}\n`);
-
-  const wrong = await fl.fleet(['build', '--arch', 'arm64']);
-  t.equal(wrong.code, 1);
-  t.match(wrong.stderr, 'no reachable builder of arch arm64 (t3 is x64)');
-
-  const built = await fl.fleet(['build', '--arch', 'x64', '--version', '1.1.0', '--out', packs]);
-  t.equal(built.code, 0, built.stderr);
-  t.equal(built.stdout.trim(), archive('1.1.0'));
-  t.match(built.stderr, 't3: dependencies up to date');
-  const manifest = JSON.parse(execFileSync('tar', ['-xzOf', archive('1.1.0'), './release.json']).toString()) as { version: string; arch: string };
-  t.same([manifest.version, manifest.arch], ['1.1.0', 'x64']);
 });
 
 const partialOf = (n: string) => path.join(staging(n), '.partial', path.basename(archive('1.1.0')));
@@ -284,23 +284,16 @@ t.test('--max-fail 0: the first failure stops the rollout; hosts not reached sta
   );
 });
 
-/** A copy of the 1.0.0 manifest, edited, as the only member of an archive named for linux-x64; with its .sha256. */
-function craft(version: string, edit: (m: Record<string, unknown>) => void): string {
-  const dir = mkdtempSync(path.join(packs, 'craft-'));
-  execFileSync('tar', ['-xzf', archive('1.0.0'), '-C', dir, './release.json']);
-  const m = JSON.parse(readFileSync(path.join(dir, 'release.json'), 'utf8')) as Record<string, unknown>;
-  m.version = version;
-  edit(m);
-  writeFileSync(path.join(dir, 'release.json'), JSON.stringify(m));
-  const file = archive(version);
-  execFileSync('tar', ['-czf', file, '-C', dir, './release.json']);
-  writeFileSync(`${file}.sha256`, `${sha256(file)}  ${path.basename(file)}\n`);
-  return file;
+/** The 1.0.0 manifest with changes, as the only member of an archive (with its .sha256). */
+function manifestArchive(changes: Record<string, unknown>): Promise<string> {
+  const m = JSON.parse(execFileSync('tar', ['-xzOf', archive('1.0.0'), './release.json']).toString()) as Record<string, unknown>;
+  return manifestOnlyArchive(packs, { ...m, ...changes });
 }
 
 t.test('another arch or Node.js ABI: refused by each device, each says why; an unreachable host named', async (t) => {
   const currents = DEVICES.map((n) => fl.current(n));
-  const arm = craft('2.0.0', (m) => (m.arch = 'arm64'));
+  // Named for arm64: fleet refuses it before sending anything.
+  const arm = await manifestArchive({ version: '2.0.0', arch: 'arm64' });
   const r1 = await fl.fleet(['push', arm, '--limit', 't1,t2,gone', '--canary', '0', '--max-fail', '100%', '--json']);
   t.equal(r1.code, 1);
   const o1 = byHost(r1.stdout);
@@ -309,7 +302,8 @@ t.test('another arch or Node.js ABI: refused by each device, each says why; an u
     t.match(o1[n]!.detail, /arm64/);
   }
   t.equal(o1.gone!.status, 'unreachable');
-  const abi = craft('2.0.1', (m) => (m.node_abi = '1'));
+  // Named for this arch but built for another Node.js: the device refuses it.
+  const abi = await manifestArchive({ version: '2.0.1', node_abi: '1' });
   const o2 = byHost((await fl.fleet(['push', abi, '--limit', 't3', '--canary', '0', '--json'])).stdout);
   t.equal(o2.t3!.status, 'refused', JSON.stringify(o2.t3));
   t.match(o2.t3!.detail, new RegExp(`ABI.*${process.versions.modules}|${process.versions.modules}.*ABI`, 'i'));
