@@ -206,3 +206,28 @@ t.test('progress without a terminal: one line per step, transfers every 25 %', a
     ].join('\n'),
   );
 });
+
+t.test('progress on a terminal: one line per host, redrawn in place', async (t) => {
+  let text = '';
+  const out = Object.assign(
+    new Writable({
+      write: (chunk: Buffer, _e, cb) => {
+        text += chunk.toString();
+        cb();
+      },
+    }),
+    { columns: 60 },
+  );
+  const p = new ProgressDisplay(out, true);
+  p.update('kitchen', 'connecting');
+  p.update('barn', 'connecting');
+  await new Promise((r) => setTimeout(r, 150)); // drawn at most every 100 ms
+  t.equal(text, '› kitchen  connecting\n› barn     connecting\n');
+  p.finish(outcome({ host: 'kitchen', ok: true, status: 'updated', detail: `healthy on 1.1.0 ${'and a long tail '.repeat(5)}` }));
+  p.end();
+  const frames = text.split('\x1b[2A\x1b[J');
+  t.equal(frames.length, 2, 'the two lines are redrawn, not added');
+  const last = frames[frames.length - 1]!.split('\n');
+  t.equal(last[0], '• kitchen  updated: healthy on 1.1.0 and a long tail and a long'.slice(0, 59), 'cut to the terminal width');
+  t.equal(last[1], '› barn     connecting');
+});
