@@ -52,6 +52,12 @@ export interface BuildOptions {
   readonly signal: AbortSignal;
 }
 
+/** The checkout's commit, and whether tracked files differ from it. */
+function sourceCommit(root: string = SOURCE_ROOT): { commit: string; dirty: boolean } {
+  const git = (args: string[]): string => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  return { commit: git(['rev-parse', 'HEAD']), dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '' };
+}
+
 /** Every file under `root/sub`, as paths relative to `root`. */
 function listTree(root: string, sub: string): string[] {
   return readdirSync(path.join(root, sub), { withFileTypes: true }).flatMap((e) =>
@@ -165,13 +171,16 @@ async function buildOn(session: SshSession, home: string, options: BuildOptions)
 
   // `installed` records the lockfile and Node.js ABI node_modules was installed for.
   const script =
-    'set -e; cd "$1/src"; ' +
+    'set -e; d=$1; shift; cd "$d/src"; ' +
     'want="$(sha256sum package-lock.json | cut -d" " -f1) $(node -p process.versions.modules)"; ' +
     'if [ -d node_modules ] && [ "$(cat ../installed 2>/dev/null)" = "$want" ]; then echo "dependencies up to date"; ' +
     'else echo "npm ci"; rm -f ../installed; npm ci --prefer-offline --no-audit --no-fund >&2; echo "$want" > ../installed; fi; ' +
-    'echo "pack"; if [ -n "$2" ]; then node dist/cli.js pack --out "$1/out" --version "$2" >&2; else node dist/cli.js pack --out "$1/out" >&2; fi; ' +
-    'ls "$1/out"/*.tar.gz';
-  const r = await session.run(['sh', '-c', script, 'sh', dir, options.version ?? ''], {
+    'echo "pack"; node dist/cli.js pack --out "$d/out" "$@" >&2; ' +
+    'ls "$d/out"/*.tar.gz';
+  // The builder's copy has no .git: the commit (and uncommitted changes) go to pack as flags.
+  const { commit, dirty } = sourceCommit();
+  const packArgs = [...(options.version !== undefined ? ['--version', options.version] : []), '--commit', commit, ...(dirty ? ['--dirty'] : [])];
+  const r = await session.run(['sh', '-c', script, 'sh', dir, ...packArgs], {
     signal: options.signal,
     onStdoutLine: (l) => l.trim() !== '' && note(l.trim()),
     onStderrLine: (l) => l.trim() !== '' && note(l.trim().slice(0, 100)),
