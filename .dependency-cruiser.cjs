@@ -10,6 +10,8 @@
  * A folder imports only folders to its left (and node built-ins and
  * packages). Stages do not import each other; inference/preprocess imports
  * only core (the classifier in inference owns it). No cycles anywhere.
+ * The operator side, fleet/, stands apart: it imports core/ and itself, and
+ * only cli.ts imports it (it reaches devices through their commands over SSH).
  */
 
 module.exports = {
@@ -57,6 +59,20 @@ module.exports = {
       comment: 'The device-side release commands sit on top of the daemon: the daemon never imports them.',
       from: { path: '^src/(core|camera|inference|mqtt|gpio|snapshot|stats|config|service)/' },
       to: { path: '^src/release/' },
+    },
+    {
+      name: 'fleet-stands-apart',
+      severity: 'error',
+      comment: 'fleet/ runs on the operator machine and drives devices through their commands over SSH: it imports core/ and itself only.',
+      from: { path: '^src/fleet/' },
+      to: { path: '^src/', pathNot: ['^src/core/', '^src/fleet/'] },
+    },
+    {
+      name: 'only-cli-imports-fleet',
+      severity: 'error',
+      comment: 'Nothing of the device program depends on the operator side.',
+      from: { path: '^src/', pathNot: ['^src/cli\\.ts$', '^src/fleet/'] },
+      to: { path: '^src/fleet/' },
     },
     { name: 'service-below-cli', severity: 'error', comment: 'Nothing imports the process shell.', from: { path: '^src/' }, to: { path: '^src/cli\\.ts$' } },
     {

@@ -26,6 +26,7 @@ import type { Config } from './config/schema.js';
 import type { TensorDetails } from './core/types.js';
 import { addWorkflowCommands } from './evaluation/cli-commands.js';
 import { addReleaseCommands } from './release/commands.js';
+import { addFleetCommands } from './fleet/command.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 /** The `--gpio` grammar for the help text (the parser, `config/gpio-flag.ts`, says the same in its errors). */
@@ -415,6 +416,7 @@ function program(setExit: (p: Promise<number>) => void): Command {
     .option('--json', 'one JSON object per model')
     .action((opts: { model?: string[]; json?: boolean; config?: string }) => setExit(bench(opts)));
   addReleaseCommands(cli, programDir, setExit);
+  addFleetCommands(cli, setExit);
   return cli;
 }
 

@@ -103,13 +103,22 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
     .option('--out <dir>', 'folder for the archive', '.')
     .option('--version <version>', 'release version (default: package.json version)')
     .option('--arch <arch>', 'target process.arch: x64, arm64 (default: this machine)')
+    .option('--commit <sha>', 'the git commit to record, for a copy of the source without .git (fleet build sends one); default: asked of git')
+    .option('--dirty', 'with --commit: the copy had changes not committed')
     .option('--json', 'print one JSON object')
-    .action((opts: { out: string; version?: string; arch?: string; json?: boolean }) =>
+    .action((opts: { out: string; version?: string; arch?: string; commit?: string; dirty?: boolean; json?: boolean }) =>
       setExit(
         (async () => {
           try {
             const { pack } = await import('./pack.js');
-            const r = await pack({ source: packageRoot, outDir: path.resolve(opts.out), version: opts.version, arch: opts.arch, progress: stderrProgress });
+            const r = await pack({
+              source: packageRoot,
+              outDir: path.resolve(opts.out),
+              version: opts.version,
+              arch: opts.arch,
+              progress: stderrProgress,
+              commit: opts.commit !== undefined ? { commit: opts.commit, dirty: opts.dirty === true } : undefined,
+            });
             process.stdout.write(
               opts.json ? `${JSON.stringify({ ok: true, archive: r.archive, sha256: r.sha256, manifest: r.manifest })}\n` : `${r.archive}\n`,
             );

@@ -25,6 +25,11 @@ export interface PackOptions {
   readonly progress: Progress;
   /** npm binary for listing and installing packages. Default `npm`. */
   readonly npm?: string;
+  /**
+   * The commit the source is, when `source` is not a git checkout (a copy
+   * sent to a builder host by `fleet build`); default: asked of git.
+   */
+  readonly commit?: { readonly commit: string; readonly dirty: boolean };
 }
 
 /** What {@link pack} made. */
@@ -237,7 +242,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     }
 
     await writeFile(path.join(staging, 'program-files.json'), `${JSON.stringify(await programFiles(staging))}\n`);
-    const { commit, dirty } = await gitCommit(o.source);
+    const { commit, dirty } = o.commit ?? (await gitCommit(o.source));
     const size = await treeSize(staging);
     const manifest: ReleaseManifest = {
       name: 'edge-classifier',
