@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import sharp from 'sharp';
 import type { ClassifierOptions } from '../inference/classifier.js';
 import { analyzeModel } from '../inference/model-analysis.js';
@@ -32,17 +30,6 @@ export interface WorkflowOptions {
 /** Refusal of models that cannot be compared (different classes). */
 class CompareError extends Error {
   override readonly name = 'CompareError';
-}
-
-/** The inference library, for reports: the binding's package and version. */
-function libraryName(): string {
-  try {
-    const require = createRequire(import.meta.url);
-    const pkg = JSON.parse(readFileSync(require.resolve('tfjs-tflite-node/package.json'), 'utf8')) as { version: string };
-    return `TFLite C API (tfjs-tflite-node ${pkg.version})`;
-  } catch {
-    return 'TFLite C API';
-  }
 }
 
 async function emit(r: Report, o: WorkflowOptions): Promise<void> {
@@ -84,6 +71,7 @@ async function modelRun(path: string, s: ClassifierScorer, results: ModelResults
     // What ran, as chosen (or configured): e.g. tflite-xnnpack with 1 thread.
     engine: s.classifier.engine,
     threads: s.classifier.threads,
+    runtime: s.classifier.runtime,
     results,
     ...(latencies ? { latencies } : {}),
   };
@@ -166,7 +154,11 @@ const EMPTY_RESULTS: ModelResults = {
 
 function measuredOn(runs: readonly ModelRun[]) {
   const uniq = (xs: string[]) => [...new Set(xs)].join(', ');
-  return describeMachine({ library: libraryName(), engine: uniq(runs.map((r) => r.engine)), threads: uniq(runs.map((r) => String(r.threads))) });
+  return describeMachine({
+    library: uniq(runs.map((r) => r.runtime)),
+    engine: uniq(runs.map((r) => r.engine)),
+    threads: uniq(runs.map((r) => String(r.threads))),
+  });
 }
 
 /** The labels a folder is matched against: the labels file, else the model's own. */

@@ -61,6 +61,8 @@ export interface ModelRun {
   readonly quantization: QuantizationAnalysis;
   readonly engine: string;
   readonly threads: number;
+  /** The runtime that ran it, e.g. `TFLite 2.9.0` or `LiteRT.js 2.5.3`. */
+  readonly runtime: string;
   readonly results: ModelResults;
   /** Latencies when measured apart from `results` (compare without a folder), ms. */
   readonly latencies?: readonly number[];

@@ -345,7 +345,7 @@ async function readCache(file: string, warnings: string[]): Promise<CacheFile> {
 async function writeCache(file: string, data: CacheFile): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(data, null, 2) + '\n');
+  await writeFile(tmp, `${JSON.stringify(data, null, 2)}\n`);
   await rename(tmp, file);
 }
 

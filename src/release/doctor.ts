@@ -148,7 +148,7 @@ async function selfTestChecks(o: DoctorOptions, node: string, programDir: string
   }
   const fixes: Record<(typeof names)[number], string> = {
     config: `fix ${o.layout.configFile} (edge-classifier run --check-config --config ${o.layout.configFile} lists the problems)`,
-    tflite: `install the release packed for this machine, or run npm rebuild tfjs-tflite-node in ${programDir}`,
+    tflite: `install the release packed for this machine (the TFLite C library and koffi come prebuilt for linux x64 and arm64), or set inference.library to a libtensorflowlite_c.so built for linux-${process.arch}`,
     sharp: `install the release packed for this machine, or run npm rebuild sharp in ${programDir}`,
     gpio: `run npm rebuild epoll onoff in ${programDir} (onoff's native part), and add the service user to the gpio group`,
     release: 'install the release again from its archive',

@@ -46,17 +46,31 @@ export interface PackResult {
  * self-test proves the release works without them.
  */
 const NOT_SHIPPED: Readonly<Record<string, string>> = {
-  '@tensorflow/tfjs-core': "tfjs-tflite-node's JavaScript API needs it; the inference worker loads the binding's N-API addon directly",
+  '@tensorflow/tfjs-core': "tfjs-tflite-node's JavaScript API needs it; the program loads only that package's TFLite C library",
   '@tensorflow/tfjs-tflite': 'the same: only the JavaScript API of tfjs-tflite-node uses it',
   '@types/node': 'type declarations, for the compiler only',
+};
+
+/**
+ * Packages whose node-gyp addon the program neither builds (`allowScripts`
+ * false) nor loads: only a prebuilt library they carry is used, given here
+ * by arch, relative to the package folder.
+ */
+const LIBRARY_ONLY: Readonly<Record<string, (arch: string) => string>> = {
+  // Our own binding (inference/tflite-c.ts) loads its libtensorflowlite_c.so through koffi.
+  'tfjs-tflite-node': (arch) => `cc_deps/linux_${arch === 'x64' ? 'amd64' : arch}/libtensorflowlite_c.so`,
 };
 
 /** One installed package with native code, and how it gets its binary. */
 interface NativePart {
   readonly name: string;
   readonly version: string;
-  /** `node-gyp`: compiled from source when installed (needs the target's compiler and headers). */
-  readonly build: 'node-gyp' | 'prebuilt';
+  /**
+   * `node-gyp`: compiled from source when installed (needs the target's
+   * compiler and headers); `absent`: a library the program needs is not
+   * built for the target arch at all.
+   */
+  readonly build: 'node-gyp' | 'prebuilt' | 'absent';
 }
 
 async function packageJson(dir: string): Promise<{ name?: string; version?: string; gypfile?: boolean; scripts?: Record<string, string> }> {
@@ -92,7 +106,8 @@ async function holdsAddon(dir: string, depth = 0): Promise<boolean> {
 /**
  * The packages with native code among `dirs`: those that node-gyp compiles
  * at install (a `binding.gyp` at their root, `gypfile: true`, or an install
- * script running node-gyp) and those that ship a compiled addon.
+ * script running node-gyp), those that ship a compiled addon, and the
+ * {@link LIBRARY_ONLY} ones (prebuilt when their library exists for `arch`).
  */
 async function nativeParts(dirs: readonly string[], arch: string): Promise<NativePart[]> {
   const parts: NativePart[] = [];
@@ -104,6 +119,11 @@ async function nativeParts(dirs: readonly string[], arch: string): Promise<Nativ
       return;
     }
     const name = pj.name ?? path.basename(dir);
+    const library = LIBRARY_ONLY[name];
+    if (library) {
+      parts.push({ name, version: pj.version ?? '?', build: existsSync(path.join(dir, library(arch))) ? 'prebuilt' : 'absent' });
+      return;
+    }
     const install = `${pj.scripts?.install ?? ''} ${pj.scripts?.preinstall ?? ''} ${pj.scripts?.postinstall ?? ''}`;
     const gyp = existsSync(path.join(dir, 'binding.gyp')) || pj.gypfile === true || /node-gyp(?!-build)/.test(install);
     const prebuilt = existsSync(path.join(dir, 'prebuilds', `linux-${arch}`));
@@ -188,10 +208,18 @@ export async function pack(o: PackOptions): Promise<PackResult> {
   const parts = await nativeParts(prod, arch);
   if (!native) {
     const compiled = parts.filter((p) => p.build === 'node-gyp');
-    if (compiled.length > 0) {
+    const absent = parts.filter((p) => p.build === 'absent');
+    if (compiled.length > 0 || absent.length > 0) {
+      const names = (ps: NativePart[]) => ps.map((p) => `${p.name}@${p.version}`).join(', ');
+      const why = [
+        ...(compiled.length > 0
+          ? [`${names(compiled)} ${compiled.length === 1 ? 'is' : 'are'} compiled by node-gyp when installed, with no prebuilt binary for linux-${arch}`]
+          : []),
+        ...(absent.length > 0 ? [`${names(absent)} ${absent.length === 1 ? 'carries' : 'carry'} no library for linux-${arch}`] : []),
+      ];
       throw new OperationError(
         'arch',
-        `cannot pack for linux-${arch} on ${process.platform}-${process.arch}: ${compiled.map((p) => `${p.name}@${p.version}`).join(', ')} ${compiled.length === 1 ? 'is' : 'are'} compiled by node-gyp when installed, with no prebuilt binary for linux-${arch}`,
+        `cannot pack for linux-${arch} on ${process.platform}-${process.arch}: ${why.join('; ')}`,
         `run edge-classifier pack on a linux-${arch} machine (a fleet builder host)`,
       );
     }
