@@ -182,7 +182,9 @@ async function sections1to3() {
       console.log(
         `  daemon inference p50 ${f2(daemonP50)} ms; preprocess p50 ${Object.entries(b.preprocess_p50_ms)
           .map(([k, v]) => `${k} ${v.toFixed(1)}`)
-          .join(', ')} ms; pipeline ${b.pipeline_fps.toFixed(1)} fps (model alone ${b.model_fps.toFixed(1)}), ${b.pipeline_dropped} dropped\n`,
+          .join(
+            ', ',
+          )} ms; pipeline raw ${b.pipeline_fps.toFixed(1)} fps (model alone ${b.model_fps.toFixed(1)}), ${b.pipeline_dropped} dropped; pipeline JPEG 1280x720 ${b.pipeline_jpeg_fps.toFixed(1)} fps (model alone ${b.model_jpeg_fps.toFixed(1)})\n`,
       );
       summary.push({ name: name.replace('.tflite', ''), chosen: `${b.engine}@${b.threads}`, daemonP50, fastestEngine, bestFloor, b });
     }
@@ -195,9 +197,10 @@ async function sections1to3() {
         'C floor best',
         'daemon / fastest engine',
         'daemon / C floor',
-        'pipeline fps',
+        'pipeline raw fps',
         '1000 / infer p50',
         'pipeline / model',
+        'pipeline JPEG fps',
         'prep 1280x720 ms',
       ],
       summary.map((s) => [
@@ -211,6 +214,7 @@ async function sections1to3() {
         s.b.pipeline_fps.toFixed(1),
         s.b.model_fps.toFixed(1),
         (s.b.pipeline_fps / s.b.model_fps).toFixed(2),
+        s.b.pipeline_jpeg_fps.toFixed(1),
         f2(s.b.preprocess_p50_ms['1280x720']),
       ]),
     );
