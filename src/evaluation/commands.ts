@@ -78,62 +78,49 @@ async function modelRun(path: string, s: ClassifierScorer, results: ModelResults
 }
 
 /**
- * Runs each model over the set in turn (the reference first), each one's
- * interpreter started, used and stopped before the next — the TFLite binding
- * must not hold interpreters in several worker threads at once — with a
- * progress bar over all images of all models. Checks each model's classes
- * against the reference's (CompareError).
+ * Runs the models side by side (the reference first): all of them are
+ * started, then every image goes through each model in turn (or, without a
+ * folder, rounds of one timed run per model), so that their latencies are
+ * measured under the same machine load — each model's interpreter lives in
+ * its own worker thread. A progress bar over the images. Checks each
+ * model's classes against the reference's (CompareError).
  */
 async function runModels(models: readonly string[], o: WorkflowOptions, data: { dataset: Dataset } | { image: Buffer; runs: number }) {
   const label = models.length > 1 ? 'compare' : 'eval';
   const bar = new ProgressBar(o.format === 'json' ? { write: () => true } : o.stderr, label);
-  const runs: ModelRun[] = [];
-  let skipped: Skipped[] = [];
-  let ref: { classes: number; labels: readonly string[] } | null = null;
-  let reference: Map<string, { index: number; score: number }> | undefined;
-  let refLabels: readonly string[] = [];
-  const perModel = 'dataset' in data ? data.dataset.classes.reduce((a, c) => a + c.files.length, 0) : data.runs;
+  const scorers: ClassifierScorer[] = [];
   try {
-    for (let i = 0; i < models.length; i++) {
-      const m = models[i]!;
+    for (const m of models) {
       const s = await ClassifierScorer.open({ ...o.classifier, modelPath: m });
-      try {
-        if (ref) checkSameClasses(m, s, models[0]!, ref);
-        const progress = (d: number) => bar.update(i * perModel + d, models.length * perModel, models.length > 1 ? `${m.split('/').pop()}` : '');
-        if ('dataset' in data) {
-          const out = await evaluate([s], data.dataset, { onProgress: (d) => progress(d), ...(reference ? { reference } : {}) });
-          const results = out.models[0]!;
-          if (i === 0) {
-            skipped = out.skipped;
-            if (results.samples.length === 0) {
-              throw new Error(
-                `${data.dataset.dir}: none of its ${out.skipped.length} files could be classified (${out.skipped[0]?.reason ?? 'no files'}): expected JPEG, PNG, WebP, GIF, TIFF or AVIF images`,
-              );
-            }
-            reference = new Map(results.samples.map((x) => [x.file, { index: x.ranked[0]!, score: x.score }]));
-          }
-          runs.push(await modelRun(m, s, results));
-        } else {
-          const times: number[] = [];
-          await s.score(data.image, 'a synthetic image');
-          for (let n = 0; n < data.runs; n++) {
-            times.push((await s.score(data.image, 'a synthetic image')).inference_ms);
-            progress(n + 1);
-          }
-          runs.push(await modelRun(m, s, EMPTY_RESULTS, times));
-        }
-        if (i === 0) {
-          ref = { classes: classCount(s.info.outputs[0]!.shape), labels: s.labels };
-          refLabels = s.labels;
-        }
-      } finally {
-        await s.close();
-      }
+      scorers.push(s);
+      const ref = scorers[0]!;
+      if (s !== ref) checkSameClasses(m, s, models[0]!, { classes: classCount(ref.info.outputs[0]!.shape), labels: ref.labels });
     }
+    const runs: ModelRun[] = [];
+    let skipped: Skipped[] = [];
+    if ('dataset' in data) {
+      const out = await evaluate(scorers, data.dataset, { onProgress: (done, total) => bar.update(done, total, '') });
+      skipped = out.skipped;
+      if (out.models[0]!.samples.length === 0) {
+        throw new Error(
+          `${data.dataset.dir}: none of its ${out.skipped.length} files could be classified (${out.skipped[0]?.reason ?? 'no files'}): expected JPEG, PNG, WebP, GIF, TIFF or AVIF images`,
+        );
+      }
+      for (let i = 0; i < models.length; i++) runs.push(await modelRun(models[i]!, scorers[i]!, out.models[i]!));
+    } else {
+      const times: number[][] = scorers.map(() => []);
+      for (const s of scorers) await s.score(data.image, 'a synthetic image');
+      for (let n = 0; n < data.runs; n++) {
+        for (let i = 0; i < scorers.length; i++) times[i]!.push((await scorers[i]!.score(data.image, 'a synthetic image')).inference_ms);
+        bar.update(n + 1, data.runs, '');
+      }
+      for (let i = 0; i < models.length; i++) runs.push(await modelRun(models[i]!, scorers[i]!, EMPTY_RESULTS, times[i]!));
+    }
+    return { runs, skipped, labels: scorers[0]!.labels };
   } finally {
     bar.done();
+    await Promise.all(scorers.map((s) => s.close()));
   }
-  return { runs, skipped, labels: refLabels };
 }
 
 const EMPTY_RESULTS: ModelResults = {
