@@ -82,6 +82,13 @@ async function serve(options: ServeInit): Promise<void> {
   port!.postMessage({ type: 'ready', inputs: engine.inputs, outputs: engine.outputs, runtime: engine.runtime, notes: engine.notes, slots });
   const queue: Array<{ id: number; slot: number }> = [];
   let running = false;
+  let closing = false;
+  // The engine is deleted here, in its own thread, after the invocation in flight: a worker terminated with a
+  // live interpreter leaves XNNPACK's thread pool behind, and the process crashed (SIGSEGV) at exit.
+  const finish = (): void => {
+    engine.close();
+    port!.close();
+  };
   const drain = async (): Promise<void> => {
     if (running) return;
     running = true;
@@ -104,14 +111,16 @@ async function serve(options: ServeInit): Promise<void> {
       }
     }
     running = false;
+    if (closing) finish();
   };
   port!.on('message', (msg: { type: string; id: number; slot: number }) => {
-    if (msg.type === 'run') {
+    if (msg.type === 'run' && !closing) {
       queue.push({ id: msg.id, slot: msg.slot });
       void drain();
     } else if (msg.type === 'close') {
-      engine.close();
-      port!.close();
+      closing = true;
+      queue.length = 0;
+      if (!running) finish();
     }
   });
 }

@@ -76,6 +76,9 @@ export interface RunResult {
   readonly inference_ms: number;
 }
 
+/** Time a closing worker has to delete its interpreter and exit before it is terminated, ms. */
+const CLOSE_GRACE_MS = 2000;
+
 /**
  * A model loaded on one engine, in a worker thread, so that the main thread
  * (MQTT, GPIO, signals) never waits for inference. The generic way to run any
@@ -245,13 +248,22 @@ export class InferenceSession {
     }
   }
 
-  /** Ends the worker; pending invocations reject. Idempotent. */
+  /**
+   * Ends the session: the worker deletes the interpreter (and its delegate's
+   * threads) after the invocation in flight and exits; terminated after
+   * {@link CLOSE_GRACE_MS} if it does not. Pending invocations reject.
+   * Idempotent.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const p of this.pending.values()) p.reject(new Error(`the inference session for ${this.model} was closed during inference`));
     this.pending.clear();
-    await this.worker.terminate();
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.postMessage({ type: 'close' });
+    const timer = setTimeout(() => void this.worker.terminate(), CLOSE_GRACE_MS);
+    await exited;
+    clearTimeout(timer);
   }
 
   private onMessage(msg: WorkerReply): void {

@@ -31,7 +31,7 @@ export function daemonConfig(url: string | null, change: (c: Config) => Config =
   n += 1;
   return change({
     ...c,
-    inference: { ...c.inference, threads: 1 },
+    inference: { ...c.inference, engine: 'tflite', threads: 1 },
     mqtt: {
       ...c.mqtt,
       url,

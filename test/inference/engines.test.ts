@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -217,4 +218,26 @@ t.test('a session that cannot load names the engine', async (t) => {
   );
   t.ok(err instanceof SessionLoadError && err.engine === 'litert-wasm', 'SessionLoadError from litert-wasm');
   t.match((err as Error).message, /^litert-wasm cannot run int8\.tflite: Element type INT8 is not supported/);
+});
+
+t.test('a process that opens and closes XNNPACK sessions with 2 threads exits cleanly (the worker deletes its interpreter)', async (t) => {
+  // A worker terminated with a live XNNPACK interpreter left its thread pool behind: the process died of SIGSEGV
+  // at exit (seen in `run --check-config --self-test` with threads 2). A child process shows the exit status.
+  const session = path.resolve('dist/inference/session.js');
+  const script = `
+    import { readFileSync } from 'node:fs';
+    const { InferenceSession } = await import(${JSON.stringify(session)});
+    const bytes = readFileSync(${JSON.stringify(model('tf2_mobilenet_v2_1.0_224_ptq.tflite'))});
+    for (const run of [false, true, false]) {
+      const s = await InferenceSession.open({ modelBytes: bytes, model: 'm', engine: 'tflite-xnnpack', threads: 2 });
+      if (run) await s.run([new Uint8Array(s.inputs[0].bytes)]);
+      await s.close();
+    }
+    console.log('closed');`;
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'ec-close-')), 'close.mjs');
+  writeFileSync(file, script);
+  const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(r.signal, null, `no signal (stderr: ${r.stderr.slice(-300)})`);
+  t.equal(r.status, 0);
+  t.equal(r.stdout.trim(), 'closed');
 });

@@ -66,7 +66,7 @@ t.test('one daemon on mosquitto: the whole MQTT contract', async (t) => {
     const s = json(await classifiedStats(2)) as unknown as StatsPayload;
     assertPayload(t, 'stats', s);
     t.same(s.frames, { in: 2, classified: 2, dropped: 0, bad: 0, failed: 0 });
-    t.match(s, { model: 'mobilenet_v2_1.0_224_quant', engine: 'tflite-cpu', delegate: 'cpu', threads: 1, paused: false, source: 'array test source' });
+    t.match(s, { model: 'mobilenet_v2_1.0_224_quant', engine: 'tflite', delegate: 'cpu', threads: 1, paused: false, source: 'array test source' });
     const { p50, p95 } = s.inference_ms;
     t.ok(p50 !== null && p95 !== null && p50 > 1 && p95 >= p50, `inference p50 ${p50} ms, p95 ${p95} ms`);
     t.ok((s.preprocess_ms.p50 ?? 0) > 0, `preprocess p50 ${s.preprocess_ms.p50} ms`);
