@@ -38,7 +38,7 @@ for (const a of [archive, good, dies]) {
   const r = await dev.cli(['release', 'install', a]);
   if (r.code !== 0) throw new Error(`install ${a} failed: ${r.stderr}`);
 }
-const defaultModelSha = await sha256Of(model('mobilenet_v2_1.0_224_quant.tflite'));
+const defaultModelSha = await sha256Of(model('tf2_mobilenet_v2_1.0_224_ptq.tflite'));
 
 t.test('activate: current switched, service READY through libsystemd from its main pid, health from the daemon', async (t) => {
   const r = await dev.cli(['release', 'activate', BASE_VERSION, '--json']);
@@ -60,7 +60,7 @@ t.test('activate: current switched, service READY through libsystemd from its ma
     release: BASE_VERSION,
     version: BASE_VERSION,
     ready: true,
-    model: { sha256: defaultModelSha, name: 'mobilenet_v2_1.0_224_quant' },
+    model: { sha256: defaultModelSha, name: 'tf2_mobilenet_v2_1.0_224_ptq' },
   });
   t.ok(h.json.classified >= 1, `${h.json.classified} frames classified`);
   const text = await dev.cli(['health']);

@@ -31,7 +31,7 @@ const rec = await recordMqtt(t, broker.url, `${base}/#`);
 
 const FLOWERS = model('automl_labeler_model.tflite');
 const flowersSha = await sha256Of(FLOWERS);
-const defaultSha = await sha256Of(model('mobilenet_v2_1.0_224_quant.tflite'));
+const defaultSha = await sha256Of(model('tf2_mobilenet_v2_1.0_224_ptq.tflite'));
 const FLOWER_LABELS = ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips'];
 
 interface Prediction {

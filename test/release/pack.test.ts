@@ -40,7 +40,7 @@ t.test('pack: archive name, .sha256 as sha256sum writes it, manifest from this m
     './systemd/edge-classifier.service',
     './node_modules/sharp/package.json',
     './node_modules/tfjs-tflite-node/package.json',
-    './models/mobilenet_v2_1.0_224_quant.tflite',
+    './models/tf2_mobilenet_v2_1.0_224_ptq.tflite',
     './program-files.json',
   ]) {
     t.ok(list.includes(f), `${f} in the archive`);
