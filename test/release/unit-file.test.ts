@@ -58,7 +58,10 @@ t.test('edge-classifier unit: the shipped unit, moved under a root, with another
   const r = await runCli(['unit', '--root', root, '--node', process.execPath]);
   t.match(
     r.stdout,
-    new RegExp(`^ExecStart=${process.execPath} --max-semi-space-size=1 ${root}/opt/edge-classifier/current/dist/cli\\.js run --config ${root}/etc/edge-classifier/config\\.yaml$`, 'm'),
+    new RegExp(
+      `^ExecStart=${process.execPath} --max-semi-space-size=1 ${root}/opt/edge-classifier/current/dist/cli\\.js run --config ${root}/etc/edge-classifier/config\\.yaml$`,
+      'm',
+    ),
   );
   t.match(r.stdout, new RegExp(`^WorkingDirectory=${root}/opt/edge-classifier/current$`, 'm'));
   for (const p of ['/opt/edge-classifier', '/etc/edge-classifier', '/var/lib/edge-classifier']) {
