@@ -184,7 +184,7 @@ async function sections1to3() {
           .map(([k, v]) => `${k} ${v.toFixed(1)}`)
           .join(
             ', ',
-          )} ms; pipeline raw ${b.pipeline_fps.toFixed(1)} fps (model alone ${b.model_fps.toFixed(1)}), ${b.pipeline_dropped} dropped; pipeline JPEG 1280x720 ${b.pipeline_jpeg_fps.toFixed(1)} fps (model alone ${b.model_jpeg_fps.toFixed(1)})\n`,
+          )} ms; pipeline raw ${b.pipeline_fps.toFixed(1)} fps (model alone ${b.model_fps.toFixed(1)}); pipeline JPEG 1280x720 ${b.pipeline_jpeg_fps.toFixed(1)} fps (model alone ${b.model_jpeg_fps.toFixed(1)})\n`,
       );
       summary.push({ name: name.replace('.tflite', ''), chosen: `${b.engine}@${b.threads}`, daemonP50, fastestEngine, bestFloor, b });
     }
@@ -439,7 +439,10 @@ if (daemonOnly) {
   await sections1to3();
   await framePathsSection();
   // In a process of its own, so that its RSS is the daemon's alone (sections 1-3 load and drop many models).
-  // With the V8 flag the systemd unit gives the daemon (a 1 MiB young generation).
-  spawnSync(process.execPath, ['--max-semi-space-size=1', fileURLToPath(import.meta.url), '--daemon'], { stdio: 'inherit' });
+  // With the V8 flag and the malloc arena limit the systemd unit gives the daemon (a 1 MiB young generation, 2 arenas).
+  spawnSync(process.execPath, ['--max-semi-space-size=1', fileURLToPath(import.meta.url), '--daemon'], {
+    stdio: 'inherit',
+    env: { ...process.env, MALLOC_ARENA_MAX: '2' },
+  });
 }
 process.exit(0);

@@ -26,7 +26,8 @@ const args = [
   '--log-predictions',
   ...process.argv.slice(2),
 ];
-const child = spawn(process.execPath, args, { stdio: 'inherit' });
+// At most 2 malloc arenas, as the systemd unit sets it (threads' arenas keep freed memory resident).
+const child = spawn(process.execPath, args, { stdio: 'inherit', env: { MALLOC_ARENA_MAX: '2', ...process.env } });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 // The terminal went away: stop the daemon (to the daemon itself SIGHUP means "reload").
 process.on('SIGHUP', () => child.kill('SIGTERM'));

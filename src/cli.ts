@@ -114,7 +114,7 @@ function addModelFlags(cmd: Command): Command {
         'edgetpu',
       ]),
     )
-    .option('--threads <n>', 'interpreter threads, or auto (measure 1 … cores)', threadsArg)
+    .option('--threads <n>', 'interpreter threads, or auto (measure 1 … cores − 1)', threadsArg)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS));
 }
 

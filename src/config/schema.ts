@@ -140,7 +140,7 @@ const inferenceSchema = z
       ),
     threads: z
       .union([z.literal('auto'), positiveInt().max(16)], { error: 'expected auto or a whole number from 1 to 16' })
-      .describe('CPU threads for the interpreter, or `auto` to measure 1 … the number of cores and keep the fastest.'),
+      .describe('CPU threads for the interpreter, or `auto` to measure 1 … the number of cores − 1 (one core is left for the frames) and keep the fastest.'),
     library: fileOrNull.describe(
       'The TFLite C library (`libtensorflowlite_c.so`, e.g. a newer LiteRT build). null: the TFLite 2.9 library bundled in the tfjs-tflite-node package.',
     ),

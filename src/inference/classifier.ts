@@ -30,7 +30,7 @@ export interface ClassifierOptions {
   readonly labelsPath?: string;
   /** `auto` (measure, see `chooseEngine`) or an engine: `tflite`, `tflite-xnnpack`, `litert-wasm`, `edgetpu`. */
   readonly engine: EngineSetting;
-  /** Interpreter threads, at least 1, or `auto` (measure 1 … cores). */
+  /** Interpreter threads, at least 1, or `auto` (measure 1 … cores − 1). */
   readonly threads: ThreadsSetting;
   /** `cpu`, or `edgetpu` (Coral, through libedgetpu's external delegate; the same as engine `edgetpu`). */
   readonly delegate: Backend;

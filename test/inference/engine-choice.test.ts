@@ -2,13 +2,23 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { type ChooseOptions, candidatesFor, chooseEngine, correlation, disagreement, formatTable } from '../../src/inference/engine-choice.js';
+import { type ChooseOptions, candidatesFor, chooseEngine, correlation, disagreement, formatTable, maxAutoThreads } from '../../src/inference/engine-choice.js';
 import type { Candidate, MeasureResult } from '../../src/inference/inference-worker.js';
 import { measureCandidates } from '../../src/inference/session.js';
 import { model } from '../helpers/assets.js';
 
-t.test('candidates: every engine × 1 … cores for auto, LiteRT.js single-threaded', async (t) => {
+t.test('candidates: every engine × 1 … cores − 1 for auto, LiteRT.js single-threaded', async (t) => {
+  t.same(
+    [1, 2, 3, 4].map((cores) => maxAutoThreads(cores)),
+    [1, 1, 2, 3],
+    'one core is left for the frames',
+  );
   t.same(candidatesFor('auto', 'auto', 2, true), [
+    { engine: 'tflite', threads: 1 },
+    { engine: 'tflite-xnnpack', threads: 1 },
+    { engine: 'litert-wasm', threads: 1 },
+  ]);
+  t.same(candidatesFor('auto', 'auto', 3, true), [
     { engine: 'tflite', threads: 1 },
     { engine: 'tflite-xnnpack', threads: 1 },
     { engine: 'litert-wasm', threads: 1 },
@@ -16,7 +26,7 @@ t.test('candidates: every engine × 1 … cores for auto, LiteRT.js single-threa
     { engine: 'tflite-xnnpack', threads: 2 },
   ]);
   t.same(
-    candidatesFor('tflite-xnnpack', 'auto', 3, true),
+    candidatesFor('tflite-xnnpack', 'auto', 4, true),
     [1, 2, 3].map((n) => ({ engine: 'tflite-xnnpack', threads: n })),
   );
   t.same(candidatesFor('auto', 2, 4, false), [
@@ -87,6 +97,7 @@ function options(dir: string, bytes: Uint8Array, measure: typeof measureCandidat
     cacheFile: path.join(dir, 'engine-choice.json'),
     measure,
     machine: 'test machine x2',
+    cores: 3,
     ...extra,
   };
 }
@@ -128,7 +139,7 @@ t.test('auto picks the fastest engine that agrees, skips one that returns wrong 
   t.equal(Object.keys(cache.entries).length, 2, 'both models are in the cache');
   t.match(
     Object.keys(cache.entries)[0],
-    /^model [0-9a-f]{64}; library libtensorflowlite_c\.so [0-9a-f]{16}; litert 2\.5\.3; machine test machine x2; engine auto threads auto$/,
+    /^model [0-9a-f]{64}; library libtensorflowlite_c\.so [0-9a-f]{16}; litert 2\.5\.3; machine test machine x2; engine auto threads auto \(1-2\)$/,
   );
 
   const otherMachine = await chooseEngine(options(dir, bytes, measure, { machine: 'another machine x4' }));
@@ -171,7 +182,7 @@ t.test('real measurement: every candidate loaded, timed and its outputs returned
   const bytes = readFileSync(model('mobilenet_v1_0.25_128_quant.tflite'));
   const results = await measureCandidates(
     { modelBytes: bytes, model: 'v1.tflite', threads: 1 },
-    candidatesFor('auto', 'auto', 2, true),
+    candidatesFor('auto', 'auto', 3, true),
     [new Uint8Array(49152).fill(120)],
     60_000,
     5,
@@ -192,7 +203,7 @@ t.test('measuring is bounded: once the time is up, the remaining candidates are 
   const bytes = readFileSync(model('mobilenet_v1_0.25_128_quant.tflite'));
   const results = await measureCandidates(
     { modelBytes: bytes, model: 'v1.tflite', threads: 1 },
-    candidatesFor('auto', 'auto', 2, true),
+    candidatesFor('auto', 'auto', 3, true),
     [new Uint8Array(49152)],
     1,
   );

@@ -47,6 +47,7 @@ t.test('systemd-analyze security: exposure ≤ 3.0, and every setting not used i
   t.match(text, /^CapabilityBoundingSet=$/m);
   t.match(text, /^SystemCallFilter=@system-service$/m);
   t.match(text, /^UMask=0077$/m);
+  t.match(text, /^Environment=MALLOC_ARENA_MAX=2$/m, 'at most 2 malloc arenas: threads do not each keep freed memory resident');
 });
 
 t.test('edge-classifier unit: the shipped unit, moved under a root, with another Node.js', async (t) => {

@@ -34,7 +34,6 @@ t.test('benchModel on a small quantized model', async (t) => {
   for (const [size, ms] of Object.entries(b.preprocess_p50_ms)) t.ok(ms > 0, `${size} preprocessing took time`);
   t.ok(b.inference_p50_ms > 0, 'inference median');
   t.ok(b.pipeline_fps > 0 && b.pipeline_jpeg_fps > 0, 'frames were classified in both pipeline runs');
-  t.ok(b.pipeline_dropped > 0, 'frames offered faster than the model were dropped, not queued');
   t.ok(b.rss_mib > 20 && b.rss_mib < 4096, `RSS ${b.rss_mib.toFixed(0)} MiB is a process size`);
   const text = formatBench(b);
   t.match(text, new RegExp(`^mobilenet_v1_0\\.25_128_quant\\.tflite: ${b.engine}, ${b.threads} thread`), 'first line: model and choice');
