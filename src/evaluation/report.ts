@@ -135,8 +135,19 @@ const ioDtypes = (q: QuantizationAnalysis): string => `${q.input_dtypes.join('+'
 /** Rows of the comparison table, as strings, with its header: shared by the terminal and Markdown renderings. */
 export function comparisonRows(r: Report): { header: string[]; rows: string[][]; align: ('l' | 'r')[] } {
   const withData = r.data !== null;
-  const header = ['model', 'size', 'ratio', 'kind', 'I/O', ...(withData ? ['top-1', 'top-5', 'agree', 'mean |Δ score|'] : []), 'p50 ms', 'p95 ms', 'speed-up'];
-  const align: ('l' | 'r')[] = ['l', 'r', 'r', 'l', 'l', ...(withData ? (['r', 'r', 'r', 'r'] as const) : []), 'r', 'r', 'r'];
+  const header = [
+    'model',
+    'size',
+    'ratio',
+    'kind',
+    'I/O',
+    ...(withData ? ['top-1', 'top-5', 'agree', 'mean |Δ score|'] : []),
+    'p50 ms',
+    'p95 ms',
+    'speed-up',
+    'engine',
+  ];
+  const align: ('l' | 'r')[] = ['l', 'r', 'r', 'l', 'l', ...(withData ? (['r', 'r', 'r', 'r'] as const) : []), 'r', 'r', 'r', 'l'];
   const rows = r.models.map((m, i) => [
     m.name,
     formatBytes(m.size_bytes),
@@ -154,6 +165,8 @@ export function comparisonRows(r: Report): { header: string[]; rows: string[][];
     ms(m.latency.p50_ms),
     ms(m.latency.p95_ms),
     i === 0 ? 'reference' : times(m.speedup),
+    // Each model runs on the engine chosen for it: a speed-up may come from the engine as much as from the model.
+    `${m.engine}@${m.threads}`,
   ]);
   return { header, rows, align };
 }

@@ -106,7 +106,10 @@ t.test('the HTML report in headless Chromium', async (t) => {
 t.test('compare: Markdown, text, no --data, and refusals', async (t) => {
   const md = await runCli(['compare', ...common, '--data', SMALL, '--format', 'md', paths[0]!, paths[3]!]);
   t.equal(md.code, 0, md.stderr);
-  t.match(md.stdout, /^\| model \| size \| ratio \| kind \| I\/O \| top-1 \| top-5 \| agree \| mean \\\|Δ score\\\| \| p50 ms \| p95 ms \| speed-up \|$/m);
+  t.match(
+    md.stdout,
+    /^\| model \| size \| ratio \| kind \| I\/O \| top-1 \| top-5 \| agree \| mean \\\|Δ score\\\| \| p50 ms \| p95 ms \| speed-up \| engine \|$/m,
+  );
   t.match(md.stdout, /^\| mobilenet_v1_0\.25_224_full_int8 \| 584 kB \| 0\.31× \| full-integer \| int8 → int8 \| [\d.]+ % \|/m);
 
   const quick = await runCli(['compare', ...common, '--json', paths[0]!, paths[1]!]);
