@@ -260,8 +260,73 @@ function reasonOf(v: DeviceActionResult, fallback: string): string {
 /** The device's fix, when it gave one. */
 const fixOf = (v: DeviceActionResult): { hint?: string } => (v.fix != null && v.fix !== '' ? { hint: v.fix } : {});
 
-/** History events after which a device command has nothing left to do. */
-const SETTLED = new Set(['activated', 'rolled-back', 'activation-failed', 'install-failed', 'model-activated', 'model-rolled-back', 'model-failed']);
+/** History events after which a switch (activate, rollback, model install) has nothing left to do. */
+const SETTLED: ReadonlySet<string> = new Set([
+  'activated',
+  'rolled-back',
+  'activation-failed',
+  'install-failed',
+  'model-activated',
+  'model-rolled-back',
+  'model-failed',
+]);
+/** History events that end a `release install`. */
+const INSTALL_SETTLED: ReadonlySet<string> = new Set(['installed', 'install-failed']);
+
+/** What ends the device command that ran when the link dropped (see {@link deviceSettled}). */
+export interface SettleRule {
+  /** Final history events of that command. */
+  readonly events: ReadonlySet<string>;
+  /** The JSON of the last history event before the command: that event does not count. */
+  readonly since?: string;
+  /** An install of this version: also settled once it is listed as installed (an install of a release already there writes no event). */
+  readonly installs?: string;
+}
+
+/**
+ * Has the device finished the command that was running when the link
+ * dropped, going by `release list --json`? Its last history event is one
+ * of `rule.events` and newer than `rule.since`, or (an install) the
+ * version is installed.
+ */
+export function deviceSettled(list: ReleaseList | undefined, rule: SettleRule): boolean {
+  if (list === undefined) return false;
+  if (rule.installs !== undefined && list.releases.some((r) => r.version === rule.installs)) return true;
+  const last = list.history?.slice(-1)[0];
+  return last !== undefined && rule.events.has(String(last.event)) && (rule.since === undefined || JSON.stringify(last) !== rule.since);
+}
+
+/** The JSON of the last event of a history, the `since` of a {@link SettleRule}. */
+const lastEventKey = (list: ReleaseList | undefined): string => {
+  const last = list?.history?.slice(-1)[0];
+  return last !== undefined ? JSON.stringify(last) : '';
+};
+
+/**
+ * What ends a `release install VERSION` whose link dropped: its own
+ * `installed` or `install-failed` event (newer than the last event of
+ * `before`, the list read before the command), or VERSION listed as
+ * installed (an install of a release already there writes no event).
+ * The events of a switch would never come, and fleet would wait out its
+ * whole deadline before reporting.
+ */
+export function installSettleRule(before: ReleaseList | undefined, version: string): SettleRule {
+  return { events: INSTALL_SETTLED, since: lastEventKey(before), installs: version };
+}
+
+/**
+ * Where a host ended when `release activate` did not end healthy on the
+ * new release, from its exit status and JSON: exit 3 → `rollback
+ * unhealthy`; switched and switched back → `rolled back`; refused before
+ * any switch (the lock held, the release not installed, another Node.js
+ * ABI: a refusal's JSON has no `action`) → `refused`; a failed gate with
+ * no release to go back to → `failed`.
+ */
+export function activationStatus(code: number, v: DeviceActionResult): HostOutcome['status'] {
+  if (code === 3) return 'rollback unhealthy';
+  if (v.rolled_back === true) return 'rolled back';
+  return v.action === undefined ? 'refused' : 'failed';
+}
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
@@ -285,8 +350,9 @@ function describeEvent(e: Record<string, unknown>): string {
 /**
  * After the link dropped during a device command: the device finishes or
  * rolls back by itself. Reconnects (after 2, 5 and 10 s), waits until the
- * device's history settles (its last event is a final one and stays the
- * last for one more read), and reports where the device ended.
+ * device has settled (`settle`, default: the last history event is a final
+ * one of a switch; it must stay so for one more read), and reports where
+ * the device ended.
  */
 async function afterLinkLoss(
   device: RemoteDevice,
@@ -294,6 +360,7 @@ async function afterLinkLoss(
   err: SshError,
   before: string | undefined,
   ctx: PushContext,
+  settle: SettleRule = { events: SETTLED },
 ): Promise<Omit<HostOutcome, 'host' | 'ms' | 'ok'>> {
   const lost = (): Omit<HostOutcome, 'host' | 'ms' | 'ok'> => ({
     ...sshOutcome(err, before, true),
@@ -320,9 +387,8 @@ async function afterLinkLoss(
     let previousLast = '';
     for (;;) {
       list = await releaseList(device, ctx.kill);
-      const last = list?.history?.slice(-1)[0];
-      const key = last !== undefined ? JSON.stringify(last) : '';
-      if ((last !== undefined && SETTLED.has(String(last.event)) && key === previousLast) || Date.now() > deadline || ctx.kill.aborted) break;
+      const key = lastEventKey(list);
+      if ((deviceSettled(list, settle) && key === previousLast) || Date.now() > deadline || ctx.kill.aborted) break;
       previousLast = key;
       await sleep(2000, ctx.kill);
     }
@@ -384,7 +450,7 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
       note('installing');
       installed = await device.json<DeviceActionResult>(['release', 'install', staged], { signal: ctx.kill, onProgress: (l) => note(`install: ${l}`) });
     } catch (err) {
-      if (err instanceof SshError) return afterLinkLoss(device, 'release', err, before, ctx);
+      if (err instanceof SshError) return afterLinkLoss(device, 'release', err, before, ctx, installSettleRule(list, archive.version));
       await removeStaged(device.session, facts.stagingDir, names);
       throw err;
     }
@@ -425,9 +491,10 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
       };
     }
     const now = (await releaseList(device, ctx.kill))?.current ?? (v.rolled_back === true ? (v.previous ?? before) : undefined);
-    if (activated.code === 3) {
+    const status = activationStatus(activated.code, v);
+    if (status === 'rollback unhealthy') {
       return {
-        status: 'rollback unhealthy',
+        status,
         before,
         now,
         detail: reasonOf(v, 'health gate failed and the release rolled back to is not healthy either'),
@@ -435,7 +502,7 @@ export function releaseStep(archive: ReleaseArchive, ctx: PushContext): Step {
         transfer,
       };
     }
-    return { status: v.rolled_back === false ? 'failed' : 'rolled back', before, now, detail: reasonOf(v, 'health gate failed'), ...fixOf(v), transfer };
+    return { status, before, now, detail: reasonOf(v, status === 'refused' ? 'release activate refused' : 'health gate failed'), ...fixOf(v), transfer };
   };
 }
 

@@ -31,7 +31,28 @@ interface DeviceFlags {
 /** Progress lines go to stderr, prefixed, so stdout holds only the result (one JSON object with --json). */
 const stderrProgress: Progress = (line) => process.stderr.write(`edge-classifier: ${line}\n`);
 
+/**
+ * Under sudo (`SUDO_UID` set) the device commands run as root for a login
+ * that the sudoers rule trusts with these commands only. `--root` (a tree
+ * the login could own, written as root) and `--node` (a program run as
+ * root) would hand that login root itself, so they are refused there: the
+ * rule's commands then act on this machine's own paths and the unit's
+ * Node.js.
+ * @throws OperationError (`usage`) naming the flag.
+ */
+function refuseUnderSudo(flags: DeviceFlags): void {
+  if (process.env.SUDO_UID === undefined) return;
+  const given = [flags.root !== undefined ? '--root' : undefined, flags.node !== undefined ? '--node' : undefined].filter((f) => f !== undefined);
+  if (given.length === 0) return;
+  throw new OperationError(
+    'usage',
+    `${given.join(' and ')} cannot be used through sudo (SUDO_UID is set): under sudo this command acts on this machine's own paths and the unit's Node.js only`,
+    `run it without ${given.join(' and ')}, or as root without sudo`,
+  );
+}
+
 function context(flags: DeviceFlags): DeviceContext {
+  refuseUnderSudo(flags);
   surviveHangup();
   return {
     layout: layoutFor(flags.root),
@@ -185,6 +206,11 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
   addDeviceFlags(release.command('list').description('installed releases: current, previous, history with results')).action((opts: DeviceFlags) =>
     setExit(
       (async () => {
+        try {
+          refuseUnderSudo(opts);
+        } catch (err) {
+          return refused(err, opts.json);
+        }
         const { listReleases } = await import('./releases.js');
         const l = await listReleases(layoutFor(opts.root));
         if (opts.json) {
@@ -261,6 +287,11 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
   addDeviceFlags(cli.command('health').description("the running daemon's health, from its health file; exit 0 healthy, 1 not")).action((opts: DeviceFlags) =>
     setExit(
       (async () => {
+        try {
+          refuseUnderSudo(opts);
+        } catch (err) {
+          return refused(err, opts.json);
+        }
         const { formatHealth, healthJson, judgeHealth, readHealthRecord } = await import('./health.js');
         const layout = layoutFor(opts.root);
         const report = judgeHealth(await readHealthRecord(layout.healthFile), layout.healthFile);
@@ -275,6 +306,11 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
     .action((opts: DeviceFlags) =>
       setExit(
         (async () => {
+          try {
+            refuseUnderSudo(opts);
+          } catch (err) {
+            return refused(err, opts.json);
+          }
           const { doctor, formatDoctor } = await import('./doctor.js');
           const report = await doctor({ layout: layoutFor(opts.root), node: opts.node });
           process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : `${formatDoctor(report)}\n`);

@@ -35,6 +35,11 @@ function describeExit(st: UnitStatus): string {
  * Restarts the unit and waits for it the way `systemctl restart` does: for
  * `Type=notify` the job ends when the new main process has sent READY=1, or
  * fails when it exits, or when the unit's `TimeoutStartSec=` passes.
+ * The start rate limit is reset first (`systemctl reset-failed`): each
+ * failed activation costs two or three starts (the new release, its
+ * automatic restart, the rollback), and the unit's `StartLimitBurst=10`
+ * in 300 s would otherwise refuse the rollback's start after a few retried
+ * pushes, leaving the device stopped on the old release.
  * @returns the new main pid.
  * @throws OperationError (`start`) with systemd's account of the failure.
  */
@@ -43,6 +48,8 @@ export async function restartAndWaitReady(o: GateOptions): Promise<number> {
   const started = Date.now();
   const limit = Math.min(before.timeoutStartMs, MAX_START_WAIT_MS) + START_SLACK_MS;
   o.progress(`restarting ${o.manager.unit} (READY expected within ${Math.round(before.timeoutStartMs / 1000)} s)`);
+  // A failure here is not the restart's: the restart says what is wrong.
+  await o.manager.resetFailed().catch((err: Error) => o.progress(`reset-failed did not work (${err.message}); restarting anyway`));
   try {
     await o.manager.restart(limit);
   } catch (err) {

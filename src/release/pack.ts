@@ -61,6 +61,33 @@ const LIBRARY_ONLY: Readonly<Record<string, (arch: string) => string>> = {
   'tfjs-tflite-node': (arch) => `cc_deps/linux_${arch === 'x64' ? 'amd64' : arch}/libtensorflowlite_c.so`,
 };
 
+/**
+ * The tree `npm ci --os --cpu` fetched into a staged release for another
+ * arch, made what a release of this machine's arch holds: the
+ * {@link NOT_SHIPPED} packages removed (npm installs every production
+ * dependency), and each {@link LIBRARY_ONLY} package checked to carry its
+ * library for `arch` in the fetched tree itself (the source tree's copy is
+ * this machine's).
+ * @throws OperationError (`arch`) naming each package whose library is missing.
+ */
+export async function finishFetchedTree(staging: string, arch: string): Promise<void> {
+  const nm = path.join(staging, 'node_modules');
+  for (const name of Object.keys(NOT_SHIPPED)) await rm(path.join(nm, name), { recursive: true, force: true });
+  const missing: string[] = [];
+  for (const [name, library] of Object.entries(LIBRARY_ONLY)) {
+    const dir = path.join(nm, name);
+    if (!existsSync(dir)) missing.push(`${name} was not fetched`);
+    else if (!existsSync(path.join(dir, library(arch)))) missing.push(`${name} has no ${library(arch)}`);
+  }
+  if (missing.length > 0) {
+    throw new OperationError(
+      'arch',
+      `the packages fetched for linux-${arch} lack a library the program loads: ${missing.join('; ')}`,
+      `run edge-classifier pack on a linux-${arch} machine (a fleet builder host)`,
+    );
+  }
+}
+
 /** One installed package with native code, and how it gets its binary. */
 interface NativePart {
   readonly name: string;
@@ -267,6 +294,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
         timeoutMs: 600_000,
       });
       if (r.code !== 0) throw new OperationError('npm', `npm ci for linux-${arch} failed: ${lastLines(r.stderr)}`, 'check the network or the npm cache');
+      await finishFetchedTree(staging, arch);
     }
 
     await writeFile(path.join(staging, 'program-files.json'), `${JSON.stringify(await programFiles(staging))}\n`);

@@ -122,6 +122,16 @@ export class ServiceManager {
     await this.run(['restart', this.unit], timeoutMs);
   }
 
+  /**
+   * `systemctl reset-failed`: clears a failed state and the unit's start
+   * rate limit (`StartLimitBurst=` starts within `StartLimitIntervalSec=`),
+   * so a start asked for on purpose is not refused with start-limit-hit
+   * because earlier failed starts used up the burst.
+   */
+  async resetFailed(): Promise<void> {
+    await this.run(['reset-failed', this.unit]);
+  }
+
   /** Stops the unit and waits for it. */
   async stop(): Promise<void> {
     await this.run(['stop', this.unit], 60_000);

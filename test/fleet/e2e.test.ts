@@ -4,7 +4,8 @@
  * devices with it, a push of the next release killed mid-transfer, `fleet push` with a canary
  * while one device's health gate fails (and the killed transfer resumes),
  * `fleet status` with an unreachable host and a changed host key, `fleet
- * doctor`, a model alone without restarting the daemons, a bad model,
+ * doctor`, a model alone without restarting the daemons (one of which
+ * cannot take it and goes back to its model), a bad model,
  * `--max-fail`, archives for another arch or Node.js ABI, a damaged
  * upload, `fleet rollback`, and the same rollout through the Ansible
  * playbook.
@@ -33,6 +34,8 @@ const archive = (v: string, arch = 'x64') => path.join(packs, `edge-classifier-$
 
 const fl = await startFleetLab(t, ['t1', 't2', 't3', 'rekeyed'], { t3: { builder: true } });
 const DEVICES = ['t1', 't2', 't3'];
+/** The model pushed alone; t2's daemon cannot take it (see the canary test). */
+const FAULT_MODEL = model('mobilenet_v1_0.25_224_full_int8.tflite');
 
 /** Rows of a fleet table by host: the cells split on runs of 2+ spaces. */
 function rows(table: string): Record<string, string[]> {
@@ -154,16 +157,28 @@ t.test('push with a canary while one device fails its health gate: it alone roll
   // Device t2 cannot run 1.1.0 under its unit: the daemon exits at start
   // (as with a native module this device lacks). Its self-test at install,
   // outside the unit, passes; only the health gate can catch it.
+  // Nor can its daemon take FAULT_MODEL (used by "a model alone" below): a
+  // reload (SIGHUP) to a configuration naming it is ignored, so the daemon
+  // keeps its old model and only the model's health gate can see it.
   const fault = path.join(fl.lab.dir, 'fault.mjs');
   writeFileSync(
     fault,
-    "import { realpathSync } from 'node:fs';\n" +
+    "import { readFileSync, realpathSync } from 'node:fs';\n" +
       "let main = ''; try { main = realpathSync(process.argv[1] ?? ''); } catch {}\n" +
-      "if (main.includes('/releases/' + process.env.EDGE_TEST_FAULT_RELEASE + '/')) { process.stderr.write('this release cannot run on this device (fault injected by the test)\\n'); process.exit(1); }\n",
+      "if (main.includes('/releases/' + process.env.EDGE_TEST_FAULT_RELEASE + '/')) { process.stderr.write('this release cannot run on this device (fault injected by the test)\\n'); process.exit(1); }\n" +
+      'const on = process.on.bind(process);\n' +
+      "process.on = (event, listener) => on(event, event !== 'SIGHUP' ? listener : (...a) => {\n" +
+      "  let config = ''; try { config = readFileSync(process.argv[process.argv.indexOf('--config') + 1], 'utf8'); } catch {}\n" +
+      "  if (config.includes(process.env.EDGE_TEST_FAULT_MODEL)) process.stderr.write('reload ignored: this device cannot run that model (fault injected by the test)\\n');\n" +
+      '  else listener(...a);\n' +
+      '});\n',
   );
   const dropins = path.join(fl.device('t2').root, 'etc', 'systemd', 'system', 'edge-classifier.service.d');
   mkdirSync(dropins, { recursive: true });
-  writeFileSync(path.join(dropins, 'fault.conf'), `[Service]\nEnvironment=NODE_OPTIONS=--import=${fault}\nEnvironment=EDGE_TEST_FAULT_RELEASE=1.1.0\n`);
+  writeFileSync(
+    path.join(dropins, 'fault.conf'),
+    `[Service]\nEnvironment=NODE_OPTIONS=--import=${fault}\nEnvironment=EDGE_TEST_FAULT_RELEASE=1.1.0\nEnvironment=EDGE_TEST_FAULT_MODEL=${sha256(FAULT_MODEL)}\n`,
+  );
 
   const kept = statSync(partialOf('t3')).size;
   const r = await fl.fleet(['push', archive('1.1.0'), '--limit', 't1,t2,t3', '--canary', '1', '--batch', '2', '--health-timeout', '20']);
@@ -215,13 +230,33 @@ t.test("fleet doctor: each host's checks", async (t) => {
   t.ok(row.report.checks.every((c) => ['ok', 'warn', 'fail'].includes(c.status)));
 });
 
-t.test('a model alone: every daemon reloads it without a restart', async (t) => {
-  const m = model('mobilenet_v1_0.25_224_full_int8.tflite');
+t.test('a model alone, with a canary while one daemon fails its gate: it alone goes back to its model, no daemon restarts', async (t) => {
+  const m = FAULT_MODEL;
+  const startSha = sha256(model('mobilenet_v1_0.25_128_quant.tflite'));
   const before = DEVICES.map((n) => fl.healthFile(n)!.pid);
-  const r = await fl.fleet(['push', '--model', m, '--labels', labels('imagenet_labels.txt'), '--limit', 't1,t2,t3', '--health-timeout', '20', '--json']);
-  t.equal(r.code, 0, r.stdout + r.stderr);
+  const r = await fl.fleet([
+    'push',
+    '--model',
+    m,
+    '--labels',
+    labels('imagenet_labels.txt'),
+    '--limit',
+    't1,t2,t3',
+    '--canary',
+    '1',
+    '--health-timeout',
+    '20',
+    '--json',
+  ]);
+  t.equal(r.code, 1, 'a host failed');
   const out = byHost(r.stdout);
-  for (const n of DEVICES) t.equal(out[n]!.status, 'updated', n);
+  t.same(
+    DEVICES.map((n) => out[n]!.status),
+    ['updated', 'rolled back', 'updated'],
+    r.stdout,
+  );
+  t.match(out.t2!.detail, /reload/, "t2's detail says why");
+  t.match(r.stderr, /push: canary \(1\/\d\): t1\n/);
   t.same(
     DEVICES.map((n) => fl.healthFile(n)!.pid),
     before,
@@ -229,15 +264,24 @@ t.test('a model alone: every daemon reloads it without a restart', async (t) => 
   );
   t.same(
     DEVICES.map((n) => fl.healthFile(n)!.model?.sha256),
-    DEVICES.map(() => sha256(m)),
-    'each daemon runs the new model',
+    [sha256(m), startSha, sha256(m)],
+    'each daemon runs the model it ended on',
   );
   const status = rows((await fl.fleet(['status', '--limit', 't1,t2,t3'])).stdout);
-  for (const n of DEVICES) t.equal(status[n]![3], `mobilenet_v1_0.25_224_full_int8 ${sha256(m).slice(0, 12)}`);
+  t.same(
+    DEVICES.map((n) => status[n]![3]),
+    [
+      `mobilenet_v1_0.25_224_full_int8 ${sha256(m).slice(0, 12)}`,
+      `mobilenet_v1_0.25_128_quant ${startSha.slice(0, 12)}`,
+      `mobilenet_v1_0.25_224_full_int8 ${sha256(m).slice(0, 12)}`,
+    ],
+    'fleet status: the MODEL column',
+  );
 });
 
 t.test('a model that does not load: refused on the canary, the rest untouched', async (t) => {
-  const good = sha256(model('mobilenet_v1_0.25_224_full_int8.tflite'));
+  const good = sha256(FAULT_MODEL);
+  const t2Model = sha256(model('mobilenet_v1_0.25_128_quant.tflite'));
   const pids = DEVICES.map((n) => fl.healthFile(n)!.pid);
   const r = await fl.fleet(['push', '--model', model('model_invoking_error.tflite'), '--limit', 't1,t2,t3', '--health-timeout', '20', '--json']);
   t.equal(r.code, 1);
@@ -246,7 +290,7 @@ t.test('a model that does not load: refused on the canary, the rest untouched', 
   t.same([out.t2!.status, out.t3!.status], ['skipped', 'skipped']);
   t.same(
     DEVICES.map((n) => fl.healthFile(n)!.model?.sha256),
-    [good, good, good],
+    [good, t2Model, good],
   );
   t.same(
     DEVICES.map((n) => fl.healthFile(n)!.pid),

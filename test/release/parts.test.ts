@@ -1,4 +1,4 @@
-/** The small parts of the release commands, in process: health verdicts, the health file, time spans, the history, unit parsing, doctor on a fake Raspberry Pi. */
+/** The small parts of the release commands, in process: health verdicts, the health file, time spans, the history, unit parsing, doctor on a fake Raspberry Pi, the tree fetched for another arch. */
 
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { doctor } from '../../src/release/doctor.js';
 import { judgeHealth } from '../../src/release/health.js';
 import { currentSequence, type HistoryEvent } from '../../src/release/history.js';
 import { Layout } from '../../src/release/layout.js';
+import { finishFetchedTree } from '../../src/release/pack.js';
 import { parseTimespan } from '../../src/release/service-manager.js';
 import { execStartProgram, parseUnit } from '../../src/release/unit-file.js';
 import { HealthFile, type HealthRecord, type PipelineHealth } from '../../src/service/health-file.js';
@@ -161,4 +162,30 @@ t.test('doctor on a fake Raspberry Pi tree: GPIO chip, permissions, Edge TPU, ca
     { status: 'fail', detail: /Raspberry Pi 4 .* without .*sys\/class\/gpio/ },
     'a Pi without sysfs GPIO is a failure, not a quiet virtual fallback',
   );
+});
+
+t.test('pack for another arch: the fetched tree loses what is never loaded, and must hold the TFLite library for that arch', async (t) => {
+  // What `npm ci --omit=dev --os=linux --cpu=arm64` leaves in a staged release: every production package.
+  const staged = path.join(tmp, 'fetched');
+  const pkg = (name: string, files: string[] = []) => {
+    mkdirSync(path.join(staged, 'node_modules', name), { recursive: true });
+    writeFileSync(path.join(staged, 'node_modules', name, 'package.json'), JSON.stringify({ name, version: '1.0.0' }));
+    for (const f of files) {
+      mkdirSync(path.dirname(path.join(staged, 'node_modules', name, f)), { recursive: true });
+      writeFileSync(path.join(staged, 'node_modules', name, f), 'x');
+    }
+  };
+  for (const name of ['@tensorflow/tfjs-core', '@tensorflow/tfjs-tflite', '@types/node', 'sharp']) pkg(name);
+  pkg('tfjs-tflite-node', ['cc_deps/linux_amd64/libtensorflowlite_c.so']);
+  await t.rejects(finishFetchedTree(staged, 'arm64'), {
+    check: 'arch',
+    message: /linux-arm64 lack a library the program loads: tfjs-tflite-node has no cc_deps\/linux_arm64\/libtensorflowlite_c\.so/,
+  });
+  pkg('tfjs-tflite-node', ['cc_deps/linux_arm64/libtensorflowlite_c.so']);
+  await finishFetchedTree(staged, 'arm64');
+  for (const name of ['@tensorflow/tfjs-core', '@tensorflow/tfjs-tflite', '@types/node'])
+    t.notOk(existsSync(path.join(staged, 'node_modules', name)), `${name} is not shipped`);
+  t.ok(existsSync(path.join(staged, 'node_modules', 'sharp')), 'the packages the program loads stay');
+  rmSync(path.join(staged, 'node_modules', 'tfjs-tflite-node'), { recursive: true });
+  await t.rejects(finishFetchedTree(staged, 'arm64'), { check: 'arch', message: /tfjs-tflite-node was not fetched/ });
 });
