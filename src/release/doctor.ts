@@ -5,6 +5,7 @@ import path from 'node:path';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { raspberryPiModel } from '../gpio/access.js';
+import { EdgeTpuUnavailableError, edgeTpuDelegate } from '../inference/delegate.js';
 import { execCapture } from './exec.js';
 import type { Layout } from './layout.js';
 import { type ReleaseManifest, readManifest } from './manifest.js';
@@ -302,6 +303,28 @@ function edgeTpuCheck(config: Config | null, sysRoot: string): DoctorCheck {
       );
 }
 
+/**
+ * The Edge TPU runtime when `inference.delegate` is edgetpu: libedgetpu.so.1
+ * (or EDGE_CLASSIFIER_EDGETPU_LIB) found for this CPU, exporting the external
+ * delegate entry points, and loading (dlopen in a child process). A fail
+ * without `model.cpu_fallback` (the daemon refuses to start), a warning with
+ * it (the fallback model runs on the CPU).
+ * @returns null when the Edge TPU is not configured.
+ */
+async function edgeTpuLibraryCheck(config: Config | null, env: NodeJS.ProcessEnv): Promise<DoctorCheck | null> {
+  if (config?.inference.delegate !== 'edgetpu') return null;
+  try {
+    const d = await edgeTpuDelegate({ env, ...(config.inference.edgetpu_device ? { device: config.inference.edgetpu_device } : {}) });
+    return ok('edgetpu-library', `${d.path} loads`);
+  } catch (err) {
+    if (!(err instanceof EdgeTpuUnavailableError)) throw err;
+    const fix = "install the Edge TPU runtime (libedgetpu1-std from Coral's apt repository), or set inference.delegate: cpu";
+    return config.model.cpu_fallback
+      ? warn('edgetpu-library', `${err.message}; model.cpu_fallback ${path.basename(config.model.cpu_fallback)} runs instead`, fix)
+      : fail('edgetpu-library', err.message, fix);
+  }
+}
+
 async function diskCheck(layout: Layout): Promise<DoctorCheck> {
   let dir = layout.stateDir;
   while (!existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
@@ -370,7 +393,8 @@ function brokerCheck(config: Config | null, timeoutMs: number): Promise<DoctorCh
  * against the current release), the release's own self-test (configuration,
  * TFLite library and model, sharp, GPIO backend, program files), the camera
  * program and the service user's `video` group and `/dev/dma_heap`, the
- * GPIO chip and permissions, the Edge TPU when configured, free disk in the
+ * GPIO chip and permissions, the Edge TPU (accelerator and runtime library)
+ * when configured, free disk in the
  * state folder, clock synchronisation (`timedatectl`), the broker's TCP
  * port, and the unit (installed, its ExecStart Node.js the one checked).
  */
@@ -418,6 +442,8 @@ export async function doctor(o: DoctorOptions): Promise<DoctorReport> {
   checks.push(...(await cameraChecks(config, user, sysRoot, env)));
   checks.push(...(await gpioChecks(config, user, sysRoot)));
   checks.push(edgeTpuCheck(config, sysRoot));
+  const library = await edgeTpuLibraryCheck(config, env);
+  if (library) checks.push(library);
   checks.push(await diskCheck(layout));
   checks.push(await clockCheck(env));
   checks.push(await brokerCheck(config, o.brokerTimeoutMs ?? 3_000));

@@ -118,7 +118,8 @@ function withModel(text: string, choice: { modelPath: string | null; labelsPath:
   if (choice.modelPath === null) doc.deleteIn(['model', 'path']);
   else doc.setIn(['model', 'path'], choice.modelPath);
   doc.setIn(['model', 'labels'], choice.labelsPath);
-  return doc.toString();
+  // lineWidth 0: a long path stays on one line (the default folds it at 80 columns with `\` escapes, which grep and a reader do not follow).
+  return doc.toString({ lineWidth: 0 });
 }
 
 /** Replaces the configuration file atomically, keeping its mode and owner. */

@@ -158,8 +158,9 @@ t.test('push with a canary while one device fails its health gate: it alone roll
   // (as with a native module this device lacks). Its self-test at install,
   // outside the unit, passes; only the health gate can catch it.
   // Nor can its daemon take FAULT_MODEL (used by "a model alone" below): a
-  // reload (SIGHUP) to a configuration naming it is ignored, so the daemon
-  // keeps its old model and only the model's health gate can see it.
+  // reload (SIGHUP) to a configuration naming it (its sha256, looked for
+  // with the YAML's spaces, quotes and line folds removed) is ignored, so
+  // the daemon keeps its old model and only the model's health gate sees it.
   const fault = path.join(fl.lab.dir, 'fault.mjs');
   writeFileSync(
     fault,
@@ -169,7 +170,7 @@ t.test('push with a canary while one device fails its health gate: it alone roll
       'const on = process.on.bind(process);\n' +
       "process.on = (event, listener) => on(event, event !== 'SIGHUP' ? listener : (...a) => {\n" +
       "  let config = ''; try { config = readFileSync(process.argv[process.argv.indexOf('--config') + 1], 'utf8'); } catch {}\n" +
-      "  if (config.includes(process.env.EDGE_TEST_FAULT_MODEL)) process.stderr.write('reload ignored: this device cannot run that model (fault injected by the test)\\n');\n" +
+      "  if (config.replace(/[\\s\\\\\"]/g, '').includes(process.env.EDGE_TEST_FAULT_MODEL)) process.stderr.write('reload ignored: this device cannot run that model (fault injected by the test)\\n');\n" +
       '  else listener(...a);\n' +
       '});\n',
   );
@@ -233,6 +234,8 @@ t.test("fleet doctor: each host's checks", async (t) => {
 t.test('a model alone, with a canary while one daemon fails its gate: it alone goes back to its model, no daemon restarts', async (t) => {
   const m = FAULT_MODEL;
   const startSha = sha256(model('mobilenet_v1_0.25_128_quant.tflite'));
+  // Right after the canary test t2's daemon may still be writing its first health file.
+  for (let i = 0; i < 100 && DEVICES.some((n) => fl.healthFile(n) === null); i++) await new Promise((r) => setTimeout(r, 200));
   const before = DEVICES.map((n) => fl.healthFile(n)!.pid);
   const r = await fl.fleet([
     'push',
@@ -256,7 +259,12 @@ t.test('a model alone, with a canary while one daemon fails its gate: it alone g
     r.stdout,
   );
   t.match(out.t2!.detail, /reload/, "t2's detail says why");
-  t.match(r.stderr, /push: canary \(1\/\d\): t1\n/);
+  const stored = path.join(fl.device('t1').root, 'var', 'lib', 'edge-classifier', 'models', sha256(m), path.basename(m));
+  t.ok(
+    readFileSync(path.join(fl.device('t1').root, 'etc', 'edge-classifier', 'config.yaml'), 'utf8').includes(stored),
+    "t1's config names the stored model on one line",
+  );
+  t.match(r.stderr, /push model: canary \(1\/2\): t1\n/, 't1 is the canary');
   t.same(
     DEVICES.map((n) => fl.healthFile(n)!.pid),
     before,
@@ -461,6 +469,13 @@ t.test('the Ansible playbook: the same rollout through the device commands', asy
   t.match(r.out, /^t1\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0/m, r.out.slice(-3000));
   t.match(r.out, /^t2\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=1\s+skipped=\d+\s+rescued=1/m);
   t.match(r.out, /release 1\.1\.0 not activated \(Activate .*\): .*; the device runs 1\.0\.0/);
+  // Both hosts already hold 1.1.0 (installed by the pushes above): `release install` says `already`, so the task changed nothing.
+  const installTasks = r.out.split(/^TASK \[/m).filter((s) => /^[^\]\n]*Install \(sha256/.test(s));
+  t.equal(installTasks.length, 2, 'the Install task ran in both batches');
+  for (const task of installTasks) {
+    t.match(task, /^ok: \[t[12]\]/m, 'install of a release already there: ok');
+    t.notMatch(task, /^changed: /m, 'not changed');
+  }
   // t3 was rolled back to 1.0.0 in the step before.
   t.same(
     DEVICES.map((n) => fl.current(n)),

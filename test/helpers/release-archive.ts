@@ -55,7 +55,8 @@ export async function packedRelease(): Promise<string> {
   hash.update((await run('git', ['-C', repoRoot, 'rev-parse', 'HEAD'])).stdout);
   hash.update((await run('git', ['-C', repoRoot, 'status', '--porcelain', '--untracked-files=no'])).stdout);
   const key = hash.digest('hex').slice(0, 16);
-  const base = path.join(tmpdir(), 'edge-classifier-test-releases');
+  // One folder per checkout: two checkouts testing at once on one machine must not remove each other's archives.
+  const base = path.join(tmpdir(), `edge-classifier-test-releases-${createHash('sha256').update(repoRoot).digest('hex').slice(0, 8)}`);
   const dir = path.join(base, key);
   const archive = path.join(dir, `edge-classifier-${BASE_VERSION}-linux-${process.arch}.tar.gz`);
   const lock = `${dir}.lock`;

@@ -14,6 +14,7 @@ import { finishFetchedTree } from '../../src/release/pack.js';
 import { parseTimespan } from '../../src/release/service-manager.js';
 import { execStartProgram, parseUnit } from '../../src/release/unit-file.js';
 import { HealthFile, type HealthRecord, type PipelineHealth } from '../../src/service/health-file.js';
+import { buildFakeDelegates } from '../inference/fixtures/fake-delegate.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'ec-parts-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -149,11 +150,27 @@ t.test('doctor on a fake Raspberry Pi tree: GPIO chip, permissions, Edge TPU, ca
   t.match(by['gpio-chip'], { status: 'ok', detail: /pinctrl-bcm2711 on Raspberry Pi 4 Model B/ });
   t.match(by['gpio-permissions'], { status: 'fail', detail: /export is not writable by the gpio group/ });
   t.match(by.edgetpu, { status: 'warn', detail: /no Coral accelerator is attached/, fix: /inference\.delegate: cpu/ });
+  // No Edge TPU runtime here (and none on PATH or LD_LIBRARY_PATH): without model.cpu_fallback the daemon would refuse to start.
+  t.match(by['edgetpu-library'], { status: 'fail', detail: /libedgetpu\.so\.1 not found/, fix: /install the Edge TPU runtime/ });
   t.match(by.camera, { status: 'fail', detail: /neither rpicam-vid nor libcamera-vid/, fix: 'sudo apt install rpicam-apps' });
   t.match(by.dma_heap, { status: 'fail', detail: /dma_heap/ });
   t.match(by.release, { status: 'fail' });
   t.match(by.unit, { status: 'fail', detail: /is not installed/ });
   t.equal(r.ok, false);
+
+  // A library that exports the external delegate entry points and loads, as libedgetpu does.
+  const fake = buildFakeDelegates();
+  t.teardown(() => rmSync(fake.dir, { recursive: true, force: true }));
+  const library = await doctor({ layout, sysRoot: sys, env: { PATH: '/nonexistent', EDGE_CLASSIFIER_EDGETPU_LIB: fake.good } });
+  t.match(
+    library.checks.find((c) => c.name === 'edgetpu-library'),
+    { status: 'ok', detail: /fake.*loads$/ },
+  );
+  const notDelegate = await doctor({ layout, sysRoot: sys, env: { PATH: '/nonexistent', EDGE_CLASSIFIER_EDGETPU_LIB: '/bin/sh' } });
+  t.match(
+    notDelegate.checks.find((c) => c.name === 'edgetpu-library'),
+    { status: 'fail', detail: /\/bin\/sh is not a usable Edge TPU delegate/ },
+  );
 
   rmSync(gpio, { recursive: true });
   const gone = await doctor({ layout, sysRoot: sys, env: { PATH: '/nonexistent' } });
