@@ -83,10 +83,13 @@ function surviveHangup(): void {
   }
 }
 
-/** Prints a refused operation: its check, message and fix; JSON with `--json`. */
-function refused(err: unknown, json: boolean | undefined): number {
+/** Install refusals that come from the device rather than the archive: the report adds doctor's warn and fail lines. */
+const DEVICE_CHECKS: ReadonlySet<string> = new Set(['self-test', 'node', 'node-abi', 'disk', 'unit']);
+
+/** Prints a refused operation: its check, message and fix (and `extra` fields); JSON with `--json`. */
+function refused(err: unknown, json: boolean | undefined, extra: Record<string, unknown> = {}): number {
   if (!(err instanceof OperationError)) throw err;
-  if (json) process.stdout.write(`${JSON.stringify({ ok: false, check: err.check, reason: err.message, fix: err.fix ?? null })}\n`);
+  if (json) process.stdout.write(`${JSON.stringify({ ok: false, check: err.check, reason: err.message, fix: err.fix ?? null, ...extra })}\n`);
   process.stderr.write(`edge-classifier: ${err.check} check failed: ${err.message}${err.fix ? `\n  fix: ${err.fix}` : ''}\n`);
   return 1;
 }
@@ -162,9 +165,11 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
     .action((archive: string, opts: DeviceFlags) =>
       setExit(
         (async () => {
+          let ctx: DeviceContext | undefined;
           try {
+            ctx = context(opts);
             const { installRelease } = await import('./releases.js');
-            const r = await installRelease(context(opts), path.resolve(archive));
+            const r = await installRelease(ctx, path.resolve(archive));
             process.stdout.write(
               opts.json
                 ? `${JSON.stringify({ ok: true, version: r.version, dir: r.dir, already: r.already, manifest: r.manifest })}\n`
@@ -172,6 +177,11 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
             );
             return 0;
           } catch (err) {
+            // A refusal this device can cause (its Node.js, its disk, a self-test under its configuration): doctor's findings say what to fix there.
+            if (ctx && err instanceof OperationError && DEVICE_CHECKS.has(err.check)) {
+              const { doctorFindings } = await import('./releases.js');
+              return refused(err, opts.json, { doctor: await doctorFindings(ctx) });
+            }
             return refused(err, opts.json);
           }
         })(),

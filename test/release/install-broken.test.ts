@@ -41,6 +41,16 @@ t.test('self-test refuses a release whose sharp cannot load and whose dist/ is h
   t.match(r.json.reason, /sharp cannot load/);
   t.match(r.json.reason, /npm rebuild sharp/);
   t.match(r.json.reason, /dist\/mqtt\/publisher\.js is missing/, 'names the missing file');
+  // A refusal of this device's making carries doctor's findings: here, no release is current yet.
+  t.ok(
+    Array.isArray(r.json.doctor) && r.json.doctor.every((c: { status: string }) => c.status === 'warn' || c.status === 'fail'),
+    'doctor lines that did not pass',
+  );
+  t.match(
+    r.json.doctor.find((c: { name: string }) => c.name === 'release'),
+    { status: 'fail', detail: /no current release/ },
+  );
+  t.match(r.stderr, /doctor: fail release: no current release/);
   t.same(await readdir(dev.releasesDir), [], 'not installed, and its temporary folder removed');
 });
 

@@ -42,6 +42,8 @@ t.test('install refuses: checksum, missing .sha256, truncated archive, another a
     t.equal(r.code, 1, `${path.basename(file)}: exit 1`);
     t.match(r.json, { ok: false, check }, `${check} check`);
     t.match(r.json?.reason, match);
+    // doctor's findings only for what the device can fix (its Node.js here), not for a bad archive.
+    t.equal(Array.isArray(r.json?.doctor), check === 'node-abi', `${check}: doctor findings ${check === 'node-abi' ? 'attached' : 'not attached'}`);
     t.same(existsSync(dev.releasesDir) ? (await readdir(dev.releasesDir)).filter((f) => !f.startsWith('.')) : [], [], 'nothing installed');
     return r;
   };
