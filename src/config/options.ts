@@ -157,13 +157,63 @@ export function stateOptions(c: Config): StateSmootherOptions {
     minDwellMs: s.min_dwell_ms,
     expireAfterMs: s.expire_after_s * 1000,
     labelThresholds: s.labels,
+    scoreFloor: c.inference.threshold,
   };
 }
 
 /** The smoothing of GPIO rules: the state's N of M, dwell and hysteresis (`state:`). */
 export function gpioSmoothing(c: Config): GpioSmoothing {
   const s = c.state;
-  return { minFrames: s.min_frames, windowFrames: s.window_frames ?? s.min_frames, minDwellMs: s.min_dwell_ms, hysteresis: s.hysteresis };
+  return {
+    minFrames: s.min_frames,
+    windowFrames: s.window_frames ?? s.min_frames,
+    minDwellMs: s.min_dwell_ms,
+    hysteresis: s.hysteresis,
+    scoreFloor: c.inference.threshold,
+  };
+}
+
+/**
+ * Most classes the daemon's classifier reports per frame for the smoothing.
+ * A softmax output's scores sum to 1, so a class outside the 100 best
+ * scores below 1/101 ≈ 0.0099: no held label is missed unless its
+ * threshold − hysteresis is below that.
+ */
+const SMOOTHING_TOP_K = 100;
+
+/**
+ * The top-k and score threshold the daemon's classifier runs with. Wider
+ * than `inference.top_k` / `inference.threshold`: a label the state or a
+ * GPIO output holds keeps counting down to max(its threshold,
+ * `inference.threshold`) − `state.hysteresis`, which may be below
+ * `inference.threshold` or outside the top-k. Threshold: the lowest such
+ * score (never above `inference.threshold`, never below 0); top-k: at least
+ * 100. Predictions and the state's classes are cut back to `inference.top_k`
+ * classes at or above `inference.threshold` (`reportedClasses`).
+ */
+export function smoothingOutput(c: Config): { readonly topK: number; readonly threshold: number } {
+  const floor = c.inference.threshold;
+  const thresholds = [c.state.min_score, ...Object.values(c.state.labels), ...c.gpio.rules.map((r) => r.min_score)];
+  const lowestHold = Math.min(...thresholds.map((x) => Math.max(x, floor) - c.state.hysteresis));
+  return { topK: Math.max(c.inference.top_k, SMOOTHING_TOP_K), threshold: Math.max(0, Math.min(floor, lowestHold)) };
+}
+
+/**
+ * What is reported of a frame's classes (highest first, as the classifier
+ * gives them with {@link smoothingOutput}): at most `inference.top_k`
+ * classes scoring at least `inference.threshold` — predictions, the state's
+ * classes and the GPIO rules' first match see only these.
+ */
+export function reportedClasses<T extends { readonly score: number }>(
+  classes: readonly T[],
+  inference: { readonly top_k: number; readonly threshold: number },
+): T[] {
+  const out: T[] = [];
+  for (const c of classes) {
+    if (out.length >= inference.top_k) break;
+    if (c.score >= inference.threshold) out.push(c);
+  }
+  return out;
 }
 
 /**
@@ -227,7 +277,8 @@ export function daemonPlan(c: Config, deviceId: string): DaemonPlan {
   return {
     source: { spec: c.source.spec, options: sourceOptions(c) },
     capture: capturePlan(c),
-    classifier: classifierOptions(c),
+    // Wider than inference.top_k/threshold for the smoothing's hysteresis; the daemon reports the narrower cut.
+    classifier: { ...classifierOptions(c), ...smoothingOutput(c) },
     brokerUrl: c.mqtt.url,
     embeddedPort: c.mqtt.embedded_port,
     publisher: publisherOptions(c, deviceId),

@@ -26,8 +26,10 @@ export interface GpioActuatorOptions {
 
 /** How a rule's per-frame match is smoothed: N of M frames, least dwell, and hysteresis on the rule's score. */
 export interface GpioSmoothing extends SmoothingOptions {
-  /** An output that is on stays on while a label scores ≥ min_score − hysteresis. In [0,1]; default 0. */
+  /** An output that is on stays on while a label scores ≥ max(min_score, scoreFloor) − hysteresis. In [0,1]; default 0. */
   readonly hysteresis?: number;
+  /** The classifier's reporting threshold (`inference.threshold`), in [0,1]; default 0. */
+  readonly scoreFloor?: number;
 }
 
 /** The settings of a rule that can change while running (`<base>/set/gpio/<pin>/...`). */
@@ -56,6 +58,11 @@ function checkHysteresis(h: number): number {
   return h;
 }
 
+function checkFloor(v: number): number {
+  if (!(Number.isFinite(v) && v >= 0 && v <= 1)) throw invalidParameterError('GPIO score floor (inference.threshold)', 'a score in [0,1]', v);
+  return v;
+}
+
 /** Electrical level for a logical one: inverted for active-low outputs. */
 function electrical(rule: GpioRule, on: boolean): Level {
   return on !== rule.activeLow ? 1 : 0;
@@ -73,7 +80,8 @@ function electrical(rule: GpioRule, on: boolean): Level {
  * - `update(classes)` evaluates each rule on a frame's top-k, smooths the
  *   match as the state is smoothed (`smoothing`: N of M frames, least dwell,
  *   and hysteresis — an output that is on keeps matching down to
- *   `minScore − hysteresis`), and writes only when an output changes. With
+ *   max(`minScore`, `scoreFloor`) − hysteresis, also beyond top-k and below
+ *   the reporting threshold), and writes only when an output changes. With
  *   no smoothing an output turns on at the first matching frame; it turns off
  *   at the first non-matching (smoothed) frame once `holdMs` have passed
  *   since the last match — or, if frames keep not matching, by a timer at
@@ -96,11 +104,13 @@ export class GpioActuator implements Lifecycle {
   private started = false;
   private stopping: Promise<void> | undefined;
   private hysteresis: number;
+  private scoreFloor: number;
 
   /** No I/O. Throws when a smoothing setting is out of range. */
   constructor(options: GpioActuatorOptions) {
     const smoothing = resolveSmoothing(options.smoothing);
     this.hysteresis = checkHysteresis(options.smoothing?.hysteresis ?? 0);
+    this.scoreFloor = checkFloor(options.smoothing?.scoreFloor ?? 0);
     this.slots = options.rules.map((rule) => ({
       rule,
       minScore: rule.minScore,
@@ -138,16 +148,22 @@ export class GpioActuator implements Lifecycle {
   }
 
   /**
-   * Applies one frame's classes (top-k, highest first, as `Classification.classes`).
-   * `now` is `performance.now()` in ms (a parameter for tests). Ignored before
-   * `start()` and after `stop()`. A failed write is logged (once per failure
-   * streak) and retried at the next change.
+   * Applies one frame's reported classes (top-k above the score threshold,
+   * highest first, as `Classification.classes`). An output that is on
+   * keeps matching in `candidates` (the same frame's classes beyond top-k
+   * and below the threshold; default `classes`) down to
+   * max(min_score, scoreFloor) − hysteresis. `now` is `performance.now()`
+   * in ms (a parameter for tests). Ignored before `start()` and after
+   * `stop()`. A failed write is logged (once per failure streak) and
+   * retried at the next change.
    */
-  update(classes: readonly ClassScore[], now: number = performance.now()): void {
+  update(classes: readonly ClassScore[], now: number = performance.now(), candidates: readonly ClassScore[] = classes): void {
     if (!this.started || this.stopping !== undefined) return;
     for (const slot of this.slots) {
-      const threshold = slot.on ? Math.max(0, slot.minScore - this.hysteresis) : slot.minScore;
-      this.apply(slot, slot.debouncer.vote(evaluate(slot.rule, classes, threshold), now), now);
+      const match = slot.on
+        ? evaluate(slot.rule, candidates, Math.max(0, Math.max(slot.minScore, this.scoreFloor) - this.hysteresis))
+        : evaluate(slot.rule, classes, slot.minScore);
+      this.apply(slot, slot.debouncer.vote(match, now), now);
     }
   }
 
@@ -167,8 +183,10 @@ export class GpioActuator implements Lifecycle {
   /** New smoothing settings for every rule (a live change); outputs keep their level. Throws when out of range. */
   setSmoothing(smoothing: GpioSmoothing): void {
     const hysteresis = checkHysteresis(smoothing.hysteresis ?? 0);
+    const scoreFloor = checkFloor(smoothing.scoreFloor ?? 0);
     for (const slot of this.slots) slot.debouncer.reconfigure(smoothing);
     this.hysteresis = hysteresis;
+    this.scoreFloor = scoreFloor;
   }
 
   /** New score threshold and/or hold time for the rule on BCM `pin` (a live change). Throws for a pin without a rule or a value out of range. */

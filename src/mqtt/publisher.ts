@@ -78,7 +78,8 @@ export interface MqttPublisherOptions {
   /**
    * Most messages handed to mqtt.js and not yet confirmed (written for QoS 0,
    * acknowledged for QoS 1/2). Beyond it predictions are dropped (counted in
-   * `droppedBackpressure`) and retained messages wait for the next connect.
+   * `droppedBackpressure`) and a retained topic's latest value waits until
+   * acknowledgements make room (or the next connect).
    * This bounds mqtt.js's own stores when a dead connection is not yet
    * detected. Default 100.
    */
@@ -194,7 +195,9 @@ interface RetainedMessage {
  * - on every connect `online` first, then the latest value of every
  *   retained topic (discovery first) — a broker restarted without
  *   persistence has lost them, and values made while offline arrive this
- *   way — then the command responses that waited;
+ *   way — then the command responses that waited; nothing goes out
+ *   before `online`, not even the problem list changed by the connection
+ *   itself (`broker_unreachable` cleared), which follows with the others;
  * - nothing stale is ever sent after a reconnect: when a connection ends,
  *   every message mqtt.js still holds unacknowledged is thrown away
  *   (counted in `discardedOnDisconnect`) instead of being re-sent by
@@ -206,7 +209,8 @@ interface RetainedMessage {
  * Offline behaviour is bounded: predictions are dropped and counted (never
  * queued), each retained topic keeps only its latest payload, nothing is
  * handed to mqtt.js while disconnected, `queueQoSZero` is off, and at most
- * `maxInFlight` messages are unconfirmed at a time.
+ * `maxInFlight` messages are unconfirmed at a time (a retained value set at
+ * that bound is sent as soon as acknowledgements make room).
  *
  * Protocol: MQTT 5 unless told otherwise, falling back to 3.1.1 when the
  * broker refuses 5 (`protocol: auto`); over MQTT 5 predictions carry a
@@ -250,6 +254,15 @@ export class MqttPublisher implements Lifecycle {
   private readonly retained = new Map<string, RetainedMessage>();
   private readonly pendingResponses: { reply: ReplyTo; payload: string }[] = [];
   private inFlight = 0;
+  /** Retained topics whose latest value was not sent because `maxInFlight` messages were unconfirmed; sent as acks make room. */
+  private readonly waiting = new Set<string>();
+  /**
+   * `online` and the retained topics have been handed to mqtt.js on this
+   * connection. Until then nothing else is sent (it is kept or dropped as
+   * when offline): mqtt.js reports `connected` before its `connect` event,
+   * and problems cleared at connect must not go out before `online`.
+   */
+  private announced = false;
   private lastPredictionAt = Number.NEGATIVE_INFINITY;
   private everConnected = false;
   private subscribed = false;
@@ -348,6 +361,7 @@ export class MqttPublisher implements Lifecycle {
       lastError = this.onError(err);
     });
     client.on('offline', () => {
+      this.announced = false;
       this.discardUnconfirmed();
       if (this.everConnected && this.stopping === undefined) this.log.warn({ url: this.url }, 'MQTT broker disconnected: reconnecting');
     });
@@ -458,6 +472,7 @@ export class MqttPublisher implements Lifecycle {
 
   /** The connection closed: drop what is unconfirmed; detect connections closed soon after being made, several in a row. */
   private onClose(): void {
+    this.announced = false;
     this.discardUnconfirmed();
     this.handshakeDone = false;
     const since = this.connectedAt;
@@ -498,6 +513,8 @@ export class MqttPublisher implements Lifecycle {
     );
     this.everConnected = true;
     this.outageLog.reset();
+    // Not announced yet: the problem list changed by these clears is only stored, and goes out after `online` below.
+    this.announced = false;
     const problems = this.options.problems;
     problems?.clear(PROBLEM.brokerUnreachable);
     problems?.clear(PROBLEM.brokerRefused);
@@ -515,8 +532,10 @@ export class MqttPublisher implements Lifecycle {
       }, SHORT_CONNECTION_MS + 50).unref();
     }
     if (this.announce) this.send(this.topics.availability, 'online' satisfies Availability, 1, true);
+    this.waiting.clear();
     for (const [topic, m] of this.retained) this.send(topic, m.payload, this.retainedQos, true, m.properties);
     for (const r of this.pendingResponses.splice(0)) this.sendResponse(r.reply, r.payload);
+    this.announced = true;
     const topics = this.options.subscriptions ?? [];
     if (!this.subscribed && topics.length > 0) {
       this.subscribed = true;
@@ -565,11 +584,23 @@ export class MqttPublisher implements Lifecycle {
       if (err === undefined || err === null) this.counters.published++;
       else this.log.debug({ topic, err: err.message }, 'MQTT publish not confirmed');
       done?.(!err);
+      this.sendWaiting();
     });
   }
 
+  /** Connected, `online` sent, not stopping: messages may be handed to mqtt.js. */
   private canSend(): boolean {
-    return this.client?.connected === true && this.stopping === undefined;
+    return this.announced && this.client?.connected === true && this.stopping === undefined;
+  }
+
+  /** Sends the latest value of retained topics that waited for room below `maxInFlight`, oldest wait first. */
+  private sendWaiting(): void {
+    for (const topic of this.waiting) {
+      if (!this.canSend() || this.inFlight >= this.maxInFlight) return;
+      this.waiting.delete(topic);
+      const m = this.retained.get(topic);
+      if (m !== undefined) this.send(topic, m.payload, this.retainedQos, true, m.properties);
+    }
   }
 
   /**
@@ -658,7 +689,13 @@ export class MqttPublisher implements Lifecycle {
     assertPublishTopic(topic);
     const m: RetainedMessage = properties === undefined ? { payload } : { payload, properties };
     this.retained.set(topic, m);
-    if (this.canSend() && this.inFlight < this.maxInFlight) this.send(topic, payload, this.retainedQos, true, m.properties);
+    if (!this.canSend()) return; // sent on the next connect, after `online`
+    if (this.inFlight >= this.maxInFlight) {
+      this.waiting.add(topic);
+      return;
+    }
+    this.waiting.delete(topic);
+    this.send(topic, payload, this.retainedQos, true, m.properties);
   }
 
   /**

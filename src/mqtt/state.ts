@@ -20,6 +20,13 @@ export interface StateSmootherOptions extends SmoothingOptions {
   readonly labelThresholds?: Readonly<Record<string, number>>;
   /** After this long without a frame the state becomes `unknown`, in ms; 0 = never. Default 0. */
   readonly expireAfterMs?: number;
+  /**
+   * The classifier's reporting threshold (`inference.threshold`), in [0,1]:
+   * a label becomes the state only at or above it too, and the held label
+   * keeps counting down to max(its threshold, this) − `hysteresis`, looked
+   * up in the wider list `update` is given. Default 0.
+   */
+  readonly scoreFloor?: number;
 }
 
 /** `detected`: a label is the state; `none`: no label passes its threshold; `unknown`: no recent frame. */
@@ -83,6 +90,7 @@ export class StateSmoother {
   private hysteresis = 0;
   private thresholds = new Map<string, number>();
   private expireAfterMs = 0;
+  private scoreFloor = 0;
   private readonly debouncer: Debouncer<string | null>;
   /** The latest class seen for each label voted for, to report its index and score. */
   private readonly seen = new Map<string, ClassScore>();
@@ -109,6 +117,7 @@ export class StateSmoother {
   private configure(options: StateSmootherOptions): void {
     const minScore = score01('minScore', options.minScore ?? 0);
     const hysteresis = score01('hysteresis', options.hysteresis ?? 0);
+    const scoreFloor = score01('scoreFloor', options.scoreFloor ?? 0);
     const thresholds = new Map<string, number>();
     for (const [label, v] of Object.entries(options.labelThresholds ?? {})) {
       if (label.trim() === '') throw new Error('state label threshold for an empty label: expected a class label such as "Egyptian cat"');
@@ -118,6 +127,7 @@ export class StateSmoother {
     if (!(Number.isFinite(expire) && expire >= 0)) throw new Error(`state expireAfterMs ${expire}: expected a number of ms ≥ 0 (0: never)`);
     this.minScore = minScore;
     this.hysteresis = hysteresis;
+    this.scoreFloor = scoreFloor;
     this.thresholds = thresholds;
     this.expireAfterMs = expire;
   }
@@ -133,29 +143,42 @@ export class StateSmoother {
     return this.minScore;
   }
 
-  /** The frame's vote: a label, or null for "nothing above its threshold". */
-  private voteOf(classes: readonly ClassScore[]): string | null {
+  /**
+   * The frame's vote: a label, or null for "nothing above its threshold".
+   * A label must be among the reported `classes`; the held one may be
+   * anywhere in `candidates`.
+   */
+  private voteOf(classes: readonly ClassScore[], candidates: readonly ClassScore[]): ClassScore | null {
     const held = this.current?.status === 'detected' ? this.current.label : null;
-    for (const c of classes) {
+    const reported = candidates === classes ? undefined : new Set(classes.map((c) => c.label));
+    for (const c of candidates) {
       const threshold = this.thresholdOf(c.label);
-      const needed = c.label === held ? threshold - this.hysteresis : threshold;
-      if (c.score >= needed) return c.label;
+      if (c.label === held) {
+        if (c.score >= Math.max(threshold, this.scoreFloor) - this.hysteresis) return c;
+      } else if ((reported === undefined || reported.has(c.label)) && c.score >= threshold) return c;
     }
     return null;
   }
 
   /**
-   * Takes one frame's top-k `classes` (highest score first, probabilities)
-   * classified at `now` (`nowMs` on a monotonic clock, for dwell and
-   * expiry). Returns the new state when it changed, else null.
+   * Takes one frame's reported top-k `classes` (highest score first,
+   * probabilities) classified at `now` (`nowMs` on a monotonic clock, for
+   * dwell and expiry). `candidates`: the same frame's classes reported
+   * beyond `inference.top_k` and below `inference.threshold` (highest
+   * first, a superset of `classes`), where the held label is looked for
+   * down to its threshold − hysteresis; default `classes`. Returns the new
+   * state when it changed, else null.
    */
-  update(classes: readonly ClassScore[], now: Date = new Date(), nowMs: number = performance.now()): SmoothedState | null {
+  update(
+    classes: readonly ClassScore[],
+    now: Date = new Date(),
+    nowMs: number = performance.now(),
+    candidates: readonly ClassScore[] = classes,
+  ): SmoothedState | null {
     this.lastFrameMs = nowMs;
-    const vote = this.voteOf(classes);
-    if (vote !== null) {
-      const c = classes.find((x) => x.label === vote)!;
-      this.seen.set(vote, c);
-    }
+    const voted = this.voteOf(classes, candidates);
+    const vote = voted?.label ?? null;
+    if (voted !== null) this.seen.set(voted.label, voted);
     const wasDecided = this.debouncer.decided;
     const value = this.debouncer.vote(vote, nowMs);
     if (!this.debouncer.decided) return null;

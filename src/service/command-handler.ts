@@ -47,7 +47,8 @@ export interface CommandCounters {
  * Turns command messages into actions and responses: parses them
  * (`parseCommand`), rate-limits them (`mqtt.command_rate` per second,
  * bursts of 20: the rest are refused without a response, counted, logged
- * once per flood and raised as `commands_flood`), applies settings through
+ * once per flood and raised as `commands_flood`, cleared by `tick` or the
+ * next command once none was refused for a minute), applies settings through
  * `LiveSettings` (validated as the config file is; persisted first when
  * asked, so that a file that cannot be written changes nothing), runs
  * requests, answers each command on its reply topic, and logs who changed
@@ -70,13 +71,23 @@ export class CommandHandler {
     return { ...this.counters };
   }
 
-  /** Handles one message from a command topic. Never throws. */
-  handle(msg: IncomingMessage, now: number = performance.now()): void {
-    const h = this.hooks;
+  /**
+   * Clears `commands_flood` once no command was refused by the rate limit
+   * for 60 s (`now`: `performance.now()` in ms). The daemon calls it from a
+   * timer, so the problem ends when the flood does, not at the next command.
+   */
+  tick(now: number = performance.now()): void {
     if (this.flooding && now - this.lastLimitedAt >= FLOOD_CLEAR_MS) {
       this.flooding = false;
-      h.problems.clear(PROBLEM.commandsFlood);
+      this.hooks.log.info({ rate: this.hooks.ratePerS }, 'command flood over');
+      this.hooks.problems.clear(PROBLEM.commandsFlood);
     }
+  }
+
+  /** Handles one message from a command topic (`now`: `performance.now()` in ms). Never throws. */
+  handle(msg: IncomingMessage, now: number = performance.now()): void {
+    const h = this.hooks;
+    this.tick(now);
     if (!this.limiter.take(now)) {
       this.counters.rateLimited++;
       this.lastLimitedAt = now;

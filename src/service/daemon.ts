@@ -6,7 +6,7 @@ import { CaptureSource, POWER_SAVE_INTERVAL_S } from '../camera/capture.js';
 import type { FrameSource } from '../camera/frame-source.js';
 import { createFrameSource, parseSourceSpec, type SourceOptions } from '../camera/source-spec.js';
 import { stallTimeoutMs } from '../camera/stall-watchdog.js';
-import { configForDisplay, type DaemonPlan, daemonPlan, gpioSmoothing, stateOptions } from '../config/options.js';
+import { configForDisplay, type DaemonPlan, daemonPlan, gpioSmoothing, reportedClasses, smoothingOutput, stateOptions } from '../config/options.js';
 import type { Config } from '../config/schema.js';
 import { deviceId } from '../core/device-id.js';
 import { CancelledError, IntervalTimer, type Lifecycle, NEVER_ABORTED, Parts } from '../core/lifecycle.js';
@@ -394,10 +394,13 @@ export class Daemon implements Lifecycle {
   /**
    * A source that stalls (camera unplugged, stream frozen) must not leave a
    * relay on: after `stallMs` without a classified frame the outputs see an
-   * empty frame, so they switch off once their hold_ms has passed.
+   * empty frame, so they switch off once their hold_ms has passed. The
+   * same timer expires the state and ends a command flood that stopped.
    */
   private checkStall(): void {
     if (this.stopping) return;
+    // A command flood that stopped is over without waiting for the next command.
+    this.commands?.tick();
     const expired = this.state.expire();
     if (expired) {
       this.publisher?.publishState(statePayload(expired));
@@ -457,7 +460,8 @@ export class Daemon implements Lifecycle {
   private handleResult(frame: Frame, result: Classification): void {
     // Stop has begun (or classification was paused) while this frame was in flight: its result must not switch an output or reach MQTT.
     if (this.stopping || this.settings.paused) return;
-    const classes = result.classes;
+    // The classifier reports more for the smoothing's hysteresis (see smoothingOutput); published is the usual cut.
+    const classes = reportedClasses(result.classes, this.settings.current.inference);
     const totalMs = performance.now() - frame.arrivedAt;
     this.inferenceMs.add(result.timings.inference_ms);
     this.preprocessMs.add(result.timings.preprocess_ms);
@@ -480,13 +484,13 @@ export class Daemon implements Lifecycle {
       timings,
       dropped: this.frames?.stats().dropped ?? 0,
     });
-    const state = this.state.update(classes);
+    const state = this.state.update(classes, new Date(), performance.now(), result.classes);
     if (state) {
       this.publisher?.publishState(statePayload(state));
       this.log.info({ status: state.status, label: state.label, score: state.score }, 'state changed');
       if (this.plan.snapshot.enabled) this.takeSnapshot(frame, state.label, state.since);
     }
-    this.gpio?.update(classes);
+    this.gpio?.update(classes, performance.now(), result.classes);
     const summary = classes.map((c) => `${c.label} ${c.score.toFixed(3)}`).join(', ') || '(nothing above threshold)';
     const fields = { seq: frame.seq, file: frame.file ? path.basename(frame.file) : undefined, ms: Math.round(timings.total_ms) };
     if (this.options.logPredictions) this.log.info(fields, summary);
@@ -567,9 +571,10 @@ export class Daemon implements Lifecycle {
   private applySettings(checked: CheckedPatch): void {
     const c = checked.config;
     const keys = new Set(checked.changes.map((x) => x.key.split(/[.[]/)[0]));
-    if (keys.has('inference')) this.classifier?.setOutput({ topK: c.inference.top_k, threshold: c.inference.threshold });
+    // The classifier's cut depends on the threshold, the state's and the GPIO rules' thresholds and the hysteresis.
+    if (keys.has('inference') || keys.has('state') || keys.has('gpio')) this.classifier?.setOutput(smoothingOutput(c));
     if (keys.has('mqtt')) this.publisher?.setPredictionInterval(c.mqtt.prediction_interval_ms);
-    if (keys.has('state')) {
+    if (keys.has('state') || keys.has('inference')) {
       this.state.reconfigure(stateOptions(c));
       this.gpio?.setSmoothing(gpioSmoothing(c));
     }
@@ -618,7 +623,7 @@ export class Daemon implements Lifecycle {
           seq: frame.seq,
           source: this.source?.description ?? '',
           model: this.modelName,
-          classes: result.classes,
+          classes: reportedClasses(result.classes, this.settings.current.inference),
           timings: { ...result.timings, total_ms: performance.now() - frame.arrivedAt },
           dropped: this.frames?.stats().dropped ?? 0,
         };

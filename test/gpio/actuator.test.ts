@@ -158,3 +158,34 @@ t.test('a pin used twice is refused when it is opened (the configuration refuses
   await t.rejects(actuator.start(), /virtual GPIO BCM 17 is already open: expected one output per pin/);
   await actuator.stop();
 });
+
+t.test('hysteresis below inference.threshold and beyond top_k: an output that is on keeps matching in the wider list', async (t) => {
+  const backend = new VirtualBackend({ log });
+  const changes: Array<[number, Level]> = [];
+  // Rule min_score 0.5, inference.threshold 0.6 (reported cut), hysteresis 0.15: on at 0.6, off below 0.45.
+  const actuator = new GpioActuator({
+    rules: [rule('17=Egyptian cat@0.5')],
+    backend,
+    log,
+    onChange: (pin, level) => changes.push([pin, level]),
+    smoothing: { hysteresis: 0.15, scoreFloor: 0.6 },
+  });
+  t.teardown(() => actuator.stop().catch(() => {}));
+  await actuator.start();
+  const cat = (score: number) => ({ index: 286, label: 'Egyptian cat', score });
+  const dog = (score: number) => ({ index: 208, label: 'Labrador retriever', score });
+  // Each frame as the daemon hands it over: reported (top_k 1, ≥ 0.6), then every class the classifier reported.
+  const frames = [
+    [[cat(0.65)], [cat(0.65)]],
+    [[], [cat(0.5)]],
+    [[dog(0.7)], [dog(0.7), cat(0.46)]],
+    [[], [cat(0.44)]],
+  ] as const;
+  frames.forEach(([reported, all], i) => actuator.update(reported, i * 100, all));
+  // On at 0.65; held at 0.5 (not reported) and at 0.46 (ranked second); off at 0.44.
+  t.same(changes, [
+    [17, 0],
+    [17, 1],
+    [17, 0],
+  ]);
+});

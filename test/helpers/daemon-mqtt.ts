@@ -95,7 +95,10 @@ export function validateAll(t: Test, rec: MqttRecorder, base: string): void {
   const bad: string[] = [];
   let checked = 0;
   for (const m of rec.messages) {
-    if (!m.topic.startsWith(`${base}/`) || m.topic.includes('/set') || m.topic.includes('/request/')) continue;
+    if (!m.topic.startsWith(`${base}/`)) continue;
+    // Commands are what others send (set, set/<key>, request/<command>); `settings` is the daemon's own.
+    const rest = m.topic.slice(base.length + 1);
+    if (rest === 'set' || rest.startsWith('set/') || rest.startsWith('request/')) continue;
     const kind = kinds.find(([re]) => re.test(m.topic));
     if (kind === undefined) continue;
     const errors = payloadErrors(kind[1], kind[2] ? JSON.parse(m.payload) : m.payload);

@@ -193,6 +193,22 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       );
     });
 
+    t.test('maxInFlight: a retained value set at the bound is sent once an acknowledgement makes room', async (t) => {
+      const base = uniqueBase();
+      const pub = publisher(t, broker.url, base, { qos: 1, maxInFlight: 1 });
+      await pub.start();
+      await until('online acknowledged', () => pub.stats().published >= 1);
+      const rec = await recordMqtt(t, broker.url, `${base}/#`);
+      t.equal(pub.publishPrediction(prediction(1)), true, 'the prediction takes the one slot');
+      pub.publishGpio(17, 1);
+      const gpio = await rec.waitFor((m) => m.topic === `${base}/gpio/17`, 3000, 'gpio/17 after the PUBACK of the prediction');
+      t.equal(gpio.payload, '1');
+      t.same(
+        rec.messages.filter((m) => !m.retain).map((m) => m.topic.slice(base.length)),
+        ['/prediction', '/gpio/17'],
+      );
+    });
+
     t.test('last will: offline when the client dies without DISCONNECT', async (t) => {
       const base = uniqueBase();
       const rec = await recordMqtt(t, broker.url, `${base}/availability`);
@@ -369,6 +385,36 @@ for (const [name, startBroker] of Object.entries(BROKERS))
       t.throws(() => publisher(t, broker.url, base, { subscriptions: [`${base}/set/#`] }), /contains a wildcard/, 'never a wildcard subscription');
     });
   });
+
+t.test('after a broker restart nothing is sent before online: the problem list the reconnect clears follows it, once', async (t) => {
+  // Mosquitto logs every PUBLISH it receives, in order: what the publisher sent, whoever subscribed when.
+  const broker = await startMosquitto(t, { config: ['allow_anonymous true', 'log_type all'] });
+  const base = uniqueBase();
+  const clientId = `test-order-${process.pid}-${++n}`;
+  const problems = new ProblemRegistry();
+  // Predictions at QoS 0: retained topics still go at QoS 1.
+  const pub = publisher(t, broker.url, base, { qos: 0, problems, clientId });
+  // Wired as the daemon wires it.
+  pub.publishProblems({ time: new Date().toISOString(), problems: problems.list() });
+  problems.onChange((list) => pub.publishProblems({ time: new Date().toISOString(), problems: list }));
+  await pub.start();
+  pub.publishGpio(4, 1);
+  await until('gpio acknowledged', () => pub.stats().published >= 3);
+
+  await broker.stop();
+  await until('broker_unreachable raised', () => problems.has('broker_unreachable'), 5000);
+  pub.publishGpio(4, 0);
+  const before = broker.output.length;
+  await broker.start();
+  await until('publisher to reconnect', () => pub.connected && !problems.has('broker_unreachable'), 5000);
+  await until('gpio/4 after the restart', () => broker.output.slice(before).includes(`'${base}/gpio/4'`), 3000);
+  await sleep(200);
+  const received = [...broker.output.slice(before).matchAll(/Received PUBLISH from (\S+) \(d\d, q(\d), r(\d), m\d+, '([^']+)'/g)]
+    .filter((m) => m[1] === clientId)
+    .map((m) => `${m[4]!.slice(base.length)} q${m[2]} r${m[3]}`);
+  t.same(received, ['/availability q1 r1', '/problems q1 r1', '/gpio/4 q1 r1'], 'online first, then each retained topic once, at QoS 1');
+  t.same(problems.list(), [], 'broker_unreachable cleared');
+});
 
 t.test('start() rejects after connectTimeout naming the URL', async (t) => {
   const port = await freePort();

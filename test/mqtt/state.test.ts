@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
+import { loadConfig } from '../../src/config/load.js';
+import { reportedClasses, smoothingOutput, stateOptions } from '../../src/config/options.js';
 import type { ClassScore } from '../../src/core/types.js';
 import { Classifier } from '../../src/inference/classifier.js';
 import { type SmoothedState, StateSmoother, statePayload } from '../../src/mqtt/state.js';
@@ -123,4 +125,33 @@ t.test('real frames: alternating hot dog / chickadee photos do not flap with min
   t.same(labelsOf(smoothed), [hotdog[0]!.label, 'chickadee'], 'with min_frames 3: hotdog once, chickadee once');
   t.equal(smoothed[1]!.since.getTime() - T0, 35 * 100, 'chickadee at the third chickadee frame in a row');
   t.equal(smoothed[0]!.score, hotdog[0]!.score);
+});
+
+t.test('hysteresis below inference.threshold and beyond top_k: the held label is looked for in the wider list the classifier reports', async (t) => {
+  // inference.threshold 0.5, top_k 1, state.min_score 0 (the threshold decides), hysteresis 0.1: on at 0.5, off below 0.4;
+  // the dog needs 0.9 to become the state.
+  const loaded = loadConfig({ env: {}, overrides: { threshold: 0.5, topK: 1 } });
+  const c = { ...loaded, state: { ...loaded.state, hysteresis: 0.1, labels: { 'Labrador retriever': 0.9 } } };
+  t.same(smoothingOutput(c), { topK: 100, threshold: 0.4 }, 'the classifier reports down to 0.5 − 0.1, up to 100 classes');
+  const s = new StateSmoother(stateOptions(c));
+  const frames = [[cat(0.6)], [cat(0.45)], [dog(0.52), cat(0.41)], [cat(0.39)]];
+  const states: SmoothedState[] = [];
+  frames.forEach((candidates, i) => {
+    const changed = s.update(reportedClasses(candidates, c.inference), new Date(T0 + i * 100), i * 100, candidates);
+    if (changed) states.push(changed);
+  });
+  // 0.45 is not reported (below 0.5) but holds; 0.41 ranked second behind a dog short of its 0.9 (top_k 1) still holds; 0.39 < 0.4: none.
+  t.same(labelsOf(states), ['Egyptian cat', 'none']);
+  t.same(
+    states.map((x) => x.since.getTime() - T0),
+    [0, 300],
+  );
+  t.same(states[0]!.classes, [cat(0.6)], 'the state carries the reported classes only');
+  // A label that is not held must be reported: a cat at 0.45 does not become the state.
+  const fresh = new StateSmoother(stateOptions(c));
+  t.equal(fresh.update(reportedClasses([cat(0.45)], c.inference), new Date(T0), 0, [cat(0.45)])?.status, 'none');
+  // Thresholds at or above inference.threshold leave the classifier's cut where it was.
+  const plain = loadConfig({ env: {}, overrides: { threshold: 0.2, topK: 3 } });
+  t.same(smoothingOutput(plain), { topK: 100, threshold: 0.2 });
+  t.same(reportedClasses([cat(0.6), dog(0.3), cat(0.25), dog(0.21), cat(0.1)], plain.inference), [cat(0.6), dog(0.3), cat(0.25)]);
 });

@@ -77,36 +77,43 @@ t.test('commands off, snapshots in a folder, a GPIO rule naming a label the mode
   t.match(files, [/^\d{8}T\d{6}\.\d{3}Z_Egyptian_cat\.jpg$/], 'the latest snapshot file, max_files 1');
 });
 
-t.test('a broker restart: state changes made during the outage arrive after it; every retained topic is back; no stale prediction', async (t) => {
-  const broker = await startMosquitto(t);
-  const b = await buildDaemon(t, daemonConfig(broker.url));
-  await b.frame(CAT);
-  await b.rec.waitFor((m) => m.topic === `${b.base}/state` && json(m).label === 'Egyptian cat', 5000, 'cat state');
-  await broker.stop();
-  await sleep(300);
-  b.source.push(HOTDOG);
-  await sleep(1500);
-  b.source.push(HOTDOG);
-  await sleep(1500);
-  await broker.start();
-  const fresh = await recordMqtt(t, broker.url, `${b.base}/#`);
-  const s = await fresh.waitFor((m) => m.topic === `${b.base}/state`, 10_000, 'state after the restart');
-  t.match(json(s), { status: 'detected', label: HOTDOG_LABEL }, 'the state made while the broker was down');
-  await fresh.waitFor((m) => m.topic === `${b.base}/gpio/17` && m.payload === '1', 5000, 'the relay level made during the outage');
-  const after = await recordMqtt(t, broker.url, `${b.base}/#`);
-  await after.waitFor((m) => m.topic === `${b.base}/stats`, 5000, 'stats');
-  await sleep(300);
-  t.same(
-    [...new Set(after.messages.filter((m) => m.retain).map((m) => m.topic.slice(b.base.length)))].sort(),
-    ['/availability', '/gpio/17', '/problems', '/settings', '/snapshot', '/state', '/stats'],
-    'every retained topic is on the restarted broker again',
-  );
-  t.same(
-    fresh.messages.filter((m) => m.topic === `${b.base}/prediction` && Date.parse(json(m).time as string) < Date.now() - 2500).map((m) => json(m).seq),
-    [],
-    'no prediction from the outage',
-  );
-});
+t.test(
+  'a broker restart: state changes made during the outage arrive after it; every retained topic is back; no stale prediction; commands answered',
+  async (t) => {
+    const broker = await startMosquitto(t);
+    const b = await buildDaemon(t, daemonConfig(broker.url));
+    await b.frame(CAT);
+    await b.rec.waitFor((m) => m.topic === `${b.base}/state` && json(m).label === 'Egyptian cat', 5000, 'cat state');
+    await broker.stop();
+    await sleep(300);
+    b.source.push(HOTDOG);
+    await sleep(1500);
+    b.source.push(HOTDOG);
+    await sleep(1500);
+    await broker.start();
+    const fresh = await recordMqtt(t, broker.url, `${b.base}/#`);
+    const s = await fresh.waitFor((m) => m.topic === `${b.base}/state`, 10_000, 'state after the restart');
+    t.match(json(s), { status: 'detected', label: HOTDOG_LABEL }, 'the state made while the broker was down');
+    await fresh.waitFor((m) => m.topic === `${b.base}/gpio/17` && m.payload === '1', 5000, 'the relay level made during the outage');
+    // The restarted broker forgot the daemon's subscriptions: a command works only if it subscribed again.
+    await fresh.client.publishAsync(`${b.base}/set/threshold`, '0.3', { qos: 1 });
+    const response = await fresh.waitFor((m) => m.topic === `${b.base}/response/set/threshold`, 5000, 'the response to a command sent after the restart');
+    t.match(json(response), { command: 'set/threshold', ok: true, result: { settings: { threshold: 0.3 } } });
+    const after = await recordMqtt(t, broker.url, `${b.base}/#`);
+    await after.waitFor((m) => m.topic === `${b.base}/stats`, 5000, 'stats');
+    await sleep(300);
+    t.same(
+      [...new Set(after.messages.filter((m) => m.retain).map((m) => m.topic.slice(b.base.length)))].sort(),
+      ['/availability', '/gpio/17', '/problems', '/settings', '/snapshot', '/state', '/stats'],
+      'every retained topic is on the restarted broker again',
+    );
+    t.same(
+      fresh.messages.filter((m) => m.topic === `${b.base}/prediction` && Date.parse(json(m).time as string) < Date.now() - 2500).map((m) => json(m).seq),
+      [],
+      'no prediction from the outage',
+    );
+  },
+);
 
 t.test('the embedded broker (MQTT 3.1.1): responses on <base>/response/<command>, the contract unchanged', async (t) => {
   const b = await buildDaemon(t, daemonConfig(null));
