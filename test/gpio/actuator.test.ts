@@ -181,7 +181,7 @@ t.test('hysteresis below inference.threshold and beyond top_k: an output that is
     [[dog(0.7)], [dog(0.7), cat(0.46)]],
     [[], [cat(0.44)]],
   ] as const;
-  frames.forEach(([reported, all], i) => actuator.update(reported, i * 100, all));
+  for (const [i, [reported, all]] of frames.entries()) actuator.update(reported, i * 100, all);
   // On at 0.65; held at 0.5 (not reported) and at 0.46 (ranked second); off at 0.44.
   t.same(changes, [
     [17, 0],
