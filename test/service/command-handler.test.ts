@@ -5,6 +5,7 @@ import { ProblemRegistry } from '../../src/core/problems.js';
 import type { IncomingMessage } from '../../src/mqtt/commands.js';
 import { CommandHandler } from '../../src/service/command-handler.js';
 import { LiveSettings } from '../../src/service/live-settings.js';
+import { buildDaemon, daemonConfig, json } from '../helpers/daemon-mqtt.js';
 
 const base = 'edge-classifier/dev1';
 
@@ -31,4 +32,20 @@ t.test('commands_flood: raised when the rate limit refuses commands, cleared a m
   t.same(problems.list(), [], 'cleared a minute after the last refusal, no command needed');
   for (let i = 0; i < 30; i++) handler.handle(msg, t0 + 70_000);
   t.ok(problems.has('commands_flood'), 'a new flood raises it again');
+});
+
+t.test('a daemon after a command flood: commands_flood leaves <base>/problems about a minute after the flood, with no further command', async (t) => {
+  const b = await buildDaemon(t, daemonConfig(null));
+  const floodIn = (m: { topic: string; payload: string }) => m.topic === `${b.base}/problems` && JSON.stringify(json(m)).includes('commands_flood');
+  for (let i = 0; i < 80; i++) b.rec.client.publish(`${b.base}/request/get_config`, '{}', { qos: 0 });
+  const raised = await b.rec.waitFor(floodIn, 10_000, 'commands_flood raised');
+  const at = Date.now();
+  const cleared = await b.rec.waitFor(
+    (m) => m.topic === `${b.base}/problems` && b.rec.messages.indexOf(m) > b.rec.messages.indexOf(raised),
+    75_000,
+    'the problem list after the flood',
+  );
+  t.same(json(cleared).problems, [], 'no problem left');
+  t.ok(Date.now() - at >= 50_000, `cleared ${Math.round((Date.now() - at) / 1000)} s after it was raised, not at once`);
+  t.equal(b.rec.messages.filter((m) => m.topic.startsWith(`${b.base}/request/`)).length, 80, 'no command sent meanwhile');
 });
