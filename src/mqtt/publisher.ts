@@ -329,6 +329,8 @@ export class MqttPublisher implements Lifecycle {
       queueQoSZero: false,
       // Ping every keepalive even while publishing: otherwise a silent broker is never noticed while frames flow.
       reschedulePings: false,
+      // A broker restarted without persistence has forgotten the command subscriptions: mqtt.js subscribes again on reconnect.
+      resubscribe: true,
       // mqtt.js v5 stops reconnecting after a CONNACK error unless told otherwise.
       reconnectOnConnackError: true,
     };
