@@ -36,44 +36,47 @@ t.test('smoothing on real frames: alternating hot dog / chickadee photos do not 
   validateAll(t, b.rec, b.base);
 });
 
-t.test('hysteresis below inference.threshold: a state and a relay that are on hold while the label scores under the threshold but above threshold − hysteresis', async (t) => {
-  const broker = await startMosquitto(t);
-  const b = await buildDaemon(
-    t,
-    daemonConfig(broker.url, (c) => ({
-      ...c,
-      state: { ...c.state, hysteresis: 0.15 },
-      gpio: { ...c.gpio, rules: [{ pin: 17, labels: ['Egyptian cat'], min_score: 0.5, active_low: false, hold_ms: 0 }] },
-    })),
-  );
-  const label = (m: { payload: string }) => (json(m).status === 'detected' ? json(m).label : json(m).status);
-  await b.frame(CAT);
-  const on = await b.rec.waitFor((m) => m.topic === `${b.base}/state` && json(m).label === 'Egyptian cat', 5000, 'the cat state');
-  const score = json(on).score as number;
-  // Raise inference.threshold just above the cat's score: on above it, held down to it − 0.15.
-  const threshold = Math.ceil((score + 0.05) * 100) / 100;
-  t.ok(threshold - 0.15 < score && threshold <= 1, `threshold ${threshold}, hold from ${threshold - 0.15}, the cat scores ${score}`);
-  await b.rec.client.publishAsync(`${b.base}/set/threshold`, String(threshold), { qos: 1 });
-  const r = await b.rec.waitFor((m) => m.topic === `${b.base}/response/set/threshold`, 5000, 'the response to set/threshold');
-  t.match(json(r), { ok: true });
-  await b.frame(CAT);
-  await sleep(300);
-  t.same(json(b.rec.on(`${b.base}/prediction`).at(-1)!).classes, [], 'the cat is no longer reported (below the threshold)');
-  t.same(b.rec.on(`${b.base}/state`).map(label), ['unknown', 'Egyptian cat'], 'the state holds the cat');
-  t.same(
-    b.rec.on(`${b.base}/gpio/17`).map((m) => m.payload),
-    ['0', '1'],
-    'the relay stays on',
-  );
-  await b.frame(BIRD);
-  await sleep(300);
-  t.same(b.rec.on(`${b.base}/state`).map(label), ['unknown', 'Egyptian cat', 'chickadee'], 'a chickadee above the threshold takes over');
-  t.same(
-    b.rec.on(`${b.base}/gpio/17`).map((m) => m.payload),
-    ['0', '1', '0'],
-    'the relay goes off when the cat is gone',
-  );
-});
+t.test(
+  'hysteresis below inference.threshold: a state and a relay that are on hold while the label scores under the threshold but above threshold − hysteresis',
+  async (t) => {
+    const broker = await startMosquitto(t);
+    const b = await buildDaemon(
+      t,
+      daemonConfig(broker.url, (c) => ({
+        ...c,
+        state: { ...c.state, hysteresis: 0.15 },
+        gpio: { ...c.gpio, rules: [{ pin: 17, labels: ['Egyptian cat'], min_score: 0.5, active_low: false, hold_ms: 0 }] },
+      })),
+    );
+    const label = (m: { payload: string }) => (json(m).status === 'detected' ? json(m).label : json(m).status);
+    await b.frame(CAT);
+    const on = await b.rec.waitFor((m) => m.topic === `${b.base}/state` && json(m).label === 'Egyptian cat', 5000, 'the cat state');
+    const score = json(on).score as number;
+    // Raise inference.threshold just above the cat's score: on above it, held down to it − 0.15.
+    const threshold = Math.ceil((score + 0.05) * 100) / 100;
+    t.ok(threshold - 0.15 < score && threshold <= 1, `threshold ${threshold}, hold from ${threshold - 0.15}, the cat scores ${score}`);
+    await b.rec.client.publishAsync(`${b.base}/set/threshold`, String(threshold), { qos: 1 });
+    const r = await b.rec.waitFor((m) => m.topic === `${b.base}/response/set/threshold`, 5000, 'the response to set/threshold');
+    t.match(json(r), { ok: true });
+    await b.frame(CAT);
+    await sleep(300);
+    t.same(json(b.rec.on(`${b.base}/prediction`).at(-1)!).classes, [], 'the cat is no longer reported (below the threshold)');
+    t.same(b.rec.on(`${b.base}/state`).map(label), ['unknown', 'Egyptian cat'], 'the state holds the cat');
+    t.same(
+      b.rec.on(`${b.base}/gpio/17`).map((m) => m.payload),
+      ['0', '1'],
+      'the relay stays on',
+    );
+    await b.frame(BIRD);
+    await sleep(300);
+    t.same(b.rec.on(`${b.base}/state`).map(label), ['unknown', 'Egyptian cat', 'chickadee'], 'a chickadee above the threshold takes over');
+    t.same(
+      b.rec.on(`${b.base}/gpio/17`).map((m) => m.payload),
+      ['0', '1', '0'],
+      'the relay goes off when the cat is gone',
+    );
+  },
+);
 
 t.test('commands off, snapshots in a folder, a GPIO rule naming a label the model lacks', async (t) => {
   const broker = await startMosquitto(t);
