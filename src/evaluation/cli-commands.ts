@@ -73,7 +73,22 @@ export function addWorkflowCommands(cli: Command, host: WorkflowCliHost): void {
             return EX_USAGE;
           }
           try {
-            const r = await predict({ modelPath: c.modelPath, inputs: specs, raw: opts.raw === true, threads: typeof c.threads === 'number' ? c.threads : 1 });
+            // `auto` means the reference (default kernels): predict shows what the model computes, not how fast.
+            if (c.engine === 'edgetpu') {
+              process.stderr.write(
+                'edge-classifier: predict runs on tflite, tflite-xnnpack or litert-wasm, not edgetpu; check an Edge TPU model with classify\n',
+              );
+              return EX_USAGE;
+            }
+            const r = await predict({
+              modelPath: c.modelPath,
+              inputs: specs,
+              raw: opts.raw === true,
+              threads: typeof c.threads === 'number' ? c.threads : 1,
+              ...(c.engine !== 'auto' ? { engine: c.engine } : {}),
+              ...(c.library !== undefined ? { library: c.library } : {}),
+              onNote: (note) => process.stderr.write(`edge-classifier: ${note}\n`),
+            });
             if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
             else process.stdout.write(`${r.outputs.map((x) => describeOutput(x, formatNested)).join('\n')}\ninvoke ${r.inference_ms.toFixed(3)} ms\n`);
             return 0;

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { customOpMessage } from './compat.js';
+import type { EngineName } from './engine-api.js';
 import { InferenceSession } from './session.js';
 import { type InputSpec, jsonToTensor, matchInputs, type TensorJson, TensorValueError, tensorToJson } from './tensor-json.js';
 import { readModelFile } from './tflite-model.js';
@@ -13,6 +14,16 @@ export interface PredictOptions {
   readonly raw?: boolean;
   /** Interpreter threads; default 1. */
   readonly threads?: number;
+  /**
+   * Engine to run on (default `tflite`, the TFLite C API's default kernels: the
+   * reference the other engines are compared with). `edgetpu` is not offered:
+   * a model compiled for the Edge TPU is checked with `classify`.
+   */
+  readonly engine?: Exclude<EngineName, 'edgetpu'>;
+  /** TFLite C library (default: the bundled one). */
+  readonly library?: string;
+  /** What the engine says the user should know (e.g. that XNNPACK did not apply); default: ignored. */
+  readonly onNote?: (note: string) => void;
 }
 
 /** What `predict` prints. */
@@ -60,8 +71,14 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
     const t = targets[i]!;
     values.set(t.index, jsonToTensor(await readJson(options.inputs[i]!), t, { raw: options.raw ?? false }) as ArrayBufferView);
   }
-  // The TFLite C API on its default kernels: the reference every other engine is compared with.
-  const session = await InferenceSession.open({ modelBytes: bytes, model: options.modelPath, engine: 'tflite', threads: options.threads ?? 1 });
+  const session = await InferenceSession.open({
+    modelBytes: bytes,
+    model: options.modelPath,
+    engine: options.engine ?? 'tflite',
+    threads: options.threads ?? 1,
+    ...(options.library !== undefined ? { library: options.library } : {}),
+  });
+  for (const note of session.notes) options.onNote?.(note);
   try {
     const result = await session.run(info.inputs.map((t) => values.get(t.index)!));
     return {

@@ -27,6 +27,20 @@ t.test('the one-neuron model that learned y = 2x − 1 gives about 18.98 for 10'
   t.match(text.stdout, /^output 'Identity' \(#3, \[1,1\] float32\): \[\[18\.98\d*\]\]\ninvoke [\d.]+ ms\n$/);
 });
 
+t.test('predict runs on the engine asked for (the reference, default kernels, unless told)', async (t) => {
+  const xnnpack = await runCli(['predict', '--engine', 'tflite-xnnpack', '--model', DENSE, '--input', '[[10.0]]', '--json']);
+  t.equal(xnnpack.code, 0, xnnpack.stderr);
+  const v = (JSON.parse(xnnpack.stdout) as { outputs: { values: number[][] }[] }).outputs[0]!.values[0]![0]!;
+  t.ok(Math.abs(v - (1.9974765 * 10 - 0.99217343)) < 1e-4, `tflite-xnnpack: ${v}`);
+  // LiteRT.js 2.5.3 cannot load this model (README, "Inference engines"): asking for it must say so, not fall back.
+  const litert = await runCli(['predict', '--engine', 'litert-wasm', '--model', DENSE, '--input', '[[10.0]]']);
+  t.not(litert.code, 0);
+  t.match(litert.stderr, /litert-wasm cannot run .*dense_2x_minus_1\.tflite/);
+  const tpu = await runCli(['predict', '--engine', 'edgetpu', '--model', DENSE, '--input', '[[10.0]]']);
+  t.equal(tpu.code, 2);
+  t.match(tpu.stderr, /predict runs on tflite, tflite-xnnpack or litert-wasm, not edgetpu/);
+});
+
 t.test('quantized tensors: real values in, raw and dequantized values out', async (t) => {
   // A mid-grey image, given as real values in [-1, 1] (the int8 input's range: scale 1/127.5, zero point -1).
   const real = 0.5;
