@@ -194,3 +194,30 @@ export interface Frame {
   /** The pixel format of a raw frame; undefined for encoded images. */
   readonly raw?: RawPictureFormat;
 }
+
+/** The firmware's throttling state (`vcgencmd get_throttled`, see `stats/system.ts`), decoded; bits 0–3 now, 16–19 since boot. */
+export interface Throttled {
+  /** The raw bit field, e.g. `0x50005`. */
+  readonly raw: string;
+  readonly under_voltage: boolean;
+  readonly frequency_capped: boolean;
+  readonly throttled: boolean;
+  readonly soft_temperature_limit: boolean;
+  readonly under_voltage_occurred: boolean;
+  readonly frequency_capped_occurred: boolean;
+  readonly throttled_occurred: boolean;
+  readonly soft_temperature_limit_occurred: boolean;
+}
+
+/** The `system` object of `<base>/stats`. */
+export interface SystemStats {
+  /** Resident set size of the process, bytes. */
+  readonly rss_bytes: number;
+  readonly heap_used_bytes: number;
+  /** CPU time of the process since the previous sample, percent of one core. */
+  readonly cpu_percent: number;
+  readonly load_1m: number;
+  readonly cpu_temperature_c: number | null;
+  readonly cpu_temperature_source: string | null;
+  readonly throttled: Throttled | null;
+}

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type ClassScore, MAX_BCM_PIN, type Timings } from '../core/types.js';
+import { type ClassScore, MAX_BCM_PIN, type SystemStats, type Timings } from '../core/types.js';
 
 /**
  * The MQTT contract of edge-classifier: topic names under one base topic and
@@ -139,26 +139,7 @@ export interface StatsPayload {
     readonly commands_refused: number;
     readonly commands_rate_limited: number;
   };
-  readonly system: {
-    readonly rss_bytes: number;
-    readonly heap_used_bytes: number;
-    readonly cpu_percent: number;
-    readonly load_1m: number;
-    readonly cpu_temperature_c: number | null;
-    readonly cpu_temperature_source: string | null;
-    /** `vcgencmd get_throttled` decoded (see `stats/system.ts`), null off a Pi. */
-    readonly throttled: {
-      readonly raw: string;
-      readonly under_voltage: boolean;
-      readonly frequency_capped: boolean;
-      readonly throttled: boolean;
-      readonly soft_temperature_limit: boolean;
-      readonly under_voltage_occurred: boolean;
-      readonly frequency_capped_occurred: boolean;
-      readonly throttled_occurred: boolean;
-      readonly soft_temperature_limit_occurred: boolean;
-    } | null;
-  };
+  readonly system: SystemStats;
   /** Who publishes (host, boot, pid, start), so that a second daemon on this base topic can name the first. */
   readonly instance: { readonly hostname: string; readonly boot_id: string; readonly pid: number; readonly started: string };
 }

@@ -2,20 +2,8 @@ import { access, constants as fsConstants } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { readCpuTemperature, readThrottled, THERMAL_ROOT, type Throttled } from './system.js';
-
-/** The `system` object of `<base>/stats`. */
-export interface SystemStats {
-  /** Resident set size of the process, bytes. */
-  readonly rss_bytes: number;
-  readonly heap_used_bytes: number;
-  /** CPU time of the process since the previous sample, percent of one core. */
-  readonly cpu_percent: number;
-  readonly load_1m: number;
-  readonly cpu_temperature_c: number | null;
-  readonly cpu_temperature_source: string | null;
-  readonly throttled: Throttled | null;
-}
+import type { SystemStats } from '../core/types.js';
+import { readCpuTemperature, readThrottled, THERMAL_ROOT } from './system.js';
 
 /** Options of `SystemSampler`; defaults read the real machine. */
 export interface SystemSamplerOptions {

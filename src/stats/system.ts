@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Throttled } from '../core/types.js';
 
 /**
  * Readings of the machine the daemon runs on, for `<base>/stats`:
@@ -62,20 +63,6 @@ export async function readCpuTemperature(root: string = THERMAL_ROOT): Promise<C
     return { celsius: Math.round(celsius * 10) / 10, source: `${path.join(root, zone)} (${type || 'unknown type'})` };
   }
   return null;
-}
-
-/** The firmware's throttling state (`vcgencmd get_throttled`), decoded. */
-export interface Throttled {
-  /** The raw bit field, e.g. `0x50005`. */
-  readonly raw: string;
-  readonly under_voltage: boolean;
-  readonly frequency_capped: boolean;
-  readonly throttled: boolean;
-  readonly soft_temperature_limit: boolean;
-  readonly under_voltage_occurred: boolean;
-  readonly frequency_capped_occurred: boolean;
-  readonly throttled_occurred: boolean;
-  readonly soft_temperature_limit_occurred: boolean;
 }
 
 /**

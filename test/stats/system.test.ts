@@ -71,12 +71,16 @@ t.test('SystemSampler: memory, CPU percent, temperature and throttling from a st
   await writeFile(path.join(bin, 'vcgencmd'), '#!/bin/sh\necho throttled=0x50000\n');
   await chmod(path.join(bin, 'vcgencmd'), 0o755);
   const sampler = new SystemSampler({ thermalRoot: thermal, pathEnv: bin });
-  // Burn about 200 ms of CPU between two samples: cpu_percent must see it.
+  // Burn 200 ms of CPU time between two samples: cpu_percent must match the CPU time over the wall time,
+  // measured here from process.cpuUsage() (so a busy machine, which stretches the wall time, changes both alike).
   await sampler.sample();
-  const start = Date.now();
-  while (Date.now() - start < 200) Math.sqrt(Math.random());
+  const cpu0 = process.cpuUsage();
+  const wall0 = performance.now();
+  while (process.cpuUsage(cpu0).user < 200_000) Math.sqrt(Math.random());
   const s = await sampler.sample();
-  t.ok(s.cpu_percent > 30, `cpu_percent ${s.cpu_percent} after a busy loop`);
+  const used = process.cpuUsage(cpu0);
+  const expected = ((used.user + used.system) / 1000 / (performance.now() - wall0)) * 100;
+  t.ok(Math.abs(s.cpu_percent - expected) < 15, `cpu_percent ${s.cpu_percent} after a busy loop, ${expected.toFixed(1)} measured here`);
   t.equal(s.cpu_temperature_c, 48.3);
   t.equal(s.throttled?.under_voltage_occurred, true);
   t.equal(s.throttled?.under_voltage, false);
