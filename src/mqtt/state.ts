@@ -150,12 +150,14 @@ export class StateSmoother {
    */
   private voteOf(classes: readonly ClassScore[], candidates: readonly ClassScore[]): ClassScore | null {
     const held = this.current?.status === 'detected' ? this.current.label : null;
-    const reported = candidates === classes ? undefined : new Set(classes.map((c) => c.label));
-    for (const c of candidates) {
+    // Both lists are highest first and the reported classes are the candidates cut by top-k and threshold,
+    // so the reported ones are the first classes.length candidates: no per-frame lookup set is needed.
+    for (let i = 0; i < candidates.length; i++) {
+      const c = candidates[i]!;
       const threshold = this.thresholdOf(c.label);
       if (c.label === held) {
         if (c.score >= Math.max(threshold, this.scoreFloor) - this.hysteresis) return c;
-      } else if ((reported === undefined || reported.has(c.label)) && c.score >= threshold) return c;
+      } else if (i < classes.length && c.score >= threshold) return c;
     }
     return null;
   }
@@ -165,7 +167,7 @@ export class StateSmoother {
    * probabilities) classified at `now` (`nowMs` on a monotonic clock, for
    * dwell and expiry). `candidates`: the same frame's classes reported
    * beyond `inference.top_k` and below `inference.threshold` (highest
-   * first, a superset of `classes`), where the held label is looked for
+   * first; `classes` is its first `classes.length` entries), where the held label is looked for
    * down to its threshold − hysteresis; default `classes`. Returns the new
    * state when it changed, else null.
    */

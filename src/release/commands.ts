@@ -51,6 +51,16 @@ function refuseUnderSudo(flags: DeviceFlags): void {
   );
 }
 
+/** For commands that take no device context: the refusal printed and its exit status under sudo, else undefined. */
+function sudoRefusal(flags: DeviceFlags): number | undefined {
+  try {
+    refuseUnderSudo(flags);
+    return undefined;
+  } catch (err) {
+    return refused(err, flags.json);
+  }
+}
+
 function context(flags: DeviceFlags): DeviceContext {
   refuseUnderSudo(flags);
   surviveHangup();
@@ -216,11 +226,8 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
   addDeviceFlags(release.command('list').description('installed releases: current, previous, history with results')).action((opts: DeviceFlags) =>
     setExit(
       (async () => {
-        try {
-          refuseUnderSudo(opts);
-        } catch (err) {
-          return refused(err, opts.json);
-        }
+        const underSudo = sudoRefusal(opts);
+        if (underSudo !== undefined) return underSudo;
         const { listReleases } = await import('./releases.js');
         const l = await listReleases(layoutFor(opts.root));
         if (opts.json) {
@@ -297,11 +304,8 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
   addDeviceFlags(cli.command('health').description("the running daemon's health, from its health file; exit 0 healthy, 1 not")).action((opts: DeviceFlags) =>
     setExit(
       (async () => {
-        try {
-          refuseUnderSudo(opts);
-        } catch (err) {
-          return refused(err, opts.json);
-        }
+        const underSudo = sudoRefusal(opts);
+        if (underSudo !== undefined) return underSudo;
         const { formatHealth, healthJson, judgeHealth, readHealthRecord } = await import('./health.js');
         const layout = layoutFor(opts.root);
         const report = judgeHealth(await readHealthRecord(layout.healthFile), layout.healthFile);
@@ -316,11 +320,8 @@ export function addReleaseCommands(cli: Command, packageRoot: string, setExit: (
     .action((opts: DeviceFlags) =>
       setExit(
         (async () => {
-          try {
-            refuseUnderSudo(opts);
-          } catch (err) {
-            return refused(err, opts.json);
-          }
+          const underSudo = sudoRefusal(opts);
+          if (underSudo !== undefined) return underSudo;
           const { doctor, formatDoctor } = await import('./doctor.js');
           const report = await doctor({ layout: layoutFor(opts.root), node: opts.node });
           process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : `${formatDoctor(report)}\n`);
