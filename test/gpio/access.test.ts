@@ -6,7 +6,7 @@
  */
 
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -61,12 +61,27 @@ function fakeSysfs(t: { teardown(fn: () => unknown): void }, name: string, pin: 
   return { root, exported };
 }
 
-/** Runs exportAndWaitForAccess as user nobody in a child process. */
+/**
+ * Runs exportAndWaitForAccess as user nobody in a child process. The built
+ * module (it imports only Node.js built-ins) is copied to a folder user nobody can
+ * read, and the test runner's loaders and coverage are left out of the
+ * child's environment: the checkout itself may sit in a folder only root can
+ * enter (e.g. under `mktemp -d`).
+ */
 function waitAsNobody(root: string, pin: number) {
-  const script = `import { exportAndWaitForAccess } from ${JSON.stringify(ACCESS)};
+  const dir = mkdtempSync(path.join(tmpdir(), 'ec-gpio-access-module-'));
+  chmodSync(dir, 0o755);
+  const module = path.join(dir, 'access.mjs');
+  copyFileSync(ACCESS, module);
+  chmodSync(module, 0o644);
+  const script = `import { exportAndWaitForAccess } from ${JSON.stringify(module)};
 try { const r = await exportAndWaitForAccess(${pin}, ${JSON.stringify(root)}); console.log(JSON.stringify({ ok: true, ...r })); }
 catch (e) { console.log(JSON.stringify({ ok: false, message: e.message })); }`;
-  return run(process.execPath, ['--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY }).then((r) => JSON.parse(r.stdout.trim()));
+  // Through env(1): the test runner adds its loaders to NODE_OPTIONS of every child it sees spawned.
+  const child = ['-u', 'NODE_OPTIONS', '-u', 'NODE_V8_COVERAGE', process.execPath, '--input-type=module', '-e', script];
+  return run('env', child, { uid: NOBODY, gid: NOBODY, cwd: dir })
+    .then((r) => JSON.parse(r.stdout.trim()))
+    .finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
 t.test(
